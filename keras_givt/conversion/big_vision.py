@@ -1,0 +1,191 @@
+"""Reading big_vision checkpoints and building keras_givt models from them.
+
+big_vision saves params-only `.npz` files (`np.savez` of '/'-joined flax
+names, optionally prefixed by `params/`). GIVT decoders come in two
+layouts: per-layer (`decoder/EncDecBlock{i}/...`) and scanned
+(`decoder/EncDecBlock/...`, layers stacked on **axis 1**), which is what the
+published ImageNet checkpoints use.
+
+`load_givt_params(backbone, params)` checks every array: a missing, extra or
+mis-shaped array raises a `ValueError` naming the array, the expected and
+the received shape. Nothing is assigned unless everything matches.
+"""
+
+import os
+import re
+import zipfile
+
+import numpy as np
+
+from keras_givt.models.givt.givt_backbone import GIVTBackbone
+
+# big_vision `givt.Model` defaults for the fields the backbone uses.
+GIVT_DEFAULTS = {
+    "num_labels": 1000,
+    "seq_len": 256,
+    "out_dim": 32,
+    "emb_dim": 512,
+    "num_decoder_layers": 6,
+    "num_heads": 8,
+    "mlp_dim": 2048,
+    "num_mixtures": 4,
+    "per_channel_mixtures": True,
+    "multivariate": False,
+    "fix_square_plus": False,
+    "scale_tol": 1e-6,
+    "style": "ar",
+    "mask_style": "replace",
+    "drop_labels_probability": 0.0,
+    "min_masking_rate_training": 0.3,
+    "dec_dropout_rate": 0.0,
+    "zero_embedding_init": False,
+}
+# Fields that change nothing numerically (memory/layout knobs) or that we
+# accept only at their neutral value.
+_IGNORED = ("scan", "remat_policy", "enc_dropout_rate")
+_NEUTRAL = {"posemb_type": ("learn",), "num_layers": (0, None)}
+
+
+def givt_backbone_kwargs(model_kwargs):
+    """`GIVTBackbone` kwargs for a big_vision `givt.Model(**model_kwargs)`."""
+    if not isinstance(model_kwargs, dict):
+        raise TypeError(f"`model_kwargs` must be a dict; received {type(model_kwargs).__name__}.")
+    kwargs = dict(GIVT_DEFAULTS)
+    for key, value in model_kwargs.items():
+        if key in _IGNORED:
+            continue
+        if key in _NEUTRAL:
+            if value not in _NEUTRAL[key]:
+                raise ValueError(
+                    f"big_vision option {key}={value!r} is not supported by GIVTBackbone "
+                    f"(supported: {_NEUTRAL[key]})."
+                )
+            continue
+        if key not in GIVT_DEFAULTS:
+            raise ValueError(f"Unknown big_vision givt.Model option {key!r} (value {value!r}).")
+        kwargs[key] = value
+    return kwargs
+
+
+def givt_backbone_from_big_vision_config(model_kwargs, **overrides):
+    """Builds a `GIVTBackbone` from big_vision `givt.Model` kwargs."""
+    kwargs = givt_backbone_kwargs(model_kwargs)
+    kwargs.update(overrides)
+    return GIVTBackbone(**kwargs)
+
+
+# --- npz reading -----------------------------------------------------------
+
+
+def read_npz(path):
+    """Reads a big_vision params-only `.npz` into `{name: array}`.
+
+    A leading `params/` (full train-state files) is stripped.
+    """
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            params = {k: np.asarray(data[k]) for k in data.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+        raise ValueError(f"Could not read the big_vision npz checkpoint {path!r}: {e}") from e
+    if params and all(k.startswith("params/") for k in params):
+        params = {k[len("params/") :]: v for k, v in params.items()}
+    return params
+
+
+def _unscan(params, prefix, num_layers, axis=1):
+    """Splits scanned `prefix/...` arrays (layer axis `axis`) into `prefix{i}/...`."""
+    out = {}
+    scanned = prefix + "/"
+    for name, value in params.items():
+        if not name.startswith(scanned):
+            out[name] = value
+            continue
+        rest = name[len(scanned) :]
+        if value.ndim <= axis or value.shape[axis] != num_layers:
+            raise ValueError(
+                f"Scanned array {name!r} should have {num_layers} layers on axis {axis}; "
+                f"received shape {value.shape}."
+            )
+        for i in range(num_layers):
+            out[f"{prefix}{i}/{rest}"] = np.take(value, i, axis=axis)
+    return out
+
+
+# --- GIVT weights ----------------------------------------------------------
+
+
+def givt_weight_map(backbone):
+    """`{big_vision name: (keras variable, expected big_vision shape)}`."""
+    emb = backbone.embedding
+    m = {
+        "EmbedLabels/embedding": emb.label_embedding.embeddings,
+        "EmbedTargets/kernel": emb.token_embedding.kernel,
+        "EmbedTargets/bias": emb.token_embedding.bias,
+        "decoder/pos_emb": emb.position_embedding,
+        "decoder/LayerNorm/scale": backbone.decoder_norm.scale,
+        "decoder/LayerNorm/bias": backbone.decoder_norm.bias,
+        "decoder/LogitsDense/kernel": backbone.logits_dense.kernel,
+        "decoder/LogitsDense/bias": backbone.logits_dense.bias,
+    }
+    for i, block in enumerate(backbone.decoder_blocks):
+        p = f"decoder/EncDecBlock{i}/"
+        m[p + "LayerNorm1/scale"] = block.pre_attention_norm.scale
+        m[p + "LayerNorm3/scale"] = block.pre_mlp_norm.scale
+        for bv, layer in (("Dense_0", block.mlp_dense_0), ("Dense_1", block.mlp_dense_1)):
+            m[p + f"MLP/{bv}/kernel"] = layer.kernel
+            m[p + f"MLP/{bv}/bias"] = layer.bias
+        for n in ("query", "key", "value", "out"):
+            m[p + f"SelfAttn/{n}/kernel"] = getattr(block.self_attention, n).kernel
+        if block.cross_attention:
+            m[p + "LayerNorm2/scale"] = block.pre_cross_attention_norm.scale
+            for n in ("query", "key", "value", "out"):
+                m[p + f"CrossAttn/{n}/kernel"] = getattr(block.cross_attention_layer, n).kernel
+    shapes = {k: tuple(v.shape) for k, v in m.items()}
+    shapes["decoder/pos_emb"] = (1,) + shapes["decoder/pos_emb"]
+    return {k: (m[k], shapes[k]) for k in m}
+
+
+def assign_checked(weight_map, params, what="checkpoint"):
+    """Assigns `params` to `weight_map` after checking names and shapes."""
+    expected = set(weight_map)
+    received = set(params)
+    missing = sorted(expected - received)
+    extra = sorted(received - expected)
+    if missing:
+        name = missing[0]
+        raise ValueError(
+            f"The {what} is missing array {name!r} (expected shape "
+            f"{weight_map[name][1]}); {len(missing)} missing in total: {missing[:8]}"
+        )
+    if extra:
+        name = extra[0]
+        raise ValueError(
+            f"The {what} has unexpected array {name!r} (shape {params[name].shape}); "
+            f"{len(extra)} unexpected in total: {extra[:8]}. Was it saved for another config?"
+        )
+    for name in sorted(expected):
+        shape = tuple(params[name].shape)
+        if shape != weight_map[name][1]:
+            raise ValueError(
+                f"Array {name!r} of the {what} has shape {shape}; the model expects "
+                f"{weight_map[name][1]}. Was it saved for another config?"
+            )
+    for name, (variable, _) in weight_map.items():
+        value = np.asarray(params[name], dtype="float32").reshape(tuple(variable.shape))
+        variable.assign(value.astype(variable.dtype))
+
+
+def load_givt_params(backbone, params):
+    """Loads big_vision GIVT params (dict or npz path) into `backbone`."""
+    if not isinstance(params, dict):
+        params = read_npz(params)
+    params = dict(params)
+    if any(k.startswith("decoder/EncDecBlock/") for k in params):
+        params = _unscan(params, "decoder/EncDecBlock", backbone.num_decoder_layers, axis=1)
+    assign_checked(givt_weight_map(backbone), params, what="GIVT checkpoint")
+    return backbone
+
+
+def is_scanned(params):
+    return any(re.match(r"decoder/EncDecBlock/", k) for k in params)

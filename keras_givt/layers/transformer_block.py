@@ -1,0 +1,328 @@
+"""big_vision-style transformer pieces: LayerNorm, attention, decoder block.
+
+Dimension letters: B batch, T query length, S key length, L cache length,
+E embedding width, H heads, Dh = E / H head width, F MLP width.
+
+Semantics follow big_vision's GIVT decoder (`givt.EncDecBlock`):
+- pre-LN; the block LayerNorms have no bias; epsilon 1e-6; flax's fast
+  variance E[x²] − E[x]².
+- bias-free multi-head attention, q/k/v kernels (E, H, Dh), out (H, Dh, E),
+  queries scaled by 1/√Dh, softmax in float32; causal or bidirectional.
+- dropout on the attention weights and after the attention output; in the
+  MLP only after the tanh-gelu.
+- optional cross-attention (UViM): LayerNorm2 + bias-free attention to an
+  encoded sequence between self-attention and MLP.
+- a dense KV cache `(B, 2, L, H, Dh)` per block (stacked to
+  `(B, num_layers, 2, L, H, Dh)` by the backbone), updated with
+  `ops.slice_update`.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+
+def lecun_normal(fan_in):
+    """flax's `lecun_normal` with the fan-in of the contracted axis."""
+    # Truncated normal with the stddev corrected for truncation at 2σ.
+    return keras.initializers.TruncatedNormal(stddev=math.sqrt(1.0 / fan_in) / 0.87962566103423978)
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class FlaxLayerNorm(keras.layers.Layer):
+    """LayerNorm with flax's numerics (float32, fast variance, eps 1e-6).
+
+    Args:
+        epsilon: float. Added to the variance.
+        use_bias: bool. Whether to add a learned bias.
+        use_scale: bool. Whether to multiply by a learned scale.
+    """
+
+    def __init__(self, epsilon=1e-6, use_bias=True, use_scale=True, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.use_bias = use_bias
+        self.use_scale = use_scale
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if self.use_scale:
+            self.scale = self.add_weight(name="scale", shape=(dim,), initializer="ones")
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(dim,), initializer="zeros")
+        self.built = True
+
+    def call(self, x):
+        x32 = ops.cast(x, "float32")
+        mean = ops.mean(x32, axis=-1, keepdims=True)
+        mean2 = ops.mean(ops.square(x32), axis=-1, keepdims=True)
+        var = ops.maximum(mean2 - ops.square(mean), 0.0)
+        mul = ops.rsqrt(var + self.epsilon)
+        if self.use_scale:
+            mul = mul * ops.cast(self.scale, "float32")
+        y = (x32 - mean) * mul
+        if self.use_bias:
+            y = y + ops.cast(self.bias, "float32")
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"epsilon": self.epsilon, "use_bias": self.use_bias, "use_scale": self.use_scale}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class GIVTAttention(keras.layers.Layer):
+    """Multi-head dot-product attention as flax's `nn.MultiHeadDotProductAttention`.
+
+    Args:
+        num_heads: int. H.
+        hidden_dim: int. E (must be divisible by H).
+        dropout_rate: float. Dropout on the attention weights.
+        use_bias: bool. Biases on q/k/v/out (False in GIVT, True in ViT).
+    """
+
+    def __init__(self, num_heads, hidden_dim, dropout_rate=0.0, use_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        self.head_dim = hidden_dim // num_heads
+        H, Dh, E = num_heads, self.head_dim, hidden_dim
+        qkv_bias = "nh" if use_bias else None
+        init = lecun_normal(E)
+        # === Layers ===
+        self.query = keras.layers.EinsumDense(
+            "bte,ehd->bthd", (None, H, Dh), bias_axes=qkv_bias, kernel_initializer=init,
+            dtype=self.dtype_policy, name="query",
+        )
+        self.key = keras.layers.EinsumDense(
+            "bte,ehd->bthd", (None, H, Dh), bias_axes=qkv_bias, kernel_initializer=init,
+            dtype=self.dtype_policy, name="key",
+        )
+        self.value = keras.layers.EinsumDense(
+            "bte,ehd->bthd", (None, H, Dh), bias_axes=qkv_bias, kernel_initializer=init,
+            dtype=self.dtype_policy, name="value",
+        )
+        self.out = keras.layers.EinsumDense(
+            "bthd,hde->bte", (None, E), bias_axes="e" if use_bias else None,
+            kernel_initializer=lecun_normal(E), dtype=self.dtype_policy, name="out",
+        )
+        self.attention_dropout = keras.layers.Dropout(
+            dropout_rate, dtype=self.dtype_policy, name="attention_dropout"
+        )
+
+    def build(self, x_shape, kv_shape=None):
+        kv_shape = x_shape if kv_shape is None else kv_shape
+        self.query.build(x_shape)
+        self.key.build(kv_shape)
+        self.value.build(kv_shape)
+        self.out.build(tuple(x_shape[:-1]) + (self.num_heads, self.head_dim))
+        self.built = True
+
+    def _attend(self, q, k, v, attention_mask, training):
+        # q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh); mask (T, S) or (B, 1, T, S).
+        logits = ops.einsum("bthd,bshd->bhts", q, k)
+        logits = ops.cast(logits, "float32")
+        if attention_mask is not None:
+            logits = ops.where(attention_mask, logits, ops.cast(-1e30, "float32"))
+        weights = ops.softmax(logits, axis=-1)
+        weights = ops.cast(weights, self.compute_dtype)
+        weights = self.attention_dropout(weights, training=training)
+        return self.out(ops.einsum("bhts,bshd->bthd", weights, v))  # (B, T, E)
+
+    def call(self, x, kv=None, attention_mask=None, training=None):
+        kv = x if kv is None else kv
+        q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
+        return self._attend(q, self.key(kv), self.value(kv), attention_mask, training)
+
+    def call_with_cache(self, x, cache, cache_update_index, training=None):
+        """Self-attention of `x (B, T, E)` at positions `index..index+T-1`.
+
+        `cache (B, 2, L, H, Dh)` holds keys and values; returns
+        `(output (B, T, E), updated cache)`.
+        """
+        q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
+        k_new = ops.cast(self.key(x), cache.dtype)
+        v_new = ops.cast(self.value(x), cache.dtype)
+        start = [0, cache_update_index, 0, 0]
+        k_cache = ops.slice_update(cache[:, 0], start, k_new)
+        v_cache = ops.slice_update(cache[:, 1], start, v_new)
+        cache = ops.stack([k_cache, v_cache], axis=1)
+        cache_len = ops.shape(k_cache)[1]
+        t = ops.shape(x)[1]
+        q_pos = ops.arange(t) + cache_update_index
+        mask = ops.expand_dims(ops.arange(cache_len), 0) <= ops.expand_dims(q_pos, 1)
+        k = ops.cast(k_cache, self.compute_dtype)
+        v = ops.cast(v_cache, self.compute_dtype)
+        return self._attend(q, k, v, mask, training), cache
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "dropout_rate": self.dropout_rate,
+                "use_bias": self.use_bias,
+            }
+        )
+        return config
+
+
+def causal_mask(length):
+    """(T, T) boolean lower-triangular mask."""
+    i = ops.arange(length)
+    return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class GIVTDecoderBlock(keras.layers.Layer):
+    """One GIVT transformer block (big_vision `EncDecBlock`).
+
+    Args:
+        hidden_dim: int. E.
+        num_heads: int. H.
+        mlp_dim: int. F.
+        dropout_rate: float. big_vision's `dec_dropout_rate`.
+        causal: bool. Causal self-attention ('ar') or bidirectional ('masked').
+        cross_attention: bool. Add LayerNorm2 + cross-attention to an encoded
+            sequence (UViM's encoder-decoder GIVT).
+        layer_norm_epsilon: float.
+
+    Example:
+    ```python
+    block = GIVTDecoderBlock(hidden_dim=32, num_heads=2, mlp_dim=64)
+    y = block(np.zeros((2, 16, 32), "float32"))  # (2, 16, 32)
+    ```
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        num_heads,
+        mlp_dim,
+        dropout_rate=0.0,
+        causal=True,
+        cross_attention=False,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.causal = causal
+        self.cross_attention = cross_attention
+        self.layer_norm_epsilon = layer_norm_epsilon
+        dtype = self.dtype_policy
+
+        # === Layers ===
+        self.pre_attention_norm = FlaxLayerNorm(
+            layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_attention_norm"
+        )
+        self.self_attention = GIVTAttention(
+            num_heads, hidden_dim, dropout_rate, dtype=dtype, name="self_attention"
+        )
+        self.attention_output_dropout = keras.layers.Dropout(
+            dropout_rate, dtype=dtype, name="attention_output_dropout"
+        )
+        if cross_attention:
+            self.pre_cross_attention_norm = FlaxLayerNorm(
+                layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_cross_attention_norm"
+            )
+            self.cross_attention_layer = GIVTAttention(
+                num_heads, hidden_dim, dropout_rate, dtype=dtype, name="cross_attention"
+            )
+            self.cross_attention_output_dropout = keras.layers.Dropout(
+                dropout_rate, dtype=dtype, name="cross_attention_output_dropout"
+            )
+        self.pre_mlp_norm = FlaxLayerNorm(
+            layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_mlp_norm"
+        )
+        self.mlp_dense_0 = keras.layers.Dense(
+            mlp_dim,
+            kernel_initializer="glorot_uniform",
+            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            dtype=dtype,
+            name="mlp_dense_0",
+        )
+        self.mlp_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="mlp_dropout")
+        self.mlp_dense_1 = keras.layers.Dense(
+            hidden_dim,
+            kernel_initializer="glorot_uniform",
+            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            dtype=dtype,
+            name="mlp_dense_1",
+        )
+
+    def build(self, x_shape, encoded_shape=None):
+        input_shape = x_shape
+        self.pre_attention_norm.build(input_shape)
+        self.self_attention.build(input_shape)
+        if self.cross_attention:
+            if encoded_shape is None:
+                encoded_shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
+            self.pre_cross_attention_norm.build(input_shape)
+            self.cross_attention_layer.build(input_shape, encoded_shape)
+        self.pre_mlp_norm.build(input_shape)
+        self.mlp_dense_0.build(input_shape)
+        self.mlp_dense_1.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self.built = True
+
+    def _cross_and_mlp(self, x, encoded, training):
+        if self.cross_attention:
+            y = self.pre_cross_attention_norm(x)
+            y = self.cross_attention_layer(y, kv=encoded, training=training)
+            x = x + self.cross_attention_output_dropout(y, training=training)
+        z = self.pre_mlp_norm(x)
+        z = self.mlp_dense_0(z)
+        z = keras.activations.gelu(z, approximate=True)
+        z = self.mlp_dropout(z, training=training)
+        z = self.mlp_dense_1(z)
+        return x + z
+
+    def call(self, x, encoded=None, training=None):
+        # x (B, T, E); encoded (B, S, E) or None.
+        mask = causal_mask(ops.shape(x)[1]) if self.causal else None
+        y = self.pre_attention_norm(x)
+        y = self.self_attention(y, attention_mask=mask, training=training)
+        x = x + self.attention_output_dropout(y, training=training)
+        return self._cross_and_mlp(x, encoded, training)
+
+    def call_with_cache(self, x, cache, cache_update_index, encoded=None, training=None):
+        """`x (B, T, E)` at positions `index..index+T-1`; `cache (B, 2, L, H, Dh)`."""
+        y = self.pre_attention_norm(x)
+        y, cache = self.self_attention.call_with_cache(y, cache, cache_update_index, training)
+        x = x + self.attention_output_dropout(y, training=training)
+        return self._cross_and_mlp(x, encoded, training), cache
+
+    def compute_output_shape(self, x_shape, encoded_shape=None):
+        return x_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout_rate": self.dropout_rate,
+                "causal": self.causal,
+                "cross_attention": self.cross_attention,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
