@@ -39,6 +39,7 @@ def square_plus(x, fix_square_plus=True):
     With `False` (big_vision's default and its original bug):
     `x + sqrt(x² + 4) / 2`, which goes negative below x = −2/√3.
     """
+    x = ops.convert_to_tensor(x)
     if fix_square_plus:
         return (x + ops.sqrt(ops.square(x) + 4.0)) / 2.0
     return x + ops.sqrt(ops.square(x) + 4.0) / 2.0

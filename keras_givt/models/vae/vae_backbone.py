@@ -1,0 +1,277 @@
+"""`BetaVAE`: big_vision's CNN β-VAE (`big_vision.models.proj.givt.cnn.Model`).
+
+Dimension letters: B batch, H/W image height/width, h/w latent grid,
+D codeword dim, L = (h/ph)·(w/pw) latent tokens, P = D·ph·pw token dim.
+
+Numerics match big_vision's `cnn.Model` number for number:
+- `malib_ckpt=True` (the published ImageNet VAE): input `(x + 1) / 2`,
+  logvar clipped to [−30, 20], decoder output `2·x − 1`.
+- The encoder output (2·D channels) is split `[mu | logvar]`; both are
+  turned into tokens with `b (h ph) (w pw) c -> b (h w) (c ph pw)`.
+- `decode` inverts the pixel shuffle (the pre-shuffle latent grid is assumed
+  square, as in big_vision) and clips the output to [−1, 1].
+
+Training (`fit`): `call(images, training=True)` samples
+z = mu + exp(logvar/2)·ε and decodes it; the loss (`compute_loss`) is
+
+    reconstruction + beta · KL
+
+- reconstruction `"l2"`: mean over batch, pixels and channels of
+  (x − x̂)²; `"xent"`: sigmoid cross-entropy between (x+1)/2 and the
+  decoder's output mapped to [0, 1] (clipped to [1e-6, 1 − 1e-6]), same mean.
+- KL(q(z|x) || N(0, I)) = ½ Σ (mu² + exp(logvar) − 1 − logvar), **summed
+  over tokens and channels, averaged over the batch** (our choice: big_vision
+  has no open-source CNN-VAE trainer to copy; this is the usual β-VAE
+  convention).
+`call` registers the KL with `add_loss` (so it works in `fit` on every
+backend); `compute_loss` reports `reconstruction_loss` and `kl_loss` as
+separate metrics. `sample_weight` is ignored.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_givt.models.vae.vae_layers import CNNDecoder
+from keras_givt.models.vae.vae_layers import CNNEncoder
+from keras_givt.models.vae.vae_layers import pixel_shuffle
+from keras_givt.models.vae.vae_layers import pixel_unshuffle
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class BetaVAE(keras.Model):
+    """big_vision CNN β-VAE (MaskGIT VQGAN-style encoder/decoder).
+
+    Args:
+        codeword_dim: int. D, latent channels per grid position.
+        code_len: int. Number of latent tokens L for the training image size
+            (kept for big_vision parity; shapes are inferred from the inputs).
+        filters: int. Base channel count (multiple of 32).
+        num_res_blocks: int. ResBlocks per level.
+        channel_multipliers: list of int. Channel multiplier per level.
+        conv_downsample: bool. Strided conv instead of average pooling.
+        activation_fn: str. "swish" (big_vision default).
+        norm_type: str. Only "GN".
+        malib_ckpt: bool. The published checkpoints' [0, 1] input/output
+            convention and logvar clip.
+        pixel_shuffle_patch_size: (ph, pw). Space-to-depth of the latents.
+        output_dim: int. Image channels produced by the decoder.
+        beta: float. Weight of the KL term in the training loss.
+        reconstruction_loss: "l2" or "xent".
+        seed: int or None. Seed of the model's `SeedGenerator`.
+    """
+
+    def __init__(
+        self,
+        codeword_dim=32,
+        code_len=256,
+        filters=128,
+        num_res_blocks=2,
+        channel_multipliers=(1, 1, 2, 2, 4),
+        conv_downsample=False,
+        activation_fn="swish",
+        norm_type="GN",
+        malib_ckpt=False,
+        pixel_shuffle_patch_size=(1, 1),
+        output_dim=3,
+        beta=1e-4,
+        reconstruction_loss="l2",
+        seed=None,
+        **kwargs,
+    ):
+        if norm_type != "GN":
+            raise ValueError(f"Only norm_type='GN' is supported; received {norm_type!r}.")
+        if reconstruction_loss not in ("l2", "xent"):
+            raise ValueError(
+                f"reconstruction_loss must be 'l2' or 'xent'; received {reconstruction_loss!r}."
+            )
+        super().__init__(**kwargs)
+        self.codeword_dim = codeword_dim
+        self.code_len = code_len
+        self.filters = filters
+        self.num_res_blocks = num_res_blocks
+        self.channel_multipliers = list(channel_multipliers)
+        self.conv_downsample = conv_downsample
+        self.activation_fn = activation_fn
+        self.norm_type = norm_type
+        self.malib_ckpt = malib_ckpt
+        self.pixel_shuffle_patch_size = tuple(int(p) for p in pixel_shuffle_patch_size)
+        self.output_dim = output_dim
+        self.beta = beta
+        self.reconstruction_loss = reconstruction_loss
+        self.seed = seed
+
+        self.encoder = CNNEncoder(
+            filters,
+            num_res_blocks,
+            self.channel_multipliers,
+            embedding_dim=2 * codeword_dim,
+            conv_downsample=conv_downsample,
+            activation_fn=activation_fn,
+            dtype=self.dtype_policy,
+            name="cnn_encoder",
+        )
+        self.decoder = CNNDecoder(
+            filters,
+            num_res_blocks,
+            self.channel_multipliers,
+            output_dim=output_dim,
+            activation_fn=activation_fn,
+            dtype=self.dtype_policy,
+            name="cnn_decoder",
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+
+    @property
+    def token_dim(self):
+        ph, pw = self.pixel_shuffle_patch_size
+        return self.codeword_dim * ph * pw
+
+    @property
+    def downsampling_factor(self):
+        return 2 ** (len(self.channel_multipliers) - 1)
+
+    def build_for_image_size(self, image_size, channels=3):
+        """Creates all variables by running a (1, S, S, C) dummy batch."""
+        self(ops.zeros((1, image_size, image_size, channels)))
+        return self
+
+    # --- the big_vision API ------------------------------------------------
+
+    def encode_raw(self, images):
+        """Encoder output (B, h, w, 2·D) before split/clip/shuffle."""
+        x = ops.cast(images, self.compute_dtype)
+        if self.malib_ckpt:
+            x = (x + 1.0) / 2.0
+        return self.encoder(x)
+
+    def encode(self, images):
+        """images (B, H, W, C) in [−1, 1] -> mu, logvar, each (B, L, P)."""
+        x = self.encode_raw(images)
+        d = self.codeword_dim
+        mu, logvar = x[..., :d], x[..., d:]
+        if self.malib_ckpt:
+            logvar = ops.clip(logvar, -30.0, 20.0)
+        ps = self.pixel_shuffle_patch_size
+        return pixel_shuffle(mu, ps), pixel_shuffle(logvar, ps)
+
+    def sample(self, mu, logvar, seed=None):
+        """z = mu + exp(logvar / 2)·ε; ε from `seed` or the model's SeedGenerator."""
+        seed = self.seed_generator if seed is None else seed
+        eps = keras.random.normal(ops.shape(mu), dtype=mu.dtype, seed=seed)
+        return mu + ops.exp(0.5 * logvar) * eps
+
+    def latent_grid_shape(self, num_tokens):
+        """(h, w) token grid for L tokens (the pre-shuffle grid is square)."""
+        ph, pw = self.pixel_shuffle_patch_size
+        side = int(round(math.sqrt(num_tokens * ph * pw)))
+        if side * side != num_tokens * ph * pw or side % ph or side % pw:
+            raise ValueError(
+                f"Cannot decode {num_tokens} tokens with pixel_shuffle_patch_size "
+                f"{(ph, pw)}: the latent grid must be square."
+            )
+        return side // ph, side // pw
+
+    def decode_raw(self, z):
+        """z (B, L, P) -> decoder output (B, H, W, output_dim), no rescale/clip."""
+        z = ops.cast(z, self.compute_dtype)
+        grid = self.latent_grid_shape(z.shape[1])
+        x = pixel_unshuffle(z, self.pixel_shuffle_patch_size, grid)
+        return self.decoder(x)
+
+    def decode(self, z):
+        """z (B, L, P) -> images (B, H, W, output_dim) in [−1, 1]."""
+        x = self.decode_raw(z)
+        if self.malib_ckpt:
+            x = 2.0 * x - 1.0
+        return ops.clip(x, -1.0, 1.0)
+
+    def kl(self, mu, logvar):
+        """KL(N(mu, exp(logvar)) || N(0, I)) per example: (B,) (sum over L, P)."""
+        mu = ops.cast(mu, "float32")
+        logvar = ops.cast(logvar, "float32")
+        per = 0.5 * (ops.square(mu) + ops.exp(logvar) - 1.0 - logvar)
+        return ops.sum(ops.reshape(per, (ops.shape(per)[0], -1)), axis=-1)
+
+    def call(self, images, training=None):
+        """Reconstruction (B, H, W, C): decode(mu), or decode(sample) when training."""
+        mu, logvar = self.encode(images)
+        z = self.sample(mu, logvar) if training else mu
+        self.add_loss(ops.mean(self.kl(mu, logvar)))
+        return self.decode(z)
+
+    # --- training ------------------------------------------------------------
+
+    def _reconstruction(self, target, pred):
+        target = ops.cast(target, "float32")
+        pred = ops.cast(pred, "float32")
+        if self.reconstruction_loss == "l2":
+            return ops.mean(ops.square(target - pred))
+        p = ops.clip((pred + 1.0) / 2.0, 1e-6, 1.0 - 1e-6)
+        t = (target + 1.0) / 2.0
+        return -ops.mean(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        target = x if y is None else y
+        rec = self._reconstruction(target, y_pred)
+        # `call` adds the batch-mean KL through `add_loss`.
+        kl = ops.sum([ops.cast(l, "float32") for l in self.losses]) if self.losses else 0.0
+        self.reconstruction_loss_tracker.update_state(rec)
+        self.kl_loss_tracker.update_state(kl)
+        return rec + self.beta * kl
+
+    # --- config ------------------------------------------------------------
+
+    def get_config(self):
+        # keras-hub style: only name/trainable/dtype from the base class.
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+        config.update(
+            {
+                "codeword_dim": self.codeword_dim,
+                "code_len": self.code_len,
+                "filters": self.filters,
+                "num_res_blocks": self.num_res_blocks,
+                "channel_multipliers": list(self.channel_multipliers),
+                "conv_downsample": self.conv_downsample,
+                "activation_fn": self.activation_fn,
+                "norm_type": self.norm_type,
+                "malib_ckpt": self.malib_ckpt,
+                "pixel_shuffle_patch_size": list(self.pixel_shuffle_patch_size),
+                "output_dim": self.output_dim,
+                "beta": self.beta,
+                "reconstruction_loss": self.reconstruction_loss,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def from_big_vision_checkpoint(cls, path_or_url, config=None, image_size=None, use_ema_params=True):
+        """Builds a VAE and loads a big_vision checkpoint.
+
+        Args:
+            path_or_url: local file (legacy flax msgpack or params-only npz),
+                an `https://` URL (downloaded with `keras.utils.get_file`), or
+                a preset name from `vae_presets.backbone_presets`.
+            config: dict of big_vision `cnn.Model` kwargs (or BetaVAE kwargs);
+                taken from the preset when `path_or_url` is a preset name.
+            image_size: int. Image size used to build the variables
+                (default: derived from `code_len`).
+            use_ema_params: bool. msgpack only: `ema_params` (True) or `g_params`.
+        """
+        from keras_givt.conversion import big_vision_vae
+
+        return big_vision_vae.vae_from_big_vision_checkpoint(
+            path_or_url, config, image_size=image_size, use_ema_params=use_ema_params, cls=cls
+        )

@@ -1,0 +1,363 @@
+"""Layers of big_vision's CNN β-VAE (`big_vision.models.proj.givt.cnn`).
+
+Dimension letters: B batch, H/W image (or feature map) height/width, C
+channels, G norm groups, h/w latent grid height/width, D codeword dim,
+L = h·w latent tokens.
+
+Semantics follow big_vision (itself the MaskGIT VQGAN CNN):
+- GroupNorm: flax defaults, 32 groups, epsilon 1e-6, two-pass variance
+  E[(x − E[x])²], statistics in float32.
+- ResBlock: GN → act → conv3x3 → GN → act → conv3x3, all convs bias-free;
+  when the channel count changes the 1×1 shortcut conv is applied to the
+  **main-branch output** (the block input is dropped): `y + conv1x1(y)`.
+- Down: 2×2 average pool, stride 2, TF-style 'same' (or a 4×4 stride-2 conv
+  with bias when `conv_downsample`); up: nearest ×2 then a 3×3 conv with bias.
+"""
+
+import keras
+from keras import ops
+
+ACTIVATIONS = {
+    "swish": lambda x: x * ops.sigmoid(x),
+    "silu": lambda x: x * ops.sigmoid(x),
+    "relu": lambda x: ops.relu(x),
+}
+
+
+def get_activation(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"Unsupported activation_fn {name!r}; supported: {sorted(ACTIVATIONS)}."
+        )
+    return ACTIVATIONS[name]
+
+
+def flax_conv(filters, kernel_size, use_bias, name, strides=1):
+    """A `Conv2D` laid out like flax's `nn.Conv` (kernel (kh, kw, in, out), 'SAME')."""
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer="lecun_normal",
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+# === Layers ===
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class FlaxGroupNorm(keras.layers.Layer):
+    """GroupNorm with flax's numerics (float32 stats, two-pass variance).
+
+    Args:
+        num_groups: int. Number of channel groups; must divide the channels.
+        epsilon: float. Added to the variance (flax default 1e-6).
+    """
+
+    def __init__(self, num_groups=32, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_groups = num_groups
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels % self.num_groups:
+            raise ValueError(
+                f"{self.name}: {channels} channels are not divisible by "
+                f"num_groups={self.num_groups}."
+            )
+        self.scale = self.add_weight(name="scale", shape=(channels,), initializer="ones")
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+        self.built = True
+
+    def call(self, x):
+        # x: (B, ..., C)
+        shape = ops.shape(x)
+        channels = x.shape[-1]
+        g = self.num_groups
+        x32 = ops.cast(x, "float32")
+        xg = ops.reshape(x32, (shape[0], -1, g, channels // g))  # (B, N, G, C/G)
+        mean = ops.mean(xg, axis=(1, 3), keepdims=True)
+        var = ops.mean(ops.square(xg - mean), axis=(1, 3), keepdims=True)
+        y = (xg - mean) * ops.rsqrt(var + self.epsilon)
+        y = ops.reshape(y, shape)
+        y = y * ops.cast(self.scale, "float32") + ops.cast(self.bias, "float32")
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_groups": self.num_groups, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class ResBlock(keras.layers.Layer):
+    """big_vision / MaskGIT CNN residual block (see the module docstring).
+
+    Args:
+        filters: int. Output channels.
+        activation_fn: str. "swish" (default), "silu" or "relu".
+        num_groups: int. GroupNorm groups.
+    """
+
+    def __init__(self, filters, activation_fn="swish", num_groups=32, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.activation_fn = activation_fn
+        self.num_groups = num_groups
+        self._act = get_activation(activation_fn)
+        self.norm_0 = FlaxGroupNorm(num_groups, dtype=self.dtype_policy, name="group_norm_0")
+        self.conv_0 = flax_conv(filters, 3, False, "conv_0")
+        self.norm_1 = FlaxGroupNorm(num_groups, dtype=self.dtype_policy, name="group_norm_1")
+        self.conv_1 = flax_conv(filters, 3, False, "conv_1")
+        self.shortcut = None
+
+    def build(self, input_shape):
+        # input_shape: (B, H, W, C_in)
+        self.norm_0.build(input_shape)
+        self.conv_0.build(input_shape)
+        out_shape = tuple(input_shape[:-1]) + (self.filters,)
+        self.norm_1.build(out_shape)
+        self.conv_1.build(out_shape)
+        if input_shape[-1] != self.filters:
+            self.shortcut = flax_conv(self.filters, 1, False, "conv_shortcut")
+            self.shortcut.build(out_shape)
+        self.built = True
+
+    def call(self, x):
+        # x: (B, H, W, C_in) -> (B, H, W, filters)
+        y = self.conv_0(self._act(self.norm_0(x)))
+        y = self.conv_1(self._act(self.norm_1(y)))
+        if self.shortcut is not None:
+            # big_vision: the shortcut conv sees the main-branch output.
+            return y + self.shortcut(y)
+        return x + y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "activation_fn": self.activation_fn,
+                "num_groups": self.num_groups,
+            }
+        )
+        return config
+
+
+def _avg_pool_2x2(x):
+    # x: (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C)
+    return ops.average_pool(x, pool_size=2, strides=2, padding="same")
+
+
+def _upsample_nearest_2x(x):
+    # x: (B, H, W, C) -> (B, 2H, 2W, C)
+    return ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class CNNEncoder(keras.layers.Layer):
+    """big_vision `cnn.Encoder`: images (B, H, W, 3) -> (B, h, w, embedding_dim).
+
+    Args:
+        filters: int. Base channel count.
+        num_res_blocks: int. ResBlocks per resolution (and in the middle).
+        channel_multipliers: list of int. One resolution level each; all but
+            the last end with a ×2 downsampling.
+        embedding_dim: int. Output channels (2·codeword_dim for the VAE).
+        conv_downsample: bool. 4×4 stride-2 conv instead of average pooling.
+        activation_fn: str. Activation name.
+    """
+
+    def __init__(
+        self,
+        filters,
+        num_res_blocks,
+        channel_multipliers,
+        embedding_dim,
+        conv_downsample=False,
+        activation_fn="swish",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_res_blocks = num_res_blocks
+        self.channel_multipliers = list(channel_multipliers)
+        self.embedding_dim = embedding_dim
+        self.conv_downsample = conv_downsample
+        self.activation_fn = activation_fn
+        self._act = get_activation(activation_fn)
+        dt = self.dtype_policy
+        self.stem_conv = flax_conv(filters, 3, False, "stem_conv")
+        self.res_blocks = []  # [(level or "mid", ResBlock)]
+        self.downsample_convs = []
+        n = len(self.channel_multipliers)
+        for i, mult in enumerate(self.channel_multipliers):
+            for _ in range(num_res_blocks):
+                k = len(self.res_blocks)
+                self.res_blocks.append(
+                    ResBlock(filters * mult, activation_fn, dtype=dt, name=f"res_block_{k}")
+                )
+            if i < n - 1 and conv_downsample:
+                j = len(self.downsample_convs)
+                self.downsample_convs.append(
+                    flax_conv(filters * mult, 4, True, f"downsample_conv_{j}", strides=2)
+                )
+        for _ in range(num_res_blocks):
+            k = len(self.res_blocks)
+            self.res_blocks.append(
+                ResBlock(filters * self.channel_multipliers[-1], activation_fn, dtype=dt, name=f"res_block_{k}")
+            )
+        self.norm = FlaxGroupNorm(32, dtype=dt, name="group_norm")
+        self.out_conv = flax_conv(embedding_dim, 1, True, "out_conv")
+
+    def call(self, x):
+        # x: (B, H, W, C)
+        x = self.stem_conv(x)  # (B, H, W, filters)
+        n = len(self.channel_multipliers)
+        k = 0
+        for i in range(n):
+            for _ in range(self.num_res_blocks):
+                x = self.res_blocks[k](x)
+                k += 1
+            if i < n - 1:
+                if self.conv_downsample:
+                    x = self.downsample_convs[i](x)
+                else:
+                    x = _avg_pool_2x2(x)
+        for _ in range(self.num_res_blocks):
+            x = self.res_blocks[k](x)
+            k += 1
+        x = self._act(self.norm(x))
+        return self.out_conv(x)  # (B, h, w, embedding_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "num_res_blocks": self.num_res_blocks,
+                "channel_multipliers": self.channel_multipliers,
+                "embedding_dim": self.embedding_dim,
+                "conv_downsample": self.conv_downsample,
+                "activation_fn": self.activation_fn,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class CNNDecoder(keras.layers.Layer):
+    """big_vision `cnn.Decoder`: latents (B, h, w, D) -> images (B, H, W, output_dim).
+
+    Args:
+        filters: int. Base channel count.
+        num_res_blocks: int. ResBlocks in the middle and per resolution.
+        channel_multipliers: list of int. Levels, walked in reverse; all but
+            the first level end with nearest ×2 upsampling + 3×3 conv.
+        output_dim: int. Output channels (3).
+        activation_fn: str. Activation name.
+    """
+
+    def __init__(
+        self,
+        filters,
+        num_res_blocks,
+        channel_multipliers,
+        output_dim=3,
+        activation_fn="swish",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_res_blocks = num_res_blocks
+        self.channel_multipliers = list(channel_multipliers)
+        self.output_dim = output_dim
+        self.activation_fn = activation_fn
+        self._act = get_activation(activation_fn)
+        dt = self.dtype_policy
+        n = len(self.channel_multipliers)
+        top = filters * self.channel_multipliers[-1]
+        self.stem_conv = flax_conv(top, 3, True, "stem_conv")
+        self.res_blocks = []
+        for _ in range(num_res_blocks):
+            self.res_blocks.append(
+                ResBlock(top, activation_fn, dtype=dt, name=f"res_block_{len(self.res_blocks)}")
+            )
+        self.upsample_convs = []
+        for i in reversed(range(n)):
+            f = filters * self.channel_multipliers[i]
+            for _ in range(num_res_blocks):
+                self.res_blocks.append(
+                    ResBlock(f, activation_fn, dtype=dt, name=f"res_block_{len(self.res_blocks)}")
+                )
+            if i > 0:
+                self.upsample_convs.append(
+                    flax_conv(f, 3, True, f"upsample_conv_{len(self.upsample_convs)}")
+                )
+        self.norm = FlaxGroupNorm(32, dtype=dt, name="group_norm")
+        self.out_conv = flax_conv(output_dim, 3, True, "out_conv")
+
+    def call(self, x):
+        # x: (B, h, w, D)
+        x = self.stem_conv(x)
+        k = 0
+        for _ in range(self.num_res_blocks):
+            x = self.res_blocks[k](x)
+            k += 1
+        u = 0
+        for i in reversed(range(len(self.channel_multipliers))):
+            for _ in range(self.num_res_blocks):
+                x = self.res_blocks[k](x)
+                k += 1
+            if i > 0:
+                x = self.upsample_convs[u](_upsample_nearest_2x(x))
+                u += 1
+        x = self._act(self.norm(x))
+        return self.out_conv(x)  # (B, H, W, output_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "num_res_blocks": self.num_res_blocks,
+                "channel_multipliers": self.channel_multipliers,
+                "output_dim": self.output_dim,
+                "activation_fn": self.activation_fn,
+            }
+        )
+        return config
+
+
+def pixel_shuffle(x, patch_size):
+    """`b (h ph) (w pw) c -> b (h w) (c ph pw)` (c slowest). x: (B, H, W, C)."""
+    ph, pw = patch_size
+    shape = ops.shape(x)
+    hh, ww, c = x.shape[1], x.shape[2], x.shape[3]
+    hh = shape[1] if hh is None else hh
+    ww = shape[2] if ww is None else ww
+    x = ops.reshape(x, (shape[0], hh // ph, ph, ww // pw, pw, c))
+    x = ops.transpose(x, (0, 1, 3, 5, 2, 4))  # (B, h, w, C, ph, pw)
+    return ops.reshape(x, (shape[0], (hh // ph) * (ww // pw), c * ph * pw))
+
+
+def pixel_unshuffle(x, patch_size, grid_shape):
+    """`b (h w) (c ph pw) -> b (h ph) (w pw) c`. x: (B, L, C·ph·pw); grid (h, w)."""
+    ph, pw = patch_size
+    h, w = grid_shape
+    shape = ops.shape(x)
+    c = x.shape[-1] // (ph * pw)
+    x = ops.reshape(x, (shape[0], h, w, c, ph, pw))
+    x = ops.transpose(x, (0, 1, 4, 2, 5, 3))  # (B, h, ph, w, pw, C)
+    return ops.reshape(x, (shape[0], h * ph, w * pw, c))
