@@ -11,8 +11,9 @@ iRevNet blocks and back to tokens. Each block splits channels into halves
     F = [GN → ReLU] (not in block 0) → conv3x3 → GN → ReLU → conv3x3
         → dropout → GN → ReLU → conv3x3
 
-(bias-free convs, padding 1; F = num_channels_bottleneck // 2 inner width;
-GroupNorm groups = min(32, channels // 2) of the normalised tensor, eps
+(bias-free convs, padding 1; num_channels_bottleneck // 2 inner width;
+every GroupNorm has min(32, num_channels // 2) groups — num_channels of the
+*model*, not of the normalised tensor (checked against the fixtures) — eps
 1e-6). `inverse` undoes `forward` exactly (up to float rounding).
 
 With `pixel_shuffle_patch_size` (ph, pw) ≠ (1, 1), tokens are first
@@ -35,8 +36,9 @@ from keras_givt.models.vae.vae_layers import pixel_unshuffle
 # === Layers ===
 
 
-def _groups(channels):
-    return max(1, min(32, channels // 2))
+def _groups(num_channels):
+    # big_vision: one group count for all norms, from the model's num_channels.
+    return max(1, min(32, num_channels // 2))
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -62,12 +64,13 @@ class IRevNetBlock(keras.layers.Layer):
         half = num_channels // 2
         inner = num_channels_bottleneck // 2
         dt = self.dtype_policy
-        self.gn_0 = None if first else FlaxGroupNorm(_groups(half), dtype=dt, name="gn_0")
+        groups = _groups(num_channels)
+        self.gn_0 = None if first else FlaxGroupNorm(groups, dtype=dt, name="gn_0")
         self.conv_0 = flax_conv(inner, 3, False, "conv_0")
-        self.gn_1 = FlaxGroupNorm(_groups(inner), dtype=dt, name="gn_1")
+        self.gn_1 = FlaxGroupNorm(groups, dtype=dt, name="gn_1")
         self.conv_1 = flax_conv(inner, 3, False, "conv_1")
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=dt, name="dropout")
-        self.gn_2 = FlaxGroupNorm(_groups(inner), dtype=dt, name="gn_2")
+        self.gn_2 = FlaxGroupNorm(groups, dtype=dt, name="gn_2")
         self.conv_2 = flax_conv(half, 3, False, "conv_2")
 
     def build(self, input_shape):

@@ -169,7 +169,7 @@ def test_bad_inputs():
         backbone(dict(inputs, labels=np.array([3, 42], "int32")))
     with pytest.raises(ValueError, match="labels"):
         backbone({"tokens": inputs["tokens"]})
-    with pytest.raises(TypeError, match="expects a dict"):
+    with pytest.raises((TypeError, ValueError), match="dict"):
         backbone(inputs["tokens"])
     masked = GIVTBackbone(**helpers.tiny_kwargs(style="masked"))
     with pytest.raises(ValueError, match="input_mask"):
