@@ -1,0 +1,45 @@
+# keras_givt developer entry points.
+#   make test   - create/reuse .venv, install the pinned stack, run the suite on jax, tensorflow, torch
+#   make check  - the big_vision fixture checker on every backend
+#   make bench  - benchmarks/bench.py on the current KERAS_BACKEND
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stack-$(shell cat requirements/constraints.txt setup.cfg | sha256sum | cut -c1-16)
+BACKENDS ?= jax tensorflow torch
+PYTEST_ARGS ?= -m "not large" -q
+FIXTURES ?= tests/fixtures/big_vision
+
+.PHONY: test check venv bench clean-venv
+
+$(STAMP): requirements/constraints.txt setup.cfg
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt \
+		torch keras keras-hub tensorflow tf-keras tensorflow-probability jax jaxlib \
+		numpy scipy msgpack pytest
+	$(PY) -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.stack-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	@set -e; for b in $(BACKENDS); do \
+		echo "=== pytest on KERAS_BACKEND=$$b"; \
+		KERAS_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS); \
+	done
+	@$(MAKE) --no-print-directory check
+
+check: $(STAMP)
+	@set -e; for b in $(BACKENDS); do \
+		echo "=== fixture checker on KERAS_BACKEND=$$b"; \
+		KERAS_BACKEND=$$b $(PY) tools/check_big_vision_fixtures.py $(FIXTURES); \
+	done
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py --json-out bench.json
+
+clean-venv:
+	rm -rf $(VENV)
