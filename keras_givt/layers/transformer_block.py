@@ -147,25 +147,30 @@ class GIVTAttention(keras.layers.Layer):
         q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
         return self._attend(q, self.key(kv), self.value(kv), attention_mask, training)
 
-    def call_with_cache(self, x, cache, cache_update_index, training=None):
+    def call_with_cache(self, x, cache, cache_update_index, layer_index=None, training=None):
         """Self-attention of `x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache (B, 2, L, H, Dh)` holds keys and values; returns
-        `(output (B, T, E), updated cache)`.
+        `cache` holds keys and values, either of this layer `(B, 2, L, H, Dh)`
+        or of the whole stack `(B, N, 2, L, H, Dh)` with `layer_index` given
+        (updated in place, so compiled loops do not copy the whole cache).
+        Returns `(output (B, T, E), updated cache)`.
         """
         q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
-        k_new = ops.cast(self.key(x), cache.dtype)
-        v_new = ops.cast(self.value(x), cache.dtype)
-        start = [0, cache_update_index, 0, 0]
-        k_cache = ops.slice_update(cache[:, 0], start, k_new)
-        v_cache = ops.slice_update(cache[:, 1], start, v_new)
-        cache = ops.stack([k_cache, v_cache], axis=1)
-        cache_len = ops.shape(k_cache)[1]
+        kv_new = ops.stack([self.key(x), self.value(x)], axis=1)  # (B, 2, T, H, Dh)
+        kv_new = ops.cast(kv_new, cache.dtype)
+        if layer_index is None:
+            cache = ops.slice_update(cache, [0, 0, cache_update_index, 0, 0], kv_new)
+            layer_cache = cache
+        else:
+            start = [0, layer_index, 0, cache_update_index, 0, 0]
+            cache = ops.slice_update(cache, start, ops.expand_dims(kv_new, 1))
+            layer_cache = cache[:, layer_index]
+        cache_len = ops.shape(layer_cache)[2]
         t = ops.shape(x)[1]
         q_pos = ops.arange(t) + cache_update_index
         mask = ops.expand_dims(ops.arange(cache_len), 0) <= ops.expand_dims(q_pos, 1)
-        k = ops.cast(k_cache, self.compute_dtype)
-        v = ops.cast(v_cache, self.compute_dtype)
+        k = ops.cast(layer_cache[:, 0], self.compute_dtype)
+        v = ops.cast(layer_cache[:, 1], self.compute_dtype)
         return self._attend(q, k, v, mask, training), cache
 
     def get_config(self):
@@ -302,10 +307,18 @@ class GIVTDecoderBlock(keras.layers.Layer):
         x = x + self.attention_output_dropout(y, training=training)
         return self._cross_and_mlp(x, encoded, training)
 
-    def call_with_cache(self, x, cache, cache_update_index, encoded=None, training=None):
-        """`x (B, T, E)` at positions `index..index+T-1`; `cache (B, 2, L, H, Dh)`."""
+    def call_with_cache(
+        self, x, cache, cache_update_index, layer_index=None, encoded=None, training=None
+    ):
+        """`x (B, T, E)` at positions `index..index+T-1`.
+
+        `cache` is this block's `(B, 2, L, H, Dh)` or, with `layer_index`, the
+        stacked `(B, N, 2, L, H, Dh)`; returns `(y, updated cache)`.
+        """
         y = self.pre_attention_norm(x)
-        y, cache = self.self_attention.call_with_cache(y, cache, cache_update_index, training)
+        y, cache = self.self_attention.call_with_cache(
+            y, cache, cache_update_index, layer_index=layer_index, training=training
+        )
         x = x + self.attention_output_dropout(y, training=training)
         return self._cross_and_mlp(x, encoded, training), cache
 

@@ -188,11 +188,14 @@ class IRevNetAdaptor(keras.Model):
         side = int(round(math.sqrt(num_tokens * ph * pw)))
         grid = (input_shape[0], side, side, self.num_channels)
         for block in self.blocks:
-            block.build(grid)
+            if not block.built:
+                block.build(grid)
         self.built = True
 
     def forward(self, x, training=None):
         """x (B, L, C·ph·pw) -> (B, L, C·ph·pw)."""
+        if not self.built:
+            self.build(tuple(x.shape))
         x = self._to_grid(ops.cast(x, self.compute_dtype))
         for block in self.blocks:
             x = block(x, training=training)
@@ -200,6 +203,8 @@ class IRevNetAdaptor(keras.Model):
 
     def inverse(self, x, training=None):
         """Inverse of `forward`."""
+        if not self.built:
+            self.build(tuple(x.shape))
         x = self._to_grid(ops.cast(x, self.compute_dtype))
         for block in reversed(self.blocks):
             x = block.inverse(x, training=training)

@@ -247,14 +247,12 @@ class GIVTBackbone(Backbone):
         # x (B, T, E) without positions; cache (B, N, 2, L, H, Dh).
         t = ops.shape(x)[1]
         x = x + self.embedding.positions(cache_update_index, t)
-        caches = []
         for i, block in enumerate(self.decoder_blocks):
-            x, layer_cache = block.call_with_cache(
-                x, cache[:, i], cache_update_index, training=training
+            x, cache = block.call_with_cache(
+                x, cache, cache_update_index, layer_index=i, training=training
             )
-            caches.append(layer_cache)
         x = self.decoder_norm(x)
-        return self.logits_dense(x), ops.stack(caches, axis=1)
+        return self.logits_dense(x), cache
 
     def prefill(self, labels, cache, batch_size=None):
         """Runs the label/[BOS] token at position 0 ('ar' style).

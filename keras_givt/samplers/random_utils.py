@@ -1,0 +1,54 @@
+"""Seeded loops that compile on every backend.
+
+Randomness inside compiled generation comes only from a
+`keras.random.SeedGenerator`. On JAX its state is a traced value: a loop
+body cannot assign it back to the variable, so `seeded_fori_loop` threads
+the state through the loop carry explicitly (the same idea as keras-hub's
+samplers) while keeping every other variable mapping of the enclosing
+`StatelessScope` (the model weights passed to `jax.jit`).
+"""
+
+import keras
+from keras import ops
+
+
+def _current_scope():
+    from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+    return get_stateless_scope()
+
+
+class _ChainedScope(keras.StatelessScope):
+    """A StatelessScope that also sees its parent scope's variable values."""
+
+    def __init__(self, overrides):
+        super().__init__(overrides)
+        parent = _current_scope()
+        if parent is not None:
+            merged = dict(parent.state_mapping)
+            merged.update(self.state_mapping)
+            self.state_mapping = merged
+
+
+def seeded_fori_loop(lower, upper, body, init_val, seed_generator):
+    """`ops.fori_loop` whose body may draw from `seed_generator`."""
+    if keras.config.backend() != "jax":
+        return ops.fori_loop(lower, upper, body, init_val)
+    state_var = seed_generator.state
+    parent = _current_scope()
+    start = parent.get_current_value(state_var) if parent is not None else None
+    if start is None:
+        start = state_var.value
+
+    def wrapped(i, carry):
+        val, seed_state = carry
+        with _ChainedScope([(state_var, seed_state)]) as scope:
+            val = body(i, val)
+        return val, scope.get_current_value(state_var)
+
+    val, end = ops.fori_loop(lower, upper, wrapped, (init_val, start))
+    if parent is not None:
+        parent.add_update((state_var, end))
+    else:
+        state_var.assign(end)
+    return val
