@@ -18,7 +18,7 @@ $(STAMP): requirements/constraints.txt setup.cfg
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/constraints.txt \
 		torch keras keras-hub tensorflow tf-keras tensorflow-probability jax jaxlib \
-		numpy scipy msgpack pytest
+		numpy scipy msgpack pytest scikit-learn
 	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.stack-*
 	touch $(STAMP)

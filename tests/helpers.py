@@ -48,3 +48,15 @@ def givt_fixture_names():
     with open(os.path.join(BIG_VISION_FIXTURES, "index.json")) as f:
         configs = json.load(f)["configs"]
     return sorted(k for k, v in configs.items() if v["kind"] == "givt")
+
+
+def digits_tokens(num=256, seed=0):
+    """Real tiny data: sklearn's 8x8 digits as 16 tokens of 2x2 pixels in [-1, 1]."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(data.images))[:num]
+    images = data.images[idx].astype("float32") / 8.0 - 1.0  # (N, 8, 8) in [-1, 1]
+    tokens = images.reshape(num, 4, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(num, 16, 4)
+    return tokens.astype("float32"), data.target[idx].astype("int32")

@@ -150,7 +150,9 @@ def load_adaptor_params(adaptor, params):
         params = read_npz(params)
     if any(k.startswith("params_adaptor/") for k in params):
         params = {
-            k[len("params_adaptor/") :]: v for k, v in params.items() if k.startswith("params_adaptor/")
+            k[len("params_adaptor/") :]: v
+            for k, v in params.items()
+            if k.startswith("params_adaptor/")
         }
     assign_checked(adaptor_weight_map(adaptor), params, what="adaptor checkpoint")
     return adaptor
@@ -182,12 +184,15 @@ def fetch_checkpoint(url):
             f"Could not download the big_vision checkpoint {url!r} ({type(e).__name__}: {e}). "
             f"If this machine is offline, download it elsewhere and pass the local file "
             f"instead, e.g. `BetaVAE.from_big_vision_checkpoint('/path/to/{url.split('/')[-1]}', "
-            f"config)`."
+            f"config)` (for a preset name, config = "
+            f"`keras_givt.models.vae.backbone_presets[name]['config']`)."
         ) from e
 
 
-def vae_from_big_vision_checkpoint(path_or_url, config=None, image_size=None, use_ema_params=True, cls=None):
-    """Builds a `BetaVAE` (or `cls`) from big_vision `cnn.Model` kwargs and loads a file/URL/preset."""
+def vae_from_big_vision_checkpoint(
+    path_or_url, config=None, image_size=None, use_ema_params=True, cls=None
+):
+    """Builds a `BetaVAE` (or `cls`) from `cnn.Model` kwargs; loads a file, URL or preset."""
     from keras_givt.models.vae.vae_presets import backbone_presets
 
     path = os.fspath(path_or_url)

@@ -71,6 +71,7 @@ def ar_generate(
     beam_size=1,
     fan_size=1,
     stochastic_beams=False,
+    return_all_beams=False,
 ):
     """Samples `(tokens (B, L, D), log_prob (B,))` autoregressively.
 
@@ -86,6 +87,8 @@ def ar_generate(
         beam_size, fan_size: K and F (static); K = F = 1 is plain sampling.
         stochastic_beams: sample the K survivors without replacement
             (Gumbel top-k on the scores) instead of taking the top K.
+        return_all_beams: return every beam, `(B, K, L, D)` and `(B, K)`,
+            instead of the best one.
     """
     head = backbone.head
     L, D = backbone.seq_len, backbone.out_dim
@@ -163,6 +166,8 @@ def ar_generate(
     if src is not None:
         tokens = ops.take(tokens, src, axis=0)
     tokens = ops.slice_update(tokens, [0, L - 1, 0], ops.expand_dims(x, 1))
+    if return_all_beams:
+        return ops.reshape(tokens, (B, K, L, D)), scores
     if K == 1:
         return tokens, scores[:, 0]
     best = ops.argmax(scores, axis=1)  # (B,)

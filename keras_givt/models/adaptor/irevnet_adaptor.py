@@ -53,7 +53,9 @@ class IRevNetBlock(keras.layers.Layer):
         dropout_rate: float. Dropout after the second conv.
     """
 
-    def __init__(self, num_channels, num_channels_bottleneck, first=False, dropout_rate=0.0, **kwargs):
+    def __init__(
+        self, num_channels, num_channels_bottleneck, first=False, dropout_rate=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         if num_channels % 2:
             raise ValueError(f"num_channels must be even; received {num_channels}.")
@@ -66,12 +68,12 @@ class IRevNetBlock(keras.layers.Layer):
         dt = self.dtype_policy
         groups = _groups(num_channels)
         self.gn_0 = None if first else FlaxGroupNorm(groups, dtype=dt, name="gn_0")
-        self.conv_0 = flax_conv(inner, 3, False, "conv_0")
+        self.conv_0 = flax_conv(inner, 3, False, "conv_0", dtype=dt)
         self.gn_1 = FlaxGroupNorm(groups, dtype=dt, name="gn_1")
-        self.conv_1 = flax_conv(inner, 3, False, "conv_1")
+        self.conv_1 = flax_conv(inner, 3, False, "conv_1", dtype=dt)
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=dt, name="dropout")
         self.gn_2 = FlaxGroupNorm(groups, dtype=dt, name="gn_2")
-        self.conv_2 = flax_conv(half, 3, False, "conv_2")
+        self.conv_2 = flax_conv(half, 3, False, "conv_2", dtype=dt)
 
     def build(self, input_shape):
         # input_shape: (B, h, w, C)

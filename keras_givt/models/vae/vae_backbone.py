@@ -257,7 +257,9 @@ class BetaVAE(keras.Model):
         return cls(**config)
 
     @classmethod
-    def from_big_vision_checkpoint(cls, path_or_url, config=None, image_size=None, use_ema_params=True):
+    def from_big_vision_checkpoint(
+        cls, path_or_url, config=None, image_size=None, use_ema_params=True
+    ):
         """Builds a VAE and loads a big_vision checkpoint.
 
         Args:

@@ -32,7 +32,7 @@ def get_activation(name):
     return ACTIVATIONS[name]
 
 
-def flax_conv(filters, kernel_size, use_bias, name, strides=1):
+def flax_conv(filters, kernel_size, use_bias, name, strides=1, dtype=None):
     """A `Conv2D` laid out like flax's `nn.Conv` (kernel (kh, kw, in, out), 'SAME')."""
     return keras.layers.Conv2D(
         filters,
@@ -42,6 +42,7 @@ def flax_conv(filters, kernel_size, use_bias, name, strides=1):
         use_bias=use_bias,
         kernel_initializer="lecun_normal",
         bias_initializer="zeros",
+        dtype=dtype,
         name=name,
     )
 
@@ -114,9 +115,9 @@ class ResBlock(keras.layers.Layer):
         self.num_groups = num_groups
         self._act = get_activation(activation_fn)
         self.norm_0 = FlaxGroupNorm(num_groups, dtype=self.dtype_policy, name="group_norm_0")
-        self.conv_0 = flax_conv(filters, 3, False, "conv_0")
+        self.conv_0 = flax_conv(filters, 3, False, "conv_0", dtype=self.dtype_policy)
         self.norm_1 = FlaxGroupNorm(num_groups, dtype=self.dtype_policy, name="group_norm_1")
-        self.conv_1 = flax_conv(filters, 3, False, "conv_1")
+        self.conv_1 = flax_conv(filters, 3, False, "conv_1", dtype=self.dtype_policy)
         self.shortcut = None
 
     def build(self, input_shape):
@@ -127,7 +128,9 @@ class ResBlock(keras.layers.Layer):
         self.norm_1.build(out_shape)
         self.conv_1.build(out_shape)
         if input_shape[-1] != self.filters:
-            self.shortcut = flax_conv(self.filters, 1, False, "conv_shortcut")
+            self.shortcut = flax_conv(
+                self.filters, 1, False, "conv_shortcut", dtype=self.dtype_policy
+            )
             self.shortcut.build(out_shape)
         self.built = True
 
@@ -198,7 +201,7 @@ class CNNEncoder(keras.layers.Layer):
         self.activation_fn = activation_fn
         self._act = get_activation(activation_fn)
         dt = self.dtype_policy
-        self.stem_conv = flax_conv(filters, 3, False, "stem_conv")
+        self.stem_conv = flax_conv(filters, 3, False, "stem_conv", dtype=self.dtype_policy)
         self.res_blocks = []  # [(level or "mid", ResBlock)]
         self.downsample_convs = []
         n = len(self.channel_multipliers)
@@ -211,15 +214,27 @@ class CNNEncoder(keras.layers.Layer):
             if i < n - 1 and conv_downsample:
                 j = len(self.downsample_convs)
                 self.downsample_convs.append(
-                    flax_conv(filters * mult, 4, True, f"downsample_conv_{j}", strides=2)
+                    flax_conv(
+                        filters * mult,
+                        4,
+                        True,
+                        f"downsample_conv_{j}",
+                        strides=2,
+                        dtype=self.dtype_policy,
+                    )
                 )
         for _ in range(num_res_blocks):
             k = len(self.res_blocks)
             self.res_blocks.append(
-                ResBlock(filters * self.channel_multipliers[-1], activation_fn, dtype=dt, name=f"res_block_{k}")
+                ResBlock(
+                    filters * self.channel_multipliers[-1],
+                    activation_fn,
+                    dtype=dt,
+                    name=f"res_block_{k}",
+                )
             )
         self.norm = FlaxGroupNorm(32, dtype=dt, name="group_norm")
-        self.out_conv = flax_conv(embedding_dim, 1, True, "out_conv")
+        self.out_conv = flax_conv(embedding_dim, 1, True, "out_conv", dtype=self.dtype_policy)
 
     def call(self, x):
         # x: (B, H, W, C)
@@ -288,7 +303,7 @@ class CNNDecoder(keras.layers.Layer):
         dt = self.dtype_policy
         n = len(self.channel_multipliers)
         top = filters * self.channel_multipliers[-1]
-        self.stem_conv = flax_conv(top, 3, True, "stem_conv")
+        self.stem_conv = flax_conv(top, 3, True, "stem_conv", dtype=self.dtype_policy)
         self.res_blocks = []
         for _ in range(num_res_blocks):
             self.res_blocks.append(
@@ -303,10 +318,16 @@ class CNNDecoder(keras.layers.Layer):
                 )
             if i > 0:
                 self.upsample_convs.append(
-                    flax_conv(f, 3, True, f"upsample_conv_{len(self.upsample_convs)}")
+                    flax_conv(
+                        f,
+                        3,
+                        True,
+                        f"upsample_conv_{len(self.upsample_convs)}",
+                        dtype=self.dtype_policy,
+                    )
                 )
         self.norm = FlaxGroupNorm(32, dtype=dt, name="group_norm")
-        self.out_conv = flax_conv(output_dim, 3, True, "out_conv")
+        self.out_conv = flax_conv(output_dim, 3, True, "out_conv", dtype=self.dtype_policy)
 
     def call(self, x):
         # x: (B, h, w, D)
