@@ -1,0 +1,222 @@
+"""GIVT-MaskGIT: masked training and parallel decoding of VAE latents, with editing.
+
+Dimension letters: B batch, L tokens, D token dim, H/W/C image, S steps.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_givt.models.givt.givt_task import GIVTTask
+from keras_givt.samplers.mask_schedules import bottom_k_mask
+from keras_givt.samplers.mask_schedules import mask_ratio
+from keras_givt.samplers.maskgit_sampler import maskgit_generate
+from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class GIVTMaskGIT(GIVTTask):
+    """GIVT-MaskGIT task: masked `fit`, parallel `generate`, `inpaint`.
+
+    Training follows big_vision: per example a ratio r ~ U[0, 1) is mapped
+    through the cosine schedule and floored at the backbone's
+    `min_masking_rate_training`; that fraction of positions (at least one),
+    chosen uniformly, is masked, and the NLL is averaged over the masked
+    positions only. Labels are dropped with `drop_labels_probability` for CFG.
+
+    Args:
+        backbone: a `keras_givt.GIVTBackbone` with `style="masked"`.
+        vae: optional VAE (`encode`, `decode`), frozen.
+        adaptor: optional invertible flow on the latents.
+        seed: int or None, seed of the task's `SeedGenerator`.
+
+    Example:
+    ```python
+    backbone = keras_givt.GIVTBackbone(
+        seq_len=16, out_dim=4, num_labels=10, emb_dim=32, num_decoder_layers=2,
+        num_heads=2, mlp_dim=64, style="masked", mask_style="concat",
+        per_channel_mixtures=False, drop_labels_probability=0.1,
+    )
+    model = keras_givt.GIVTMaskGIT(backbone)
+    model.fit({"latents": latents, "labels": labels}, epochs=1)
+    z = model.generate(labels=[1, 2], num_steps=8, seed=0, return_latents=True)
+    ```
+    """
+
+    def __init__(self, backbone, vae=None, adaptor=None, preprocessor=None, seed=None, **kwargs):
+        if backbone.style != "masked":
+            raise ValueError(
+                "GIVTMaskGIT needs a backbone with style='masked'; received "
+                f"style={backbone.style!r}."
+            )
+        super().__init__(backbone, vae=vae, adaptor=adaptor, preprocessor=preprocessor, seed=seed, **kwargs)
+
+    def training_mask(self, batch_size):
+        """big_vision's random training mask, (B, L) bool (True = masked)."""
+        L = self.backbone.seq_len
+        r = keras.random.uniform((batch_size,), seed=self.seed_generator)
+        ratio = ops.maximum(mask_ratio(r, "cosine"), self.backbone.min_masking_rate_training)
+        num = ops.maximum(ops.floor(ratio * L), 1.0)  # (B,)
+        scores = keras.random.uniform((batch_size, L), seed=self.seed_generator)
+        # The `num` lowest random scores are masked.
+        return bottom_k_mask(scores, ops.expand_dims(num, 1))
+
+    def call(self, inputs, training=False):
+        tokens, labels = self.latents_from_inputs(inputs)
+        labels = self.drop_labels_for_training(labels, training)
+        if "input_mask" in inputs:
+            input_mask = ops.cast(inputs["input_mask"], "bool")
+        else:
+            input_mask = self.training_mask(ops.shape(tokens)[0])
+        logits = self.backbone(self._backbone_inputs(tokens, labels, input_mask), training=training)
+        return {"logits": logits, "tokens": tokens, "input_mask": input_mask}
+
+    def generate_step(self, inputs, use_cfg, num_steps, schedule):
+        return maskgit_generate(
+            self.backbone,
+            inputs.get("labels"),
+            inputs["tokens"],
+            inputs["unknown"],
+            num_steps,
+            self.seed_generator,
+            schedule=schedule,
+            choice_temperature=inputs["choice_temperature"],
+            temperature=inputs["temperature"],
+            temperature_probs=inputs["temperature_probs"],
+            cfg_weight=inputs["cfg_weight"] if use_cfg else None,
+        )
+
+    def _run(self, labels, tokens, unknown, num_steps, schedule, choice_temperature,
+             temperature, temperature_probs, cfg_weight, seed):
+        bb = self.backbone
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
+        mask_ratio(0.5, schedule)  # Validates the schedule name.
+        use_cfg = cfg_weight is not None and float(cfg_weight) != 0.0
+        if use_cfg:
+            if "nolabel" not in bb.special_ids:
+                raise ValueError(
+                    "`cfg_weight` needs a backbone trained with label dropout "
+                    "(`drop_labels_probability > 0`)."
+                )
+            head = bb.head
+            if not (head.head_type == "mv_diag" or (head.head_type == "per_channel" and head.num_mixtures == 1)):
+                raise ValueError(
+                    "Density-based CFG needs an MV-diagonal mixture head or a single-"
+                    "component per-channel head (as in big_vision)."
+                )
+        self._set_seed(seed)
+        inputs = {
+            "tokens": ops.convert_to_tensor(tokens, "float32"),
+            "unknown": ops.convert_to_tensor(unknown, "bool"),
+            "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
+            "temperature": ops.convert_to_tensor(temperature, "float32"),
+            "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
+            "cfg_weight": ops.convert_to_tensor(cfg_weight if use_cfg else 0.0, "float32"),
+        }
+        if labels is not None:
+            inputs["labels"] = ops.convert_to_tensor(labels, "int32")
+        key = ("maskgit", use_cfg, num_steps, schedule)
+        fn = self._compile_generate(
+            key, lambda x: self.generate_step(x, use_cfg, num_steps, schedule)
+        )
+        return fn(inputs)
+
+    def generate(
+        self,
+        labels=None,
+        num_samples=None,
+        num_steps=16,
+        schedule="cosine",
+        choice_temperature=35.0,
+        temperature=1.0,
+        temperature_probs=1.0,
+        cfg_weight=None,
+        seed=None,
+        return_latents=False,
+        return_num_masked=False,
+    ):
+        """Generates images (or latents) in `num_steps` parallel steps.
+
+        Args:
+            labels, num_samples: as `GIVTCausal.generate`.
+            num_steps: S.
+            schedule: "cosine" (big_vision), "pow:N", "linear" or "arccos".
+            choice_temperature: Gumbel noise scale of the confidence,
+                annealed by (1 − ratio) (big_vision's t_C; 35 at 256²).
+            temperature, temperature_probs, cfg_weight: as GIVT-Causal.
+            seed: int for reproducibility.
+            return_latents: return (B, L, D) latents instead of images.
+            return_num_masked: also return (B, S), the masked count after
+                each step.
+        """
+        labels, batch = self._normalize_labels(labels, num_samples)
+        bb = self.backbone
+        tokens = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
+        unknown = np.ones((batch, bb.seq_len), bool)
+        out, counts = self._run(labels, tokens, unknown, num_steps, schedule,
+                                choice_temperature, temperature, temperature_probs, cfg_weight, seed)
+        out = out if return_latents else self.decode_tokens(out)
+        return (out, counts) if return_num_masked else out
+
+    def inpaint(
+        self,
+        images,
+        mask,
+        labels=None,
+        num_steps=16,
+        schedule="cosine",
+        choice_temperature=35.0,
+        temperature=1.0,
+        temperature_probs=1.0,
+        cfg_weight=None,
+        seed=None,
+        return_latents=False,
+        token_grid=None,
+    ):
+        """Regenerates the masked region of real images, keeping the rest.
+
+        Args:
+            images: (B, H, W, C) in [-1, 1], or (B, L, D) latents.
+            mask: (B, H, W) pixel mask (True = regenerate), or (B, L) token
+                mask when `images` are latents. Outpainting is the same call
+                with the mask outside the kept region; class-conditional
+                editing passes another `labels`.
+            token_grid: (h, w) of the latent grid; default square √L × √L.
+        Returns:
+            Images (or latents); unmasked tokens are bit-identical to the
+            encoding of the input (the posterior mean).
+        """
+        bb = self.backbone
+        images = ops.convert_to_tensor(images, "float32")
+        if len(images.shape) == 4:
+            tokens = self.encode_images(images, sample=False)
+            grid = token_grid or _square_grid(bb.seq_len)
+            token_mask = pixel_mask_to_token_mask(mask, grid)
+        elif len(images.shape) == 3:
+            tokens = images
+            token_mask = ops.convert_to_tensor(mask, "bool")
+        else:
+            raise ValueError(
+                f"`images` must be (B, H, W, C) images or (B, L, D) latents; received shape "
+                f"{tuple(images.shape)}."
+            )
+        batch = int(tokens.shape[0])
+        if tuple(token_mask.shape) != (batch, bb.seq_len):
+            raise ValueError(
+                f"The token mask must be ({batch}, {bb.seq_len}); received {tuple(token_mask.shape)}."
+            )
+        if labels is not None or bb.num_labels is not None:
+            labels, _ = self._normalize_labels(labels, batch)
+        out, _ = self._run(labels, tokens, token_mask, num_steps, schedule, choice_temperature,
+                           temperature, temperature_probs, cfg_weight, seed)
+        return out if return_latents else self.decode_tokens(out)
+
+
+def _square_grid(seq_len):
+    side = int(round(math.sqrt(seq_len)))
+    if side * side != seq_len:
+        raise ValueError(f"seq_len={seq_len} is not a square: pass `token_grid=(h, w)`.")
+    return side, side
