@@ -83,8 +83,8 @@ class CFGDensity:
     def __init__(self, params_c, params_u, w, mixture_index=None):
         self.w = ops.cast(w, "float32")
         self.mixture_index = mixture_index
-        self.loc_c, self.scale_c = component_params(params_c, mixture_index)
-        self.loc_u, self.scale_u = component_params(params_u, mixture_index)
+        self.loc_c, self.scale_c = _f32(*component_params(params_c, mixture_index))
+        self.loc_u, self.scale_u = _f32(*component_params(params_u, mixture_index))
         self.simple_scale = 2.0 * ops.maximum(self.scale_c, self.scale_u)
 
     def log_prob(self, x):
@@ -152,6 +152,10 @@ class CFGDensity:
         if _all_true(ok):
             return exact
         return ops.where(ok, exact, self.rejection_sample(seed))
+
+
+def _f32(*xs):
+    return tuple(ops.cast(ops.convert_to_tensor(x), "float32") for x in xs)
 
 
 def _all_true(x):
