@@ -1,0 +1,143 @@
+"""Speed benchmark of GIVT training and generation on the current KERAS_BACKEND.
+
+    KERAS_BACKEND=jax python benchmarks/bench.py --json-out bench_jax.json [--only train,ar,ar_cfg,maskgit]
+
+Items (each timed `--iters` times after a first, compiling call):
+- `train`: one optimizer step (NLL + gradients + Adam with global-norm clipping)
+  on a (batch, seq_len, out_dim) latent batch.
+- `ar`: one GIVT-Causal generation of the whole batch (KV cache).
+- `ar_cfg`: the same with density-based CFG (`--cfg-w`).
+- `maskgit`: one GIVT-MaskGIT generation with `--maskgit-steps` steps.
+
+The defaults are the reference sizes. Prints one JSON object on the last
+stdout line: a key per item with `median_s`, `min_s`, `compile_s` (the first
+call), plus `config` and `env`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--emb-dim", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--mlp", type=int, default=1024)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--out-dim", type=int, default=16)
+    p.add_argument("--num-mixtures", type=int, default=16)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--maskgit-steps", type=int, default=16)
+    p.add_argument("--cfg-w", type=float, default=0.4)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--only", default="train,ar,ar_cfg,maskgit")
+    p.add_argument("--json-out", default=None)
+    return p.parse_args(argv)
+
+
+def _sync(x):
+    import keras
+
+    keras.ops.convert_to_numpy(keras.tree.flatten(x)[0])
+
+
+def timed(fn, iters):
+    t0 = time.perf_counter()
+    _sync(fn())
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        _sync(fn())
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "compile_s": compile_s}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+    import numpy as np
+
+    import keras_givt
+
+    items = [s for s in args.only.split(",") if s]
+    unknown = set(items) - {"train", "ar", "ar_cfg", "maskgit"}
+    if unknown:
+        raise SystemExit(f"--only: unknown items {sorted(unknown)}")
+    common = dict(
+        seq_len=args.seq_len,
+        out_dim=args.out_dim,
+        num_labels=1000,
+        emb_dim=args.emb_dim,
+        num_decoder_layers=args.layers,
+        num_heads=args.heads,
+        mlp_dim=args.mlp,
+        num_mixtures=args.num_mixtures,
+        per_channel_mixtures=False,
+        fix_square_plus=True,
+        drop_labels_probability=0.1,
+    )
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(args.batch, args.seq_len, args.out_dim)).astype("float32")
+    labels = rng.integers(0, 1000, size=(args.batch,)).astype("int32")
+    results = {}
+
+    if {"train", "ar", "ar_cfg"} & set(items):
+        model = keras_givt.GIVTCausal(keras_givt.GIVTBackbone(style="ar", **common), seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-4, global_clipnorm=1.0))
+        batch = {"latents": latents, "labels": labels}
+        if "train" in items:
+            results["train"] = timed(lambda: model.train_on_batch(batch), args.iters)
+        if "ar" in items:
+            results["ar"] = timed(
+                lambda: model.generate(labels=labels, temperature=0.95, return_latents=True),
+                args.iters,
+            )
+        if "ar_cfg" in items:
+            results["ar_cfg"] = timed(
+                lambda: model.generate(
+                    labels=labels, temperature=0.95, cfg_weight=args.cfg_w, return_latents=True
+                ),
+                args.iters,
+            )
+    if "maskgit" in items:
+        model = keras_givt.GIVTMaskGIT(
+            keras_givt.GIVTBackbone(style="masked", mask_style="concat", **common), seed=0
+        )
+        results["maskgit"] = timed(
+            lambda: model.generate(
+                labels=labels, num_steps=args.maskgit_steps, return_latents=True
+            ),
+            args.iters,
+        )
+
+    results["config"] = vars(args)
+    results["env"] = {
+        "backend": keras.config.backend(),
+        "keras": keras.__version__,
+        "keras_givt": keras_givt.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "devices": [str(d) for d in keras.distribution.list_devices()],
+    }
+    line = json.dumps(results, sort_keys=True)
+    if args.json_out:
+        d = os.path.dirname(os.path.abspath(args.json_out))
+        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(line + "\n")
+        os.replace(tmp, args.json_out)
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
