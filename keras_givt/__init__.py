@@ -8,3 +8,11 @@ from keras_givt.models.givt.givt_maskgit import GIVTMaskGIT
 __version__ = "0.1.0"
 
 __all__ = ["GIVTBackbone", "GIVTCausal", "GIVTMaskGIT", "layers", "__version__"]
+
+from keras_givt.models.givt.givt_presets import registry_entries as _givt_presets  # noqa: E402
+from keras_givt.utils.preset_utils import register_presets as _register  # noqa: E402
+
+from keras_givt.models.vae.vae_presets import registry_entries as _vae_presets  # noqa: E402
+
+_register(_givt_presets())
+_register(_vae_presets())

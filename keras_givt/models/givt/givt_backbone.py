@@ -15,6 +15,7 @@ tokens < i; style 'masked' is bidirectional and predicts the masked tokens.
 import keras
 from keras import ops
 from keras_hub.models import Backbone
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
 from keras_givt.layers.gaussian_mixture_head import num_logits as _num_logits
@@ -352,6 +353,28 @@ class GIVTBackbone(Backbone):
         layout_map[r"decoder_block_\d+/mlp_dense_1/kernel"] = (model, None)
         layout_map["logits_dense/kernel"] = (model, None)
         return layout_map
+
+    # --- Presets ------------------------------------------------------------
+
+    @classproperty
+    def presets(cls):
+        """Built-in GIVT presets (their backbones load with `from_preset` too)."""
+        from keras_givt.utils import preset_utils
+
+        return {
+            k: v["metadata"]
+            for k, v in preset_utils.PRESETS.items()
+            if v["class"] in ("GIVTCausal", "GIVTMaskGIT", "GIVTBackbone")
+        }
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a backbone from a built-in name, keras-hub handle or directory."""
+        from keras_givt.utils import preset_utils
+
+        return super().from_preset(
+            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
 
     # --- Validation --------------------------------------------------------
 

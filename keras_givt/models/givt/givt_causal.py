@@ -74,8 +74,8 @@ class GIVTCausal(GIVTTask):
         labels=None,
         num_samples=None,
         seed=None,
-        temperature=1.0,
-        temperature_probs=1.0,
+        temperature=None,
+        temperature_probs=None,
         cfg_weight=None,
         beam_size=1,
         fan_size=1,
@@ -107,10 +107,15 @@ class GIVTCausal(GIVTTask):
             return_log_probs: also return the (B,) log-density of the
                 generated (non-prefix) tokens under the sampling density.
 
-        Changing a numeric argument (temperature, CFG weight, ...) does not
+        Arguments left to None take the preset's `sampling_defaults`
+        (e.g. t=0.95, CFG 0.4 for `givt_causal_imagenet256`), else 1.0 /
+        no guidance. Changing a numeric argument (temperature, CFG weight, ...) does not
         retrace; the function is compiled once per mode and batch size.
         """
         bb = self.backbone
+        temperature = self._default("temperature", temperature, 1.0)
+        temperature_probs = self._default("temperature_probs", temperature_probs, 1.0)
+        cfg_weight = self._default("cfg_weight", cfg_weight, None)
         labels, batch = self._normalize_labels(labels, num_samples)
         for name, value in (("beam_size", beam_size), ("fan_size", fan_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -91,6 +91,12 @@ class GIVTMaskGIT(GIVTTask):
     def _run(self, labels, tokens, unknown, num_steps, schedule, choice_temperature,
              temperature, temperature_probs, cfg_weight, seed):
         bb = self.backbone
+        num_steps = self._default("num_steps", num_steps, 16)
+        schedule = self._default("schedule", schedule, "cosine")
+        choice_temperature = self._default("choice_temperature", choice_temperature, 1.0)
+        temperature = self._default("temperature", temperature, 1.0)
+        temperature_probs = self._default("temperature_probs", temperature_probs, 1.0)
+        cfg_weight = self._default("cfg_weight", cfg_weight, None)
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
         mask_ratio(0.5, schedule)  # Validates the schedule name.
@@ -128,11 +134,11 @@ class GIVTMaskGIT(GIVTTask):
         self,
         labels=None,
         num_samples=None,
-        num_steps=16,
-        schedule="cosine",
-        choice_temperature=35.0,
-        temperature=1.0,
-        temperature_probs=1.0,
+        num_steps=None,
+        schedule=None,
+        choice_temperature=None,
+        temperature=None,
+        temperature_probs=None,
         cfg_weight=None,
         seed=None,
         return_latents=False,
@@ -142,10 +148,13 @@ class GIVTMaskGIT(GIVTTask):
 
         Args:
             labels, num_samples: as `GIVTCausal.generate`.
-            num_steps: S.
-            schedule: "cosine" (big_vision), "pow:N", "linear" or "arccos".
+            num_steps: S (default 16).
+            schedule: "cosine" (big_vision, default), "pow:N", "linear" or
+                "arccos".
             choice_temperature: Gumbel noise scale of the confidence,
-                annealed by (1 − ratio) (big_vision's t_C; 35 at 256²).
+                annealed by (1 − ratio) (big_vision's t_C; 35 at 256²;
+                default 1).
+            Arguments left to None take the preset's `sampling_defaults`.
             temperature, temperature_probs, cfg_weight: as GIVT-Causal.
             seed: int for reproducibility.
             return_latents: return (B, L, D) latents instead of images.
@@ -166,11 +175,11 @@ class GIVTMaskGIT(GIVTTask):
         images,
         mask,
         labels=None,
-        num_steps=16,
-        schedule="cosine",
-        choice_temperature=35.0,
-        temperature=1.0,
-        temperature_probs=1.0,
+        num_steps=None,
+        schedule=None,
+        choice_temperature=None,
+        temperature=None,
+        temperature_probs=None,
         cfg_weight=None,
         seed=None,
         return_latents=False,

@@ -6,9 +6,11 @@ Dimension letters: B batch, H/W image size, C channels, L tokens, D token dim.
 import keras
 from keras import ops
 from keras_hub.models import Task
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.givt.givt_backbone import GIVTBackbone
 from keras_givt.models.givt.givt_loss import givt_nll
+from keras_givt.utils import preset_utils
 
 
 class GIVTTask(Task):
@@ -25,7 +27,15 @@ class GIVTTask(Task):
     preprocessor_cls = None
 
     def __init__(
-        self, backbone, vae=None, adaptor=None, preprocessor=None, seed=None, compile=True, **kwargs
+        self,
+        backbone,
+        vae=None,
+        adaptor=None,
+        preprocessor=None,
+        seed=None,
+        sampling_defaults=None,
+        compile=True,
+        **kwargs,
     ):
         # === Layers ===
         self.backbone = backbone
@@ -41,7 +51,9 @@ class GIVTTask(Task):
         self.seed_generator = keras.random.SeedGenerator(seed, name="task_seed_generator")
         # === Config ===
         self.seed = seed
+        self.sampling_defaults = dict(sampling_defaults or {})
         self.generate_functions = {}
+        self.built = True  # Every sub-model is built at construction.
         if compile:
             self.compile()
 
@@ -204,6 +216,33 @@ class GIVTTask(Task):
             )
         return labels, int(labels.size)
 
+    def _default(self, name, value, fallback):
+        """An explicit argument, else the preset's sampling default, else `fallback`."""
+        if value is not None:
+            return value
+        return self.sampling_defaults.get(name, fallback)
+
+    # --- Presets -----------------------------------------------------------
+
+    @classproperty
+    def presets(cls):
+        """Built-in presets of this task (big_vision checkpoints and bundled models)."""
+        return {
+            k: v["metadata"] for k, v in preset_utils.PRESETS.items() if v["class"] == cls.__name__
+        }
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a preset: a built-in name, a keras-hub handle or a local directory.
+
+        Built-in presets backed by big_vision URLs are downloaded with
+        `keras.utils.get_file` and converted once into a keras-hub preset
+        directory in the Keras cache.
+        """
+        return super().from_preset(
+            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
+
     # --- Config ------------------------------------------------------------
 
     def get_config(self):
@@ -213,6 +252,7 @@ class GIVTTask(Task):
                 "vae": None if self.vae is None else keras.layers.serialize(self.vae),
                 "adaptor": None if self.adaptor is None else keras.layers.serialize(self.adaptor),
                 "seed": self.seed,
+                "sampling_defaults": self.sampling_defaults,
             }
         )
         return config

@@ -254,7 +254,30 @@ class BetaVAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # Build the variables now, so nested loading (task presets, `.keras`
+        # files) finds them.
+        from keras_givt.conversion.big_vision_vae import default_image_size
+
+        vae = cls(**config)
+        return vae.build_for_image_size(default_image_size(vae))
+
+    @classmethod
+    def from_preset(cls, preset):
+        """Loads a VAE preset: a built-in name (big_vision URL, converted once
+        into the Keras cache) or a directory holding `model.keras`."""
+        import os
+
+        from keras_givt.models.vae.vae_presets import backbone_presets
+        from keras_givt.utils import preset_utils
+
+        path = preset_utils.resolve_preset(preset)
+        model_file = os.path.join(os.fspath(path), "model.keras")
+        if not os.path.isfile(model_file):
+            raise ValueError(
+                f"`preset` must be a built-in VAE preset ({sorted(backbone_presets)}) or a "
+                f"directory with a model.keras file; received preset={preset!r}."
+            )
+        return keras.saving.load_model(model_file)
 
     @classmethod
     def from_big_vision_checkpoint(

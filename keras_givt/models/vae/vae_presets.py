@@ -51,3 +51,22 @@ backbone_presets = {
     f"beta_vae_imagenet_256_beta_{s}": _preset(s, b)
     for s, b in (("1e-5", 1e-5), ("2.5e-5", 2.5e-5), ("5e-5", 5e-5), ("1e-4", 1e-4), ("2e-4", 2e-4))
 }
+
+
+def registry_entries():
+    """Entries for `keras_givt.utils.preset_utils.register_presets`."""
+
+    def build(local, config):
+        from keras_givt.models.vae.vae_backbone import BetaVAE
+
+        return BetaVAE.from_big_vision_checkpoint(local["vae"], config)
+
+    return {
+        name: {
+            "metadata": p["metadata"],
+            "files": {"vae": p["url"]},
+            "task": "BetaVAE",
+            "build": (lambda local, config=p["config"]: build(local, config)),
+        }
+        for name, p in backbone_presets.items()
+    }

@@ -1,0 +1,22 @@
+"""Offline sample-quality metrics: bits/dim and FD-CNN.
+
+FD-CNN is a Fréchet distance on the 128-d features of a small classifier the
+project trains on the data set itself; it is not comparable with published
+FID numbers (no ImageNet InceptionV3 weights are available offline).
+"""
+
+from keras_givt.metrics.bits_per_dim import bits_per_dim
+from keras_givt.metrics.fd_cnn import FDCNN
+from keras_givt.metrics.fd_cnn import build_fd_cnn_classifier
+from keras_givt.metrics.fd_cnn import prepare_images
+from keras_givt.metrics.frechet import frechet_distance
+from keras_givt.metrics.frechet import gaussian_statistics
+
+__all__ = [
+    "FDCNN",
+    "bits_per_dim",
+    "build_fd_cnn_classifier",
+    "frechet_distance",
+    "gaussian_statistics",
+    "prepare_images",
+]

@@ -1,0 +1,116 @@
+"""Presets whose handles are big_vision's published checkpoint URLs.
+
+keras-hub resolves `kaggle://`, `hf://`, ... handles and local preset
+directories; big_vision publishes plain `https://` files in its own formats
+(params-only `.npz`, legacy flax msgpack). For those, `resolve_preset`:
+
+1. downloads every file with `keras.utils.get_file` (Keras cache, so only
+   once; offline, the error names the URL and how to load a local file),
+2. converts them once into a keras-hub preset directory in the Keras cache
+   (`$KERAS_HOME/models/keras_givt/presets/<name>`; written to a temporary
+   directory and renamed, so an interrupted conversion leaves nothing),
+3. returns that directory, which the keras-hub loaders then read.
+
+Any other handle (a local directory, `kaggle://`, `hf://`) passes through.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+
+# name -> {"class": class name, "metadata": {...}, "files": {key: url},
+#          "build": callable(local_files: dict) -> model}
+PRESETS = {}
+
+
+def register_presets(presets, class_name=None):
+    """Registers `{name: entry}`; the class is `class_name` or `entry["task"]`."""
+    for name, entry in presets.items():
+        PRESETS[name] = dict(entry, **{"class": class_name or entry["task"]})
+
+
+def presets_for(class_names):
+    return {k: v for k, v in PRESETS.items() if v["class"] in class_names}
+
+
+def keras_home():
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+
+
+def cache_root():
+    return os.path.join(keras_home(), "models", "keras_givt", "presets")
+
+
+def download(url, what="checkpoint"):
+    """A local path for `url` (`https://`, `gs://` or `file://`), cached by Keras."""
+    if url.startswith("gs://"):
+        url = "https://storage.googleapis.com/" + url[len("gs://") :]
+    if os.path.exists(url):
+        return url
+    fname = "big_vision_" + url.rstrip("/").split("/")[-1]
+    # keras.utils.get_file silently falls back to /tmp/.keras when the cache
+    # directory does not exist yet.
+    os.makedirs(keras_home(), exist_ok=True)
+    try:
+        return keras.utils.get_file(
+            fname=fname, origin=url, cache_subdir="models/keras_givt", cache_dir=keras_home()
+        )
+    except Exception as e:
+        raise ValueError(
+            f"Could not download the big_vision {what} {url!r} ({type(e).__name__}: {e}). "
+            "If this machine is offline, download the file elsewhere and load it locally: "
+            "`keras_givt.conversion.big_vision.load_givt_params(backbone, '/path/to/file')` "
+            "for GIVT params, `BetaVAE.from_big_vision_checkpoint('/path/to/file', config)` "
+            "for a VAE, or `resolve_preset(name, files={...local paths...})`."
+        ) from e
+
+
+def resolve_preset(preset, files=None):
+    """A keras-hub preset directory for `preset` (converting big_vision files once).
+
+    Args:
+        preset: a registered preset name, or any keras-hub handle/directory.
+        files: optional `{key: local path}` overriding the preset's URLs
+            (to convert files downloaded by hand).
+    """
+    if not isinstance(preset, str) or preset not in PRESETS:
+        return preset
+    entry = PRESETS[preset]
+    target = os.path.join(cache_root(), preset)
+    if os.path.exists(os.path.join(target, "config.json")):
+        return target
+    local, downloaded = {}, []
+    for key, url in entry["files"].items():
+        if (files or {}).get(key):
+            local[key] = files[key]
+        else:
+            local[key] = download(url, what=f"{key} checkpoint")
+            downloaded.append(local[key])
+    try:
+        model = entry["build"](local)
+    except ValueError:
+        # A truncated or wrong download must not stay in the cache.
+        for path in downloaded:
+            if os.path.isfile(path) and path.startswith(keras_home()):
+                os.remove(path)
+        raise
+    os.makedirs(cache_root(), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{preset}-", dir=cache_root())
+    try:
+        if hasattr(model, "save_to_preset"):
+            model.save_to_preset(tmp)
+        else:  # A plain keras.Model (the VAE): one `.keras` file.
+            model.save(os.path.join(tmp, "model.keras"))
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(keras.saving.serialize_keras_object(model), f)
+        if os.path.exists(target):  # A concurrent conversion won the race.
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
