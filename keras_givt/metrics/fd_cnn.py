@@ -183,7 +183,8 @@ def _iterate_batches(images, batch_size):
         for start in range(0, n, batch_size):
             yield images[start : start + batch_size]
         return
-    if isinstance(images, (list, tuple)):
+    if isinstance(images, (list, tuple)) and not all(isinstance(e, dict) for e in images):
+        # A list of arrays is ambiguous (images or batches?): ask for an array.
         raise TypeError(
             "`images` must be an array/tensor (N, H, W[, C]) or an iterable of batches (e.g. a "
             f"tf.data.Dataset); received a {type(images).__name__}. Stack it with np.stack first."

@@ -26,6 +26,8 @@ import keras
 from keras import ops
 
 from keras_givt.layers.distributions import normal_log_prob
+from keras_givt.samplers import random_utils
+from keras_givt.utils.tensor_utils import is_concrete
 
 NUM_PROPOSALS = 1000
 _GRID = 1001
@@ -120,20 +122,27 @@ class CFGDensity:
         ) / safe
         return loc, ops.rsqrt(safe), ok
 
-    def rejection_sample(self, seed=None, num_proposals=NUM_PROPOSALS):
+    def rejection_sample(self, seed=None, num_proposals=NUM_PROPOSALS, raw_seed=None):
         """big_vision's sampler: first accepted of `num_proposals` proposals per channel.
 
         If none is accepted, the proposal with the highest acceptance ratio.
+        `raw_seed` (a drawn seed tensor) replaces `seed` inside compiled
+        branches.
         """
         shape = tuple(ops.shape(self.loc_c))
-        eps = keras.random.normal((num_proposals,) + shape, seed=seed)
+        full = (num_proposals,) + shape
+        if raw_seed is not None:
+            eps = random_utils.stateless_normal(full, raw_seed, 0)
+            u = random_utils.stateless_uniform(full, raw_seed, 1, minval=1e-20, maxval=1.0)
+        else:
+            eps = keras.random.normal(full, seed=seed)
+            u = keras.random.uniform(full, minval=1e-20, maxval=1.0, seed=seed)
         x = self.loc_c + self.simple_scale * eps  # (P, ..., D)
         log_ratio = (
             self.log_prob(x)
             - normal_log_prob(x, self.loc_c, self.simple_scale)
             - ops.log(self.fac)
         )
-        u = keras.random.uniform((num_proposals,) + shape, minval=1e-20, maxval=1.0, seed=seed)
         accept = ops.log(u) < log_ratio
         # First accepted proposal, else the best one.
         order = ops.reshape(
@@ -145,24 +154,38 @@ class CFGDensity:
         return ops.sum(onehot * x, axis=0)
 
     def sample(self, seed=None):
-        """Exact where the guided density is normalisable, big_vision's rejection elsewhere."""
+        """Exact where the guided density is normalisable, big_vision's rejection elsewhere.
+
+        The rejection sampler (1000 proposals per channel) only runs when
+        some channel needs it (`ops.cond` in compiled code).
+        """
         loc, scale, ok = self.exact_params()
         eps = keras.random.normal(ops.shape(loc), seed=seed)
         exact = loc + scale * eps
-        if _all_true(ok):
+        concrete = _concrete_all(ok)
+        if concrete is True:
             return exact
-        return ops.where(ok, exact, self.rejection_sample(seed))
+        if concrete is False or not isinstance(seed, keras.random.SeedGenerator):
+            return ops.where(ok, exact, self.rejection_sample(seed))
+        # Traced: run the (1000-proposal) fallback only when needed. Its seed
+        # is drawn outside the branch.
+        raw = random_utils.draw_raw_seed(seed)
+        return ops.cond(
+            ops.all(ok),
+            lambda: exact,
+            lambda: ops.where(ok, exact, self.rejection_sample(raw_seed=raw)),
+        )
 
 
 def _f32(*xs):
     return tuple(ops.cast(ops.convert_to_tensor(x), "float32") for x in xs)
 
 
-def _all_true(x):
-    try:
-        return bool(ops.convert_to_numpy(ops.all(x)))
-    except Exception:  # Traced: keep both branches.
-        return False
+def _concrete_all(x):
+    """`all(x)` as a Python bool when `x` has values, else None (traced)."""
+    if not is_concrete(x):
+        return None
+    return bool(ops.convert_to_numpy(ops.all(x)))
 
 
 def guided_log_prob_moments(loc_c, scale_c, loc_u, scale_u, w, num=20001, width=12.0):

@@ -52,3 +52,45 @@ def seeded_fori_loop(lower, upper, body, init_val, seed_generator):
     else:
         state_var.assign(end)
     return val
+
+
+def draw_raw_seed(seed_generator):
+    """Draws a raw seed tensor from `seed_generator` (for use inside `ops.cond`).
+
+    A branch of a compiled conditional cannot advance a `SeedGenerator`, so
+    the seed is drawn before the branch and consumed by `stateless_normal` /
+    `stateless_uniform` inside it.
+    """
+    return seed_generator.next()
+
+
+def _offset(raw_seed, offset):
+    return raw_seed + ops.cast(ops.convert_to_tensor([0, offset]), raw_seed.dtype)
+
+
+def stateless_normal(shape, raw_seed, offset=0):
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        seed = tf.cast(tf.math.floormod(_offset(raw_seed, offset), tf.int32.max - 1), "int32")
+        return tf.random.stateless_normal(shape, seed=seed, dtype="float32")
+    if backend == "jax":
+        return keras.random.normal(shape, dtype="float32", seed=_offset(raw_seed, offset))
+    raise NotImplementedError("Raw seeds are only needed by compiled (jax/tf) code.")
+
+
+def stateless_uniform(shape, raw_seed, offset=0, minval=0.0, maxval=1.0):
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        seed = tf.cast(tf.math.floormod(_offset(raw_seed, offset), tf.int32.max - 1), "int32")
+        return tf.random.stateless_uniform(
+            shape, seed=seed, minval=minval, maxval=maxval, dtype="float32"
+        )
+    if backend == "jax":
+        return keras.random.uniform(
+            shape, minval=minval, maxval=maxval, dtype="float32", seed=_offset(raw_seed, offset)
+        )
+    raise NotImplementedError("Raw seeds are only needed by compiled (jax/tf) code.")
