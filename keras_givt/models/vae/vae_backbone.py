@@ -78,6 +78,7 @@ class BetaVAE(keras.Model):
         beta=1e-4,
         reconstruction_loss="l2",
         seed=None,
+        image_size=None,
         **kwargs,
     ):
         if norm_type != "GN":
@@ -101,6 +102,9 @@ class BetaVAE(keras.Model):
         self.beta = beta
         self.reconstruction_loss = reconstruction_loss
         self.seed = seed
+        # (H, W, C) the variables were built for; recorded on first use so
+        # that deserialization can rebuild before loading weights.
+        self.image_size = None if image_size is None else [int(v) for v in image_size]
 
         self.encoder = CNNEncoder(
             filters,
@@ -135,8 +139,15 @@ class BetaVAE(keras.Model):
         return 2 ** (len(self.channel_multipliers) - 1)
 
     def build_for_image_size(self, image_size, channels=3):
-        """Creates all variables by running a (1, S, S, C) dummy batch."""
-        self(ops.zeros((1, image_size, image_size, channels)))
+        """Creates all variables by running a (1, S, S, C) dummy batch.
+
+        `image_size` is an int S or a pair (H, W).
+        """
+        if isinstance(image_size, (list, tuple)):
+            height, width = int(image_size[0]), int(image_size[1])
+        else:
+            height = width = int(image_size)
+        self(ops.zeros((1, height, width, channels)))
         return self
 
     # --- the big_vision API ------------------------------------------------
@@ -198,6 +209,8 @@ class BetaVAE(keras.Model):
 
     def call(self, images, training=None):
         """Reconstruction (B, H, W, C): decode(mu), or decode(sample) when training."""
+        if self.image_size is None and None not in tuple(images.shape[1:]):
+            self.image_size = [int(v) for v in images.shape[1:]]
         mu, logvar = self.encode(images)
         z = self.sample(mu, logvar) if training else mu
         self.add_loss(ops.mean(self.kl(mu, logvar)))
@@ -248,6 +261,7 @@ class BetaVAE(keras.Model):
                 "beta": self.beta,
                 "reconstruction_loss": self.reconstruction_loss,
                 "seed": self.seed,
+                "image_size": self.image_size,
             }
         )
         return config
@@ -259,6 +273,9 @@ class BetaVAE(keras.Model):
         from keras_givt.conversion.big_vision_vae import default_image_size
 
         vae = cls(**config)
+        if vae.image_size is not None:
+            height, width, channels = vae.image_size
+            return vae.build_for_image_size((height, width), channels)
         return vae.build_for_image_size(default_image_size(vae))
 
     @classmethod
