@@ -12,8 +12,8 @@ Semantics follow big_vision's GIVT decoder (`givt.EncDecBlock`):
   MLP only after the tanh-gelu.
 - optional cross-attention (UViM): LayerNorm2 + bias-free attention to an
   encoded sequence between self-attention and MLP.
-- a dense KV cache `(B, 2, L, H, Dh)` per block (stacked to
-  `(B, num_layers, 2, L, H, Dh)` by the backbone), updated with
+- a dense KV cache `(B, num_layers, 2, H, L, Dh)` (heads before positions,
+  so attention reads it without a transpose), updated in place with
   `ops.slice_update`.
 """
 
@@ -131,15 +131,21 @@ class GIVTAttention(keras.layers.Layer):
         self.out.build(tuple(x_shape[:-1]) + (self.num_heads, self.head_dim))
         self.built = True
 
-    def _attend(self, q, k, v, attention_mask, training):
-        # q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh); mask (T, S) or (B, 1, T, S).
-        logits = ops.einsum("bthd,bshd->bhts", q, k)
+    def _attend(self, q, k, v, attention_mask, training, kv_heads_first=False):
+        # q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh), or (B, H, S, Dh)
+        # with `kv_heads_first` (the cache layout); mask (T, S).
+        if kv_heads_first:
+            logits = ops.einsum("bthd,bhsd->bhts", q, k)
+        else:
+            logits = ops.einsum("bthd,bshd->bhts", q, k)
         logits = ops.cast(logits, "float32")
         if attention_mask is not None:
             logits = ops.where(attention_mask, logits, ops.cast(-1e30, "float32"))
         weights = ops.softmax(logits, axis=-1)
         weights = ops.cast(weights, self.compute_dtype)
         weights = self.attention_dropout(weights, training=training)
+        if kv_heads_first:
+            return self.out(ops.einsum("bhts,bhsd->bthd", weights, v))
         return self.out(ops.einsum("bhts,bshd->bthd", weights, v))  # (B, T, E)
 
     def call(self, x, kv=None, attention_mask=None, training=None):
@@ -150,28 +156,29 @@ class GIVTAttention(keras.layers.Layer):
     def call_with_cache(self, x, cache, cache_update_index, layer_index=None, training=None):
         """Self-attention of `x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache` holds keys and values, either of this layer `(B, 2, L, H, Dh)`
-        or of the whole stack `(B, N, 2, L, H, Dh)` with `layer_index` given
-        (updated in place, so compiled loops do not copy the whole cache).
-        Returns `(output (B, T, E), updated cache)`.
+        `cache` holds keys and values, either of this layer `(B, 2, H, L, Dh)`
+        or of the whole stack `(B, N, 2, H, L, Dh)` with `layer_index` given
+        (updated in place). Heads precede positions so that attention reads
+        the cache without transposing it. Returns `(output (B, T, E), cache)`.
         """
         q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
-        kv_new = ops.stack([self.key(x), self.value(x)], axis=1)  # (B, 2, T, H, Dh)
-        kv_new = ops.cast(kv_new, cache.dtype)
+        k_new = ops.transpose(self.key(x), (0, 2, 1, 3))  # (B, H, T, Dh)
+        v_new = ops.transpose(self.value(x), (0, 2, 1, 3))
+        kv_new = ops.cast(ops.stack([k_new, v_new], axis=1), cache.dtype)  # (B, 2, H, T, Dh)
         if layer_index is None:
-            cache = ops.slice_update(cache, [0, 0, cache_update_index, 0, 0], kv_new)
+            cache = ops.slice_update(cache, [0, 0, 0, cache_update_index, 0], kv_new)
             layer_cache = cache
         else:
-            start = [0, layer_index, 0, cache_update_index, 0, 0]
+            start = [0, layer_index, 0, 0, cache_update_index, 0]
             cache = ops.slice_update(cache, start, ops.expand_dims(kv_new, 1))
             layer_cache = cache[:, layer_index]
-        cache_len = ops.shape(layer_cache)[2]
+        cache_len = ops.shape(layer_cache)[3]
         t = ops.shape(x)[1]
         q_pos = ops.arange(t) + cache_update_index
         mask = ops.expand_dims(ops.arange(cache_len), 0) <= ops.expand_dims(q_pos, 1)
         k = ops.cast(layer_cache[:, 0], self.compute_dtype)
         v = ops.cast(layer_cache[:, 1], self.compute_dtype)
-        return self._attend(q, k, v, mask, training), cache
+        return self._attend(q, k, v, mask, training, kv_heads_first=True), cache
 
     def get_config(self):
         config = super().get_config()
@@ -312,8 +319,8 @@ class GIVTDecoderBlock(keras.layers.Layer):
     ):
         """`x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache` is this block's `(B, 2, L, H, Dh)` or, with `layer_index`, the
-        stacked `(B, N, 2, L, H, Dh)`; returns `(y, updated cache)`.
+        `cache` is this block's `(B, 2, H, L, Dh)` or, with `layer_index`, the
+        stacked `(B, N, 2, H, L, Dh)`; returns `(y, updated cache)`.
         """
         y = self.pre_attention_norm(x)
         y, cache = self.self_attention.call_with_cache(

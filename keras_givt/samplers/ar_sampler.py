@@ -109,7 +109,7 @@ def ar_generate(
     prefix = ops.repeat(ops.cast(prefix, "float32"), K * F, axis=0)  # (R·F, L, D)
     prefix_len = ops.cast(prefix_len, "int32")
 
-    cache = backbone.build_cache(rows, per_layer=True)
+    cache = backbone.build_cache(rows)
     logits, cache = backbone.prefill(labels, cache, batch_size=rows)  # (rows, 1, M)
     tokens = ops.zeros((R, L, D), "float32")
     scores = ops.zeros((B, K), "float32")
@@ -148,7 +148,7 @@ def ar_generate(
             return tokens, cache
         tokens = ops.take(tokens, src, axis=0)
         cache_src = ops.concatenate([src, src + R], axis=0) if use_cfg else src
-        return tokens, [ops.take(c, cache_src, axis=0) for c in cache]
+        return tokens, ops.take(cache, cache_src, axis=0)
 
     def step(i, carry):
         tokens, logits, cache, scores = carry

@@ -57,20 +57,14 @@ def test_label_table_rows():
     assert ids == {"mask": 0, "num_rows": 2}
 
 
-@pytest.mark.parametrize(
-    "overrides, per_layer",
-    [(dict(), False), (dict(), True), (dict(num_labels=None, per_channel_mixtures=False), False)],
-)
-def test_cached_decoding_equals_full_forward(overrides, per_layer):
+@pytest.mark.parametrize("overrides", [dict(), dict(num_labels=None, per_channel_mixtures=False)])
+def test_cached_decoding_equals_full_forward(overrides):
     backbone = _randomize(GIVTBackbone(**helpers.tiny_kwargs(**overrides)))
     inputs = helpers.tiny_inputs(backbone)
     full = _np(backbone(inputs))
     tokens, labels = inputs["tokens"], inputs.get("labels")
-    cache = backbone.build_cache(2, per_layer=per_layer)
-    if per_layer:
-        assert len(cache) == 2 and tuple(cache[0].shape) == (2, 2, 16, 2, 16)
-    else:
-        assert tuple(cache.shape) == (2, 2, 2, 16, 2, 16)  # (B, N, 2, L, H, E/H)
+    cache = backbone.build_cache(2)
+    assert tuple(cache.shape) == (2, 2, 2, 2, 16, 16)  # (B, N, 2, H, L, E/H)
     logits, cache = backbone.prefill(labels, cache, batch_size=2)
     steps = [_np(logits)]
     # A multi-token chunk (prompt / prefix), then single steps.
