@@ -533,6 +533,9 @@ def save_task(model, preset_dir, card):
     """`task.save_to_preset` into a temp folder, plus `model_card.json`; then rename."""
     tmp = preset_dir + f".tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    # A fresh optimizer: the preset ships weights only (Adam's moments would
+    # double its size); `<out>/checkpoint` keeps the optimizer state.
+    model.compile()
     model.save_to_preset(tmp)
     io_utils.write_json(os.path.join(tmp, "model_card.json"), card)
     if os.path.exists(preset_dir):

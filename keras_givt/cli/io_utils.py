@@ -25,6 +25,7 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files.
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

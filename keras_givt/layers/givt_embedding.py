@@ -21,6 +21,8 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.transformer_block import FlatDense
+
 
 def label_table(num_labels, style="ar", mask_style="replace", drop_labels_probability=0.0):
     """Special label ids and the number of rows of big_vision's label table.
@@ -107,7 +109,7 @@ class GIVTEmbedding(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="label_embedding",
         )
-        self.token_embedding = keras.layers.Dense(
+        self.token_embedding = FlatDense(
             emb_dim,
             kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=math.sqrt(1.0 / out_dim) / 0.87962566103423978

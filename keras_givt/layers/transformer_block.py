@@ -29,6 +29,33 @@ def lecun_normal(fan_in):
     return keras.initializers.TruncatedNormal(stddev=math.sqrt(1.0 / fan_in) / 0.87962566103423978)
 
 
+def flat_matmul(x, kernel):
+    """`x (..., I) @ kernel (I, O)` as one 2-D matmul.
+
+    XLA's CPU backward of a rank-3 `dot_general` is ~1.7x slower than the
+    same product on flattened rows, so every projection here flattens.
+    """
+    lead = ops.shape(x)[:-1]
+    y = ops.matmul(ops.reshape(x, (-1, ops.shape(x)[-1])), kernel)
+    return ops.reshape(y, tuple(lead) + (ops.shape(kernel)[-1],))
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class FlatDense(keras.layers.Dense):
+    """`keras.layers.Dense` computing its product on flattened rows (faster
+    gradients on CPU); LoRA and quantized modes use Dense's own path."""
+
+    def call(self, inputs, training=None):
+        if getattr(self, "lora_enabled", False) or self.quantization_mode is not None:
+            return super().call(inputs, training=training)
+        y = flat_matmul(inputs, ops.cast(self.kernel, self.compute_dtype))
+        if self.use_bias:
+            y = y + ops.cast(self.bias, self.compute_dtype)
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+
 @keras.saving.register_keras_serializable(package="keras_givt")
 class FlaxLayerNorm(keras.layers.Layer):
     """LayerNorm with flax's numerics (float32, fast variance, eps 1e-6).
@@ -145,13 +172,48 @@ class GIVTAttention(keras.layers.Layer):
         weights = ops.cast(weights, self.compute_dtype)
         weights = self.attention_dropout(weights, training=training)
         if kv_heads_first:
-            return self.out(ops.einsum("bhts,bhsd->bthd", weights, v))
-        return self.out(ops.einsum("bhts,bshd->bthd", weights, v))  # (B, T, E)
+            return self._output(ops.einsum("bhts,bhsd->bthd", weights, v))
+        return self._output(ops.einsum("bhts,bshd->bthd", weights, v))  # (B, T, E)
 
-    def call(self, x, kv=None, attention_mask=None, training=None):
+    def _project(self, layer, x):
+        """x (B, T, E) -> (B, T, H, Dh) with `layer`'s (E, H, Dh) kernel."""
+        if getattr(layer, "lora_enabled", False) or layer.quantization_mode is not None:
+            return layer(x)
+        kernel = ops.cast(layer.kernel, self.compute_dtype)
+        y = flat_matmul(x, ops.reshape(kernel, (self.hidden_dim, self.num_heads * self.head_dim)))
+        if self.use_bias:
+            y = y + ops.reshape(ops.cast(layer.bias, self.compute_dtype), (-1,))
+        lead = tuple(ops.shape(x)[:-1])
+        return ops.reshape(y, lead + (self.num_heads, self.head_dim))
+
+    def _output(self, o):
+        """o (B, T, H, Dh) -> (B, T, E) with the (H, Dh, E) out kernel."""
+        if getattr(self.out, "lora_enabled", False) or self.out.quantization_mode is not None:
+            return self.out(o)
+        lead = tuple(ops.shape(o)[:-2])
+        kernel = ops.cast(self.out.kernel, self.compute_dtype)
+        y = flat_matmul(
+            ops.reshape(o, lead + (self.num_heads * self.head_dim,)),
+            ops.reshape(kernel, (self.num_heads * self.head_dim, self.hidden_dim)),
+        )
+        if self.use_bias:
+            y = y + ops.cast(self.out.bias, self.compute_dtype)
+        return y
+
+    def call(self, x, kv=None, attention_mask=None, is_causal=False, training=None):
         kv = x if kv is None else kv
-        q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
-        return self._attend(q, self.key(kv), self.value(kv), attention_mask, training)
+        k, v = self._project(self.key, kv), self._project(self.value, kv)
+        if attention_mask is None and not (training and self.dropout_rate > 0):
+            # Fused path (no attention-weight dropout to apply).
+            q = self._project(self.query, x)
+            o = ops.dot_product_attention(
+                q, k, v, scale=1.0 / math.sqrt(self.head_dim), is_causal=is_causal
+            )
+            return self._output(o)
+        if is_causal:
+            attention_mask = causal_mask(ops.shape(x)[1])
+        q = self._project(self.query, x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
+        return self._attend(q, k, v, attention_mask, training)
 
     def call_with_cache(self, x, cache, cache_update_index, layer_index=None, training=None):
         """Self-attention of `x (B, T, E)` at positions `index..index+T-1`.
@@ -161,9 +223,9 @@ class GIVTAttention(keras.layers.Layer):
         (updated in place). Heads precede positions so that attention reads
         the cache without transposing it. Returns `(output (B, T, E), cache)`.
         """
-        q = self.query(x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
-        k_new = ops.transpose(self.key(x), (0, 2, 1, 3))  # (B, H, T, Dh)
-        v_new = ops.transpose(self.value(x), (0, 2, 1, 3))
+        q = self._project(self.query, x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
+        k_new = ops.transpose(self._project(self.key, x), (0, 2, 1, 3))  # (B, H, T, Dh)
+        v_new = ops.transpose(self._project(self.value, x), (0, 2, 1, 3))
         kv_new = ops.cast(ops.stack([k_new, v_new], axis=1), cache.dtype)  # (B, 2, H, T, Dh)
         if layer_index is None:
             cache = ops.slice_update(cache, [0, 0, 0, cache_update_index, 0], kv_new)
@@ -264,7 +326,7 @@ class GIVTDecoderBlock(keras.layers.Layer):
         self.pre_mlp_norm = FlaxLayerNorm(
             layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_mlp_norm"
         )
-        self.mlp_dense_0 = keras.layers.Dense(
+        self.mlp_dense_0 = FlatDense(
             mlp_dim,
             kernel_initializer="glorot_uniform",
             bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
@@ -272,7 +334,7 @@ class GIVTDecoderBlock(keras.layers.Layer):
             name="mlp_dense_0",
         )
         self.mlp_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="mlp_dropout")
-        self.mlp_dense_1 = keras.layers.Dense(
+        self.mlp_dense_1 = FlatDense(
             hidden_dim,
             kernel_initializer="glorot_uniform",
             bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
@@ -308,9 +370,8 @@ class GIVTDecoderBlock(keras.layers.Layer):
 
     def call(self, x, encoded=None, training=None):
         # x (B, T, E); encoded (B, S, E) or None.
-        mask = causal_mask(ops.shape(x)[1]) if self.causal else None
         y = self.pre_attention_norm(x)
-        y = self.self_attention(y, attention_mask=mask, training=training)
+        y = self.self_attention(y, is_causal=self.causal, training=training)
         x = x + self.attention_output_dropout(y, training=training)
         return self._cross_and_mlp(x, encoded, training)
 

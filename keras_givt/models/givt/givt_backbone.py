@@ -21,6 +21,7 @@ from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
 from keras_givt.layers.gaussian_mixture_head import num_logits as _num_logits
 from keras_givt.layers.givt_embedding import GIVTEmbedding
 from keras_givt.layers.givt_embedding import label_table
+from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTDecoderBlock
 from keras_givt.utils.tensor_utils import is_concrete
@@ -141,7 +142,7 @@ class GIVTBackbone(Backbone):
             for i in range(num_decoder_layers)
         ]
         self.decoder_norm = FlaxLayerNorm(1e-6, use_bias=True, dtype=dtype, name="decoder_norm")
-        self.logits_dense = keras.layers.Dense(
+        self.logits_dense = FlatDense(
             _num_logits(out_dim, num_mixtures, per_channel_mixtures, multivariate),
             kernel_initializer="zeros",
             dtype=dtype,
