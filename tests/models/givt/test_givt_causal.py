@@ -307,3 +307,25 @@ def test_db_cfg_compiled_fallback():
     cfg_ok = guidance.CFGDensity(params_c, dict(params_u, scale=np.ones_like(su)), 0.4)
     y = _np(_compiled(lambda: cfg_ok.sample(seed=gen), gen)())
     assert abs(y.mean() - mean) < 0.05
+
+
+def test_fit_with_mixed_precision_and_callbacks(tmp_path):
+    tokens, labels = helpers.digits_tokens(64)
+    backbone = GIVTBackbone(
+        **helpers.tiny_kwargs(per_channel_mixtures=False, drop_labels_probability=0.1),
+        dtype="mixed_bfloat16",
+    )
+    model = GIVTCausal(backbone, seed=0)
+    seen = []
+    callbacks = [
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs["loss"])),
+        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+    ]
+    model.fit({"latents": tokens, "labels": labels}, batch_size=16, epochs=2, verbose=0,
+              callbacks=callbacks)
+    assert len(seen) == 2 and all(np.isfinite(seen))
+    assert (tmp_path / "log.csv").read_text().count("\n") == 3
+    out = model({"latents": tokens[:2], "labels": labels[:2]})
+    assert keras.backend.standardize_dtype(out["logits"].dtype) == "bfloat16"
+    z = model.generate(labels=[1], seed=0, return_latents=True)
+    assert np.all(np.isfinite(_np(z)))
