@@ -43,13 +43,24 @@ def _gumbel_argmax(logits, seed):
 class _Distribution:
     """Common helpers."""
 
-    batch_rank = None
-
     def prob(self, x):
         return ops.exp(self.log_prob(x))
 
 
-class NormalMixture(_Distribution):
+class _Mixture(_Distribution):
+    """Mixture weights from the (unnormalised) logits on the last axis."""
+
+    @property
+    def mixture_logits(self):
+        """Normalised mixture log-probabilities (..., K)."""
+        return ops.log_softmax(self.logits, axis=-1)
+
+    @property
+    def mixture_probs(self):
+        return ops.softmax(self.logits, axis=-1)
+
+
+class NormalMixture(_Mixture):
     """Per-channel mixture: every channel is an independent 1-D mixture.
 
     Parameters are (..., D, K); `log_prob(x (..., D))` is (..., D).
@@ -60,15 +71,6 @@ class NormalMixture(_Distribution):
         self.logits = _f32(mixture_logits)
         self.loc = _f32(loc)
         self.scale = _f32(scale)
-
-    @property
-    def mixture_logits(self):
-        """Normalised mixture log-probabilities (..., D, K)."""
-        return ops.log_softmax(self.logits, axis=-1)
-
-    @property
-    def mixture_probs(self):
-        return ops.softmax(self.logits, axis=-1)
 
     def component_log_prob(self, x):
         return normal_log_prob(ops.expand_dims(x, -1), self.loc, self.scale)
@@ -90,7 +92,7 @@ class NormalMixture(_Distribution):
         return loc + scale * eps
 
 
-class DiagonalNormalMixture(_Distribution):
+class DiagonalNormalMixture(_Mixture):
     """MV-diagonal mixture: K diagonal normals over the whole D-dim token.
 
     `mixture_logits (..., K)`, `loc`/`scale_diag (..., K, D)`;
@@ -102,14 +104,6 @@ class DiagonalNormalMixture(_Distribution):
         self.logits = _f32(mixture_logits)
         self.loc = _f32(loc)
         self.scale_diag = _f32(scale_diag)
-
-    @property
-    def mixture_logits(self):
-        return ops.log_softmax(self.logits, axis=-1)
-
-    @property
-    def mixture_probs(self):
-        return ops.softmax(self.logits, axis=-1)
 
     def component_log_prob(self, x):
         """(..., K) log-density of `x (..., D)` under every component."""

@@ -120,19 +120,7 @@ class GIVTCausal(GIVTTask):
         for name, value in (("beam_size", beam_size), ("fan_size", fan_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1; received {name}={value!r}.")
-        use_cfg = cfg_weight is not None and float(cfg_weight) != 0.0
-        if use_cfg:
-            if "nolabel" not in bb.special_ids:
-                raise ValueError(
-                    "`cfg_weight` needs a backbone trained with label dropout "
-                    "(`drop_labels_probability > 0`, which adds the NOLABEL row)."
-                )
-            head = bb.head
-            if not (head.head_type == "mv_diag" or (head.head_type == "per_channel" and head.num_mixtures == 1)):
-                raise ValueError(
-                    "Density-based CFG needs an MV-diagonal mixture head or a single-"
-                    "component per-channel head (as in big_vision)."
-                )
+        use_cfg = self._check_cfg(cfg_weight)
         prefix_arr = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         prefix_len = 0
         if prefix is not None:

@@ -100,19 +100,7 @@ class GIVTMaskGIT(GIVTTask):
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
         mask_ratio(0.5, schedule)  # Validates the schedule name.
-        use_cfg = cfg_weight is not None and float(cfg_weight) != 0.0
-        if use_cfg:
-            if "nolabel" not in bb.special_ids:
-                raise ValueError(
-                    "`cfg_weight` needs a backbone trained with label dropout "
-                    "(`drop_labels_probability > 0`)."
-                )
-            head = bb.head
-            if not (head.head_type == "mv_diag" or (head.head_type == "per_channel" and head.num_mixtures == 1)):
-                raise ValueError(
-                    "Density-based CFG needs an MV-diagonal mixture head or a single-"
-                    "component per-channel head (as in big_vision)."
-                )
+        use_cfg = self._check_cfg(cfg_weight)
         self._set_seed(seed)
         inputs = {
             "tokens": ops.convert_to_tensor(tokens, "float32"),

@@ -190,6 +190,29 @@ class GIVTTask(Task):
         state = self.seed_generator.state
         state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
 
+    def _check_cfg(self, cfg_weight):
+        """Whether density-based CFG is on; checks the backbone supports it."""
+        use_cfg = cfg_weight is not None and float(cfg_weight) != 0.0
+        if not use_cfg:
+            return False
+        bb = self.backbone
+        if "nolabel" not in bb.special_ids:
+            raise ValueError(
+                "`cfg_weight` needs a backbone trained with label dropout "
+                "(`drop_labels_probability > 0`, which adds the NOLABEL row)."
+            )
+        head = bb.head
+        if not (
+            head.head_type == "mv_diag"
+            or (head.head_type == "per_channel" and head.num_mixtures == 1)
+        ):
+            raise ValueError(
+                "Density-based CFG needs an MV-diagonal mixture head or a single-"
+                f"component per-channel head (as in big_vision); received cfg_weight="
+                f"{cfg_weight!r} with head_type={head.head_type!r}, K={head.num_mixtures}."
+            )
+        return True
+
     def _normalize_labels(self, labels, num_samples):
         if self.backbone.num_labels is None:
             if labels is not None:
