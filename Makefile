@@ -1,6 +1,7 @@
 # keras_givt developer entry points.
 #   make test   - create/reuse .venv, install the pinned stack, run the suite on jax, tensorflow, torch
 #   make check  - the big_vision fixture checker on every backend
+#   make demo   - the bundled GIVT-Causal: a class-conditional Fashion-MNIST grid with CFG + FD-CNN
 #   make bench  - benchmarks/bench.py on the current KERAS_BACKEND
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +12,7 @@ BACKENDS ?= jax tensorflow torch
 PYTEST_ARGS ?= -m "not large" -q
 FIXTURES ?= tests/fixtures/big_vision
 
-.PHONY: test check venv bench clean-venv
+.PHONY: test check venv bench demo clean-venv
 
 $(STAMP): requirements/constraints.txt setup.cfg
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ check: $(STAMP)
 		echo "=== fixture checker on KERAS_BACKEND=$$b"; \
 		KERAS_BACKEND=$$b $(PY) tools/check_big_vision_fixtures.py $(FIXTURES); \
 	done
+
+demo: $(STAMP)
+	$(PY) -m keras_givt.cli.main demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --json-out bench.json

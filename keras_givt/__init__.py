@@ -16,3 +16,7 @@ from keras_givt.models.vae.vae_presets import registry_entries as _vae_presets  
 
 _register(_givt_presets())
 _register(_vae_presets())
+
+from keras_givt.models.bundled import register_bundled_presets as _register_bundled  # noqa: E402
+
+_register_bundled()

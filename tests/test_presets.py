@@ -92,7 +92,7 @@ def test_offline_error_names_the_url(monkeypatch, tmp_path):
 
 
 def test_builtin_presets_are_listed():
-    assert set(keras_givt.GIVTCausal.presets) == {"givt_causal_imagenet256"}
+    assert set(keras_givt.GIVTCausal.presets) == {"givt_causal_imagenet256", "givt_causal_fashion_mnist"}
     assert {"givt_maskgit_imagenet256", "givt_maskgit_imagenet512"} <= set(keras_givt.GIVTMaskGIT.presets)
     for entry in givt_presets.givt_presets.values():
         for url in entry["files"].values():

@@ -79,6 +79,8 @@ def resolve_preset(preset, files=None):
     if not isinstance(preset, str) or preset not in PRESETS:
         return preset
     entry = PRESETS[preset]
+    if "path" in entry:  # A keras-hub preset folder shipped inside the package.
+        return entry["path"]
     target = os.path.join(cache_root(), preset)
     if os.path.exists(os.path.join(target, "config.json")):
         return target
