@@ -13,9 +13,6 @@ import time
 import keras
 import pytest
 
-# Minutes of CPU per backend: run with `pytest -m large` (not in the default CI run).
-pytestmark = pytest.mark.large
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUIDES_DIR = os.path.join(ROOT, "guides")
 GUIDES = sorted(glob.glob(os.path.join(GUIDES_DIR, "*.py")))
@@ -91,6 +88,9 @@ def test_validator_counts_lines_of_code(tmp_path):
     assert any("lines of code" in m for m in messages)
 
 
+# Minutes of CPU per backend: run with `pytest -m large` (not in the default CI run);
+# the validator tests above are fast and always run.
+@pytest.mark.large
 @pytest.mark.parametrize("guide", [os.path.basename(g) for g in GUIDES])
 def test_guide_runs_in_fast_mode(guide, tmp_path):
     backend = keras.config.backend()

@@ -49,7 +49,9 @@ class GIVTBackbone(Backbone):
         per_channel_mixtures: bool. Per-channel 1-D mixtures (True) or one
             MV-diagonal mixture per token (False).
         multivariate: bool. One full-covariance normal (needs K = 1).
-        fix_square_plus: bool. Correct squareplus (big_vision default False).
+        fix_square_plus: bool. Correct squareplus (default True; big_vision's
+            default is the buggy False, which the converter keeps for its
+            configs: see `conversion.big_vision.GIVT_DEFAULTS`).
         scale_tol: float. Lower clamp for scales.
         style: "ar" (causal) or "masked" (MaskGIT-style, bidirectional).
         mask_style: "replace" or "concat" (style "masked").
@@ -86,7 +88,7 @@ class GIVTBackbone(Backbone):
         num_mixtures=4,
         per_channel_mixtures=True,
         multivariate=False,
-        fix_square_plus=False,
+        fix_square_plus=True,
         scale_tol=1e-6,
         style="ar",
         mask_style="replace",
