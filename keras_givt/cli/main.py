@@ -26,6 +26,24 @@ import sys
 BACKENDS = ("jax", "tensorflow", "torch")
 _REEXEC_ENV = "KERAS_GIVT_CLI_REEXEC"
 COMMANDS = ("train-vae", "encode", "train", "sample", "inpaint", "evaluate", "demo")
+# Command plugins of other model families. Each module defines
+# `add_parsers(add)` (argparse only: it must not import keras at module level)
+# and `run(args, argv)`; `add(name, help)` returns a subparser that has
+# `--backend` already. Missing modules are skipped.
+PLUGINS = ("keras_givt.cli.vq_cli", "keras_givt.cli.uvim_cli")
+
+
+def _plugins():
+    import importlib
+
+    found = []
+    for name in PLUGINS:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    return found
 
 
 from keras_givt.cli.io_utils import CLIError  # noqa: E402  (one class under `python -m` too)
@@ -245,6 +263,12 @@ def build_parser():
     p.add_argument("--temperature", type=_positive_float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=500)
+
+    for plugin in _plugins():
+        before = set(sub.choices)
+        plugin.add_parsers(add)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(_plugin=plugin.__name__)
     return parser
 
 
@@ -316,8 +340,13 @@ def main(argv=None):
         os.environ["KERAS_BACKEND"] = args.backend
     from keras_givt.cli import commands  # Imports keras: after KERAS_BACKEND is set.
 
+    run = commands.run
+    if getattr(args, "_plugin", None):
+        import importlib
+
+        run = importlib.import_module(args._plugin).run
     try:
-        commands.run(args, argv if argv is not None else sys.argv[1:])
+        run(args, argv if argv is not None else sys.argv[1:])
     except CLIError as e:
         print(f"keras-givt {args.command}: error: {e}", file=sys.stderr)
         return 2
