@@ -265,6 +265,25 @@ class FDCNN:
         """FD of 10k real train images vs. the test statistics (real-data floor)."""
         return float(self._stats["floor"])
 
+    def floor_at(self, num_examples, seed=0, data_dir=None):
+        """FD of `num_examples` random real train images vs. the test statistics.
+
+        The real-data floor at the sample count of a score: FD is biased
+        upwards at small N, so a score on N samples is read against
+        `floor_at(N)`, not against the 10k `floor`. Needs the data set
+        installed (see `keras_givt.datasets`).
+        """
+        from keras_givt.datasets.mnist import _load
+
+        check_positive_int("num_examples", num_examples)
+        images, _ = _load(self.dataset, "train", data_dir)
+        if num_examples < 2 or num_examples > len(images):
+            raise ValueError(
+                f"`num_examples` must be in [2, {len(images)}]; received num_examples={num_examples}."
+            )
+        idx = np.random.default_rng(seed).choice(len(images), num_examples, replace=False)
+        return self.distance(images[np.sort(idx)])
+
     @property
     def accuracy(self):
         """The classifier's accuracy on the test set, measured at training time."""

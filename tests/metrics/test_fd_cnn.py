@@ -131,3 +131,13 @@ def test_real_images_score_far_below_noise(dataset):
     noise = np.random.default_rng(1).uniform(-1, 1, size=(300, 28, 28)).astype("float32")
     real_fd, noise_fd = metric.distance(real), metric.distance(noise)
     assert real_fd < 0.05 * noise_fd, (real_fd, noise_fd)
+
+
+def test_floor_at_small_n_is_above_the_10k_floor():
+    metric = FDCNN("mnist")
+    floor_500 = metric.floor_at(500, seed=1)
+    # FD is biased upwards at small N; real images still score far below noise.
+    assert metric.floor < floor_500 < 0.1 * metric.noise_distance
+    assert metric.floor_at(500, seed=1) == pytest.approx(floor_500)
+    with pytest.raises(ValueError, match="num_examples"):
+        metric.floor_at(1)
