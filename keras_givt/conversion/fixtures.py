@@ -55,9 +55,15 @@ def run_givt(cdir, entry, want=None):
     labels = inputs.get("labels")
     masked = backbone.style == "masked"
     input_mask = inputs.get("input_mask")
+    image = inputs.get("image")  # Encoder-decoder GIVT (UViM).
+    encoded = None
+    if backbone.num_layers > 0:
+        encoded = backbone.encode(ops.convert_to_tensor(image.astype("float32")))
 
     def feed(labels_, mask_):
         d = {"tokens": ops.convert_to_tensor(seq)}
+        if encoded is not None:
+            d["image"] = ops.convert_to_tensor(image.astype("float32"))
         if backbone.num_labels is not None:
             d["labels"] = ops.convert_to_tensor(labels_, "int32")
         if masked:
@@ -65,6 +71,8 @@ def run_givt(cdir, entry, want=None):
         return d
 
     out = {}
+    if encoded is not None:
+        out["encoded"] = encoded
     logits = backbone(feed(labels, input_mask), training=False)
     out["logits"] = logits
     head = backbone.head
@@ -99,10 +107,10 @@ def run_givt(cdir, entry, want=None):
 
     if not masked:
         n = int(extras.get("n_cache_steps", seq.shape[1] - 1))
-        out["cached_logits"] = _cached_logits(backbone, seq, labels, n)
+        out["cached_logits"] = _cached_logits(backbone, seq, labels, n, encoded)
         if has_nolabel and labels is not None:
             uncond = backbone.drop_labels(labels, np.ones_like(labels, dtype=bool))
-            out["cached_logits_uncond"] = _cached_logits(backbone, seq, uncond, n)
+            out["cached_logits_uncond"] = _cached_logits(backbone, seq, uncond, n, encoded)
 
     cfg_w = extras.get("cfg_w")
     if cfg_w is not None and logits_uncond is not None:
@@ -122,13 +130,15 @@ def run_givt(cdir, entry, want=None):
     return {k: to_numpy(v) for k, v in out.items()}
 
 
-def _cached_logits(backbone, seq, labels, n_steps):
+def _cached_logits(backbone, seq, labels, n_steps, encoded=None):
     b = seq.shape[0]
     cache = backbone.build_cache(b)
-    logits, cache = backbone.prefill(labels, cache, batch_size=b)
+    logits, cache = backbone.prefill(labels, cache, batch_size=b, encoded=encoded)
     outs = [logits]
     for i in range(n_steps):
-        step_logits, cache = backbone.call_with_cache(seq[:, i : i + 1], cache, i + 1)
+        step_logits, cache = backbone.call_with_cache(
+            seq[:, i : i + 1], cache, i + 1, encoded=encoded
+        )
         outs.append(step_logits)
     return ops.concatenate(outs, axis=1)
 
@@ -163,6 +173,18 @@ def _runners():
         from keras_givt.conversion import fixtures_vae
 
         runners.update(fixtures_vae.RUNNERS)
+    except ImportError:
+        pass
+    try:  # UViM (ViT VAE, encoder-decoder GIVT).
+        from keras_givt.conversion import fixtures_uvim
+
+        runners.update(fixtures_uvim.RUNNERS)
+    except ImportError:
+        pass
+    try:  # google-research/maskgit (VQGAN, discrete transformer, its schedules).
+        from keras_givt.conversion import fixtures_maskgit
+
+        runners.update(fixtures_maskgit.RUNNERS)
     except ImportError:
         pass
     return runners

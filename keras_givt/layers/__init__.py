@@ -7,3 +7,4 @@ from keras_givt.layers.givt_embedding import GIVTEmbedding
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTAttention
 from keras_givt.layers.transformer_block import GIVTDecoderBlock
+from keras_givt.layers.vector_quantizer import VectorQuantizer

@@ -60,3 +60,42 @@ def bottom_k_mask(confidence, k):
     k = ops.clip(ops.cast(k, "int32"), 0, length - 1)
     cut = ops.take_along_axis(sorted_conf, k, axis=-1)  # (B, 1)
     return confidence < cut
+
+
+MASKGIT_METHODS = ("uniform", "cosine", "pow<k>", "log", "exp")
+
+
+def maskgit_mask_ratio(ratio, total_unknown, method="cosine"):
+    """google-research/maskgit's `mask_schedule.schedule`, clipped to [1e-6, 1].
+
+    Names as in MaskGIT (no colon in `pow<k>`):
+    - "uniform": 1 − r
+    - "cosine":  cos(π/2 · r)
+    - "pow<k>":  1 − r^k (e.g. "pow2", "pow0.5")
+    - "log":     −log2(r) / log2(n)   (n = `total_unknown`)
+    - "exp":     1 − 2^(−log2(n) · (1 − r))
+    """
+    r = ops.cast(ratio, "float32")
+    if method == "uniform":
+        out = 1.0 - r
+    elif method == "cosine":
+        out = ops.cos(math.pi / 2.0 * r)
+    elif isinstance(method, str) and method.startswith("pow"):
+        try:
+            exponent = float(method[3:])
+        except ValueError:
+            raise ValueError(
+                f"`schedule` 'pow<k>' needs a number k (e.g. 'pow2'); received {method!r}."
+            )
+        out = 1.0 - ops.power(r, exponent)
+    elif method in ("log", "exp"):
+        log2_n = ops.log2(ops.cast(total_unknown, "float32"))
+        if method == "log":
+            out = -ops.log2(r) / log2_n
+        else:
+            out = 1.0 - ops.power(2.0, -log2_n * (1.0 - r))
+    else:
+        raise ValueError(
+            f"`schedule` must be one of {MASKGIT_METHODS}; received schedule={method!r}."
+        )
+    return ops.clip(out, 1e-6, 1.0)

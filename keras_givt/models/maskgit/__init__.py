@@ -1,0 +1,3 @@
+"""Discrete MaskGIT (Chang et al., CVPR 2022) over VQGAN tokens."""
+
+from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone

@@ -1,0 +1,408 @@
+"""`VQGANTokenizer`: MaskGIT's VQGAN (`maskgit.nets.vqgan_tokenizer.VQVAE`).
+
+Dimension letters: B batch, H/W image size, C image channels, h/w token grid
+(H/2^(n−1) with n = len(channel_multipliers)), D `embedding_dim`, K
+`codebook_size`, L = h·w tokens.
+
+Architecture (number for number MaskGIT's, shared with big_vision's CNN VAE
+in `keras_givt.models.vae.vae_layers`): images in **[0, 1]** → CNN encoder
+(ResBlocks with GroupNorm(32) + swish, 2×2 average-pool or strided-conv
+downsampling) → (B, h, w, D) → `VectorQuantizer` (K codes) → CNN decoder
+(nearest ×2 upsampling + conv) → images (B, H, W, C), not clipped.
+
+Training (`fit(images)`; `compute_loss`):
+
+    reconstruction ("l2": mean (x − x̂)², or "l1")
+  + quantizer loss (commitment + codebook + entropy, see `VectorQuantizer`)
+  + perceptual_weight · mean‖φ(x) − φ(x̂)‖²   (φ = any user `perceptual_network`)
+  + adversarial terms when a `discriminator` is given:
+      generator: adversarial_weight · g_loss(D(x̂)) (D's weights held fixed),
+      discriminator: d_loss(D(x), D(sg(x̂))) + r1_gamma/2 · E‖∇ₓD(x)‖²,
+    "non_saturating": g = softplus(−D(x̂)), d = softplus(−D(x)) + softplus(D(x̂));
+    "hinge": g = −D(x̂), d = relu(1 − D(x)) + relu(1 + D(x̂)).
+
+The generator and discriminator terms are summed into one scalar whose
+gradient w.r.t. each network is exactly that network's own objective (the
+generator term sees the discriminator through stop-gradient weights, the
+discriminator term sees stop-gradient reconstructions), so one optimizer step
+of plain `fit` is one simultaneous GAN step on every backend.
+"""
+
+import keras
+from keras import ops
+
+from keras_givt.layers.vector_quantizer import VectorQuantizer
+from keras_givt.layers.vector_quantizer import codebook_statistics
+from keras_givt.models.vae.vae_layers import CNNDecoder
+from keras_givt.models.vae.vae_layers import CNNEncoder
+from keras_givt.utils.validation import check_choice
+
+
+def input_gradient(fn, x):
+    """∇ₓ Σ fn(x), differentiable again (for the R1 penalty); backend-guarded."""
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.grad(lambda v: ops.sum(fn(v)))(x)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = ops.sum(fn(x))
+        return tape.gradient(y, x)
+    import torch
+
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        y = ops.sum(fn(x))
+        return torch.autograd.grad(y, x, create_graph=torch.is_grad_enabled())[0]
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class VQGANTokenizer(keras.Model):
+    """MaskGIT's VQGAN tokenizer, trainable with `fit`.
+
+    Args:
+        filters: int. Base channel count (GroupNorm needs multiples of 32).
+        num_res_blocks: int. ResBlocks per level.
+        channel_multipliers: list of int. Channel multiplier per level.
+        embedding_dim: int. D, code dimension.
+        codebook_size: int. K.
+        conv_downsample: bool. 4×4 strided conv instead of average pooling.
+        activation_fn: str. "swish" (MaskGIT) or "relu".
+        norm_type: str. Only "GN".
+        commitment_cost, entropy_loss_ratio, entropy_loss_type,
+            entropy_temperature, dead_code_threshold: see `VectorQuantizer`.
+        output_dim: int. Image channels.
+        reconstruction_loss: "l2" or "l1".
+        perceptual_network: optional frozen `keras.Model` images in [0, 1]
+            → features (a tensor or a list of tensors).
+        perceptual_weight: float.
+        discriminator: optional `keras.Model` images → (B,) logits, e.g.
+            `StyleGANDiscriminator`.
+        adversarial_loss: "non_saturating" or "hinge".
+        adversarial_weight: float. Weight of the generator's adversarial term.
+        r1_gamma: float. R1 penalty weight (0 = off).
+        image_size: (H, W, C) the variables are built for (recorded).
+
+    Example:
+    ```python
+    tok = keras_givt.VQGANTokenizer(
+        filters=32, num_res_blocks=1, channel_multipliers=[1, 2],
+        embedding_dim=8, codebook_size=64,
+    )
+    tok.compile(optimizer="adam")
+    tok.fit(images, epochs=1)            # images (N, 16, 16, 3) in [0, 1]
+    ids = tok.encode_to_indices(images)  # (N, 8, 8)
+    recon = tok.decode_from_indices(ids)
+    ```
+    """
+
+    def __init__(
+        self,
+        filters=128,
+        num_res_blocks=2,
+        channel_multipliers=(1, 1, 2, 2, 4),
+        embedding_dim=256,
+        codebook_size=1024,
+        conv_downsample=False,
+        activation_fn="swish",
+        norm_type="GN",
+        commitment_cost=0.25,
+        entropy_loss_ratio=0.1,
+        entropy_loss_type="softmax",
+        entropy_temperature=0.01,
+        dead_code_threshold=0.0,
+        output_dim=3,
+        reconstruction_loss="l2",
+        perceptual_network=None,
+        perceptual_weight=0.1,
+        discriminator=None,
+        adversarial_loss="non_saturating",
+        adversarial_weight=0.1,
+        r1_gamma=10.0,
+        image_size=None,
+        **kwargs,
+    ):
+        if norm_type != "GN":
+            raise ValueError(f"Only norm_type='GN' is supported; received norm_type={norm_type!r}.")
+        check_choice("reconstruction_loss", reconstruction_loss, ("l2", "l1"))
+        check_choice("adversarial_loss", adversarial_loss, ("non_saturating", "hinge"))
+        super().__init__(**kwargs)
+        # === Layers ===
+        self.encoder = CNNEncoder(
+            filters, num_res_blocks, list(channel_multipliers), embedding_dim,
+            conv_downsample=conv_downsample, activation_fn=activation_fn,
+            dtype=self.dtype_policy, name="encoder",
+        )
+        self.quantizer = VectorQuantizer(
+            codebook_size,
+            commitment_cost=commitment_cost,
+            entropy_loss_ratio=entropy_loss_ratio,
+            entropy_loss_type=entropy_loss_type,
+            entropy_temperature=entropy_temperature,
+            dead_code_threshold=dead_code_threshold,
+            dtype=self.dtype_policy,
+            name="quantizer",
+        )
+        self.decoder = CNNDecoder(
+            filters, num_res_blocks, list(channel_multipliers), output_dim=output_dim,
+            activation_fn=activation_fn, dtype=self.dtype_policy, name="decoder",
+        )
+        self.perceptual_network = perceptual_network
+        if perceptual_network is not None:
+            perceptual_network.trainable = False
+        self.discriminator = discriminator
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.quantizer_loss_tracker = keras.metrics.Mean(name="quantizer_loss")
+        self.perplexity_tracker = keras.metrics.Mean(name="perplexity")
+        self.usage_tracker = keras.metrics.Mean(name="codebook_usage")
+        self.perceptual_loss_tracker = keras.metrics.Mean(name="perceptual_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="generator_loss")
+        self.d_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
+        # === Config ===
+        self.filters = filters
+        self.num_res_blocks = num_res_blocks
+        self.channel_multipliers = list(channel_multipliers)
+        self.embedding_dim = embedding_dim
+        self.codebook_size = codebook_size
+        self.conv_downsample = conv_downsample
+        self.activation_fn = activation_fn
+        self.norm_type = norm_type
+        self.commitment_cost = commitment_cost
+        self.entropy_loss_ratio = entropy_loss_ratio
+        self.entropy_loss_type = entropy_loss_type
+        self.entropy_temperature = entropy_temperature
+        self.dead_code_threshold = dead_code_threshold
+        self.output_dim = output_dim
+        self.reconstruction_loss = reconstruction_loss
+        self.perceptual_weight = perceptual_weight
+        self.adversarial_loss = adversarial_loss
+        self.adversarial_weight = adversarial_weight
+        self.r1_gamma = r1_gamma
+        self.image_size = None if image_size is None else [int(v) for v in image_size]
+
+    @property
+    def downsampling_factor(self):
+        return 2 ** (len(self.channel_multipliers) - 1)
+
+    def build_for_image_size(self, image_size, channels=3):
+        """Creates every variable with a (1, H, W, C) dummy batch (int or (H, W))."""
+        if isinstance(image_size, (list, tuple)):
+            height, width = int(image_size[0]), int(image_size[1])
+        else:
+            height = width = int(image_size)
+        images = ops.zeros((1, height, width, channels))
+        self(images)
+        if self.discriminator is not None and not self.discriminator.built:
+            self.discriminator(images)
+        return self
+
+    # --- MaskGIT's API -------------------------------------------------------
+
+    def encode(self, images):
+        """Encoder features (B, h, w, D) of images in [0, 1], before quantization."""
+        return self.encoder(ops.cast(images, self.compute_dtype))
+
+    def encode_to_indices(self, images):
+        """Code indices (B, h, w) int32 of images (B, H, W, C) in [0, 1]."""
+        return self.quantizer.get_indices(self.encode(images))
+
+    def decode(self, quantized):
+        """Decoder output (B, H, W, C) of code vectors (B, h, w, D) (no clip)."""
+        return self.decoder(ops.cast(quantized, self.compute_dtype))
+
+    def decode_from_indices(self, indices):
+        """Images (B, H, W, C) (no clip) from code indices (B, h, w)."""
+        return self.decode(self.quantizer.decode_ids(indices))
+
+    def call(self, images, training=False):
+        """`{"reconstruction": (B, H, W, C), "indices": (B, h, w)}`."""
+        if self.image_size is None and None not in tuple(images.shape[1:]):
+            self.image_size = [int(v) for v in images.shape[1:]]
+        features = self.encode(images)
+        quantized, indices = self.quantizer(features, training=training)
+        return {"reconstruction": self.decode(quantized), "indices": indices}
+
+    # --- training ----------------------------------------------------------------
+
+    def _d_logits(self, images, frozen=False):
+        disc = self.discriminator
+        if not frozen:
+            return disc(images)
+        trainable = [ops.stop_gradient(v.value) for v in disc.trainable_variables]
+        non_trainable = [v.value for v in disc.non_trainable_variables]
+        logits, _ = disc.stateless_call(trainable, non_trainable, images)
+        return logits
+
+    def adversarial_losses(self, real, fake):
+        """`(generator_loss, discriminator_loss)` (the latter with R1)."""
+        real = ops.cast(real, "float32")
+        fake = ops.cast(fake, "float32")
+        g_logits = ops.cast(self._d_logits(fake, frozen=True), "float32")
+        d_real = ops.cast(self._d_logits(real), "float32")
+        d_fake = ops.cast(self._d_logits(ops.stop_gradient(fake)), "float32")
+        if self.adversarial_loss == "hinge":
+            g = -ops.mean(g_logits)
+            d = ops.mean(ops.relu(1.0 - d_real)) + ops.mean(ops.relu(1.0 + d_fake))
+        else:
+            g = ops.mean(ops.softplus(-g_logits))
+            d = ops.mean(ops.softplus(-d_real)) + ops.mean(ops.softplus(d_fake))
+        if self.r1_gamma:
+            grad = input_gradient(lambda v: self._d_logits(v), real)
+            penalty = ops.mean(ops.sum(ops.square(ops.reshape(grad, (ops.shape(grad)[0], -1))), -1))
+            d = d + 0.5 * self.r1_gamma * penalty
+        return g, d
+
+    def _perceptual(self, real, fake):
+        a = self.perceptual_network(real)
+        b = self.perceptual_network(fake)
+        if not isinstance(a, (list, tuple)):
+            a, b = [a], [b]
+        terms = [ops.mean(ops.square(ops.cast(u, "float32") - ops.cast(v, "float32")))
+                 for u, v in zip(a, b)]
+        return ops.sum(ops.stack(terms))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        real = ops.cast(x if y is None else y, "float32")
+        fake = ops.cast(y_pred["reconstruction"], "float32")
+        if self.reconstruction_loss == "l2":
+            rec = ops.mean(ops.square(real - fake))
+        else:
+            rec = ops.mean(ops.abs(real - fake))
+        quant = ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses])) if self.losses else 0.0
+        loss = rec + quant
+        self.reconstruction_loss_tracker.update_state(rec)
+        self.quantizer_loss_tracker.update_state(quant)
+        perplexity, usage = codebook_statistics(y_pred["indices"], self.codebook_size)
+        self.perplexity_tracker.update_state(perplexity)
+        self.usage_tracker.update_state(usage)
+        if self.perceptual_network is not None and self.perceptual_weight:
+            p = self._perceptual(real, fake)
+            self.perceptual_loss_tracker.update_state(p)
+            loss = loss + self.perceptual_weight * p
+        if self.discriminator is not None:
+            g, d = self.adversarial_losses(real, fake)
+            self.g_loss_tracker.update_state(g)
+            self.d_loss_tracker.update_state(d)
+            loss = loss + self.adversarial_weight * g + d
+        return loss
+
+    @property
+    def metrics(self):
+        out = [self.reconstruction_loss_tracker, self.quantizer_loss_tracker,
+               self.perplexity_tracker, self.usage_tracker]
+        if self.perceptual_network is not None:
+            out.append(self.perceptual_loss_tracker)
+        if self.discriminator is not None:
+            out += [self.g_loss_tracker, self.d_loss_tracker]
+        return out
+
+    # --- config --------------------------------------------------------------------
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+        config.update(
+            {
+                "filters": self.filters,
+                "num_res_blocks": self.num_res_blocks,
+                "channel_multipliers": list(self.channel_multipliers),
+                "embedding_dim": self.embedding_dim,
+                "codebook_size": self.codebook_size,
+                "conv_downsample": self.conv_downsample,
+                "activation_fn": self.activation_fn,
+                "norm_type": self.norm_type,
+                "commitment_cost": self.commitment_cost,
+                "entropy_loss_ratio": self.entropy_loss_ratio,
+                "entropy_loss_type": self.entropy_loss_type,
+                "entropy_temperature": self.entropy_temperature,
+                "dead_code_threshold": self.dead_code_threshold,
+                "output_dim": self.output_dim,
+                "reconstruction_loss": self.reconstruction_loss,
+                "perceptual_network": None if self.perceptual_network is None
+                else keras.layers.serialize(self.perceptual_network),
+                "perceptual_weight": self.perceptual_weight,
+                "discriminator": None if self.discriminator is None
+                else keras.layers.serialize(self.discriminator),
+                "adversarial_loss": self.adversarial_loss,
+                "adversarial_weight": self.adversarial_weight,
+                "r1_gamma": self.r1_gamma,
+                "image_size": self.image_size,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("perceptual_network", "discriminator"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.layers.deserialize(config[key])
+        model = cls(**config)
+        # Build now, so nested loading (task presets, `.keras` files) finds the variables.
+        size = model.image_size or [16 * model.downsampling_factor] * 2 + [model.output_dim]
+        return model.build_for_image_size(size[:2], size[2])
+
+    # --- checkpoints ---------------------------------------------------------------
+
+    @classmethod
+    def from_maskgit_checkpoint(cls, path, config=None, image_size=256, **kwargs):
+        """Builds a tokenizer from MaskGIT `vqvae` config fields and loads a
+        flax msgpack checkpoint (e.g. MaskGIT's published
+        `tokenizer_imagenet256_checkpoint`)."""
+        from keras_givt.conversion import maskgit
+
+        return maskgit.tokenizer_from_checkpoint(path, config, image_size=image_size, **kwargs)
+
+    @classmethod
+    def from_preset(cls, preset):
+        """A built-in preset name (MaskGIT URL, converted once into the Keras
+        cache) or a directory holding `model.keras`."""
+        import os
+
+        from keras_givt.utils import preset_utils
+
+        path = preset_utils.resolve_preset(preset)
+        model_file = os.path.join(os.fspath(path), "model.keras")
+        if not os.path.isfile(model_file):
+            raise ValueError(
+                "`preset` must be a built-in VQGAN preset or a directory with a model.keras "
+                f"file; received preset={preset!r}."
+            )
+        return keras.saving.load_model(model_file)
+
+
+class DeadCodeRestart(keras.callbacks.Callback):
+    """Restarts the tokenizer's dead codes every `every_n_steps` training steps.
+
+    Needs a tokenizer built with `dead_code_threshold > 0`.
+
+    Args:
+        every_n_steps: int.
+        verbose: bool. Print how many codes were restarted.
+    """
+
+    def __init__(self, every_n_steps=100, verbose=False):
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self.verbose = verbose
+        self.restarted = 0
+        self._step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step % self.every_n_steps:
+            return
+        model = self.model
+        if keras.config.backend() == "jax" and hasattr(model, "jax_state_sync"):
+            model.jax_state_sync()  # The next step re-reads the variables.
+        num = model.quantizer.restart_dead_codes()
+        self.restarted += num
+        if self.verbose and num:
+            print(f"DeadCodeRestart: restarted {num} codes at step {self._step}.")
