@@ -39,11 +39,15 @@ GIVT_DEFAULTS = {
     "min_masking_rate_training": 0.3,
     "dec_dropout_rate": 0.0,
     "zero_embedding_init": False,
+    "num_layers": 0,
+    "input_size": None,
+    "patches": None,
+    "enc_dropout_rate": 0.0,
 }
 # Fields that change nothing numerically (memory/layout knobs) or that we
 # accept only at their neutral value.
-_IGNORED = ("scan", "remat_policy", "enc_dropout_rate")
-_NEUTRAL = {"posemb_type": ("learn",), "num_layers": (0, None)}
+_IGNORED = ("scan", "remat_policy")
+_NEUTRAL = {"posemb_type": ("learn",)}
 
 
 def givt_backbone_kwargs(model_kwargs):
@@ -64,6 +68,15 @@ def givt_backbone_kwargs(model_kwargs):
         if key not in GIVT_DEFAULTS:
             raise ValueError(f"Unknown big_vision givt.Model option {key!r} (value {value!r}).")
         kwargs[key] = value
+    if kwargs["num_layers"] in (0, None):
+        # Encoder fields mean nothing without an encoder.
+        kwargs.update(num_layers=0, input_size=None, patches=None)
+    else:
+        for key in ("input_size", "patches"):
+            if isinstance(kwargs[key], dict) and "size" in kwargs[key]:
+                kwargs[key] = kwargs[key]["size"]
+            if kwargs[key] is not None:
+                kwargs[key] = [int(v) for v in kwargs[key]]
     return kwargs
 
 
@@ -93,8 +106,8 @@ def read_npz(path):
     return params
 
 
-def _unscan(params, prefix, num_layers, axis=1):
-    """Splits scanned `prefix/...` arrays (layer axis `axis`) into `prefix{i}/...`."""
+def _unscan(params, prefix, num_layers, axis=1, sep=""):
+    """Splits scanned `prefix/...` arrays (layer axis `axis`) into `prefix{sep}{i}/...`."""
     out = {}
     scanned = prefix + "/"
     for name, value in params.items():
@@ -108,7 +121,7 @@ def _unscan(params, prefix, num_layers, axis=1):
                 f"received shape {value.shape}."
             )
         for i in range(num_layers):
-            out[f"{prefix}{i}/{rest}"] = np.take(value, i, axis=axis)
+            out[f"{prefix}{sep}{i}/{rest}"] = np.take(value, i, axis=axis)
     return out
 
 
@@ -141,8 +154,18 @@ def givt_weight_map(backbone):
             m[p + "LayerNorm2/scale"] = block.pre_cross_attention_norm.scale
             for n in ("query", "key", "value", "out"):
                 m[p + f"CrossAttn/{n}/kernel"] = getattr(block.cross_attention_layer, n).kernel
+    if backbone.image_encoder is not None:
+        from keras_givt.layers.vit_encoder import vit_encoder_weight_map
+
+        enc = backbone.image_encoder
+        m["EmbedPatches/kernel"] = enc.patch_embedding.kernel
+        m["EmbedPatches/bias"] = enc.patch_embedding.bias
+        m["pos_embedding_encoder"] = enc.position_embedding
+        m.update(vit_encoder_weight_map(enc.encoder, "encoder"))
     shapes = {k: tuple(v.shape) for k, v in m.items()}
     shapes["decoder/pos_emb"] = (1,) + shapes["decoder/pos_emb"]
+    if "pos_embedding_encoder" in shapes:
+        shapes["pos_embedding_encoder"] = (1,) + shapes["pos_embedding_encoder"]
     return {k: (m[k], shapes[k]) for k in m}
 
 
@@ -183,6 +206,9 @@ def load_givt_params(backbone, params):
     params = dict(params)
     if any(k.startswith("decoder/EncDecBlock/") for k in params):
         params = _unscan(params, "decoder/EncDecBlock", backbone.num_decoder_layers, axis=1)
+    if any(k.startswith("encoder/encoderblock/") for k in params):
+        # big_vision's ViT encoder scans on axis 0 (unlike the GIVT decoder).
+        params = _unscan(params, "encoder/encoderblock", backbone.num_layers, axis=0, sep="_")
     assign_checked(givt_weight_map(backbone), params, what="GIVT checkpoint")
     return backbone
 

@@ -127,7 +127,7 @@ class GIVTAttention(keras.layers.Layer):
         self.use_bias = use_bias
         self.head_dim = hidden_dim // num_heads
         H, Dh, E = num_heads, self.head_dim, hidden_dim
-        qkv_bias = "nh" if use_bias else None
+        qkv_bias = "hd" if use_bias else None
         init = lecun_normal(E)
         # === Layers ===
         self.query = keras.layers.EinsumDense(

@@ -7,6 +7,12 @@ num_logits, N number of decoder layers.
 The backbone maps VAE latents `tokens (B, L, D)` (+ `labels (B,)`, +
 `input_mask (B, L)` for style 'masked') to mixture logits `(B, L, M)`
 (big_vision's `givt.Model.decode` up to and including `LogitsDense`).
+
+With `num_layers > 0` (UViM's encoder-decoder GIVT) the backbone also takes
+`image (B, Hi, Wi, 3)`: big_vision's `encode` (patch conv `EmbedPatches`,
+learned `pos_embedding_encoder`, a ViT encoder with biases and a final
+LayerNorm) gives `encoded (B, P, E)` with P = (Hi/ph)·(Wi/pw) patches, and
+every decoder block cross-attends to it (also in KV-cache decoding).
 `backbone.distribution(logits, ...)` turns them into a per-token Gaussian
 mixture. Style 'ar' is causal: logits at position i predict token i from
 tokens < i; style 'masked' is bidirectional and predicts the masked tokens.
@@ -24,6 +30,7 @@ from keras_givt.layers.givt_embedding import label_table
 from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTDecoderBlock
+from keras_givt.layers.vit_encoder import PatchViTEncoder
 from keras_givt.utils.tensor_utils import is_concrete
 from keras_givt.utils.tensor_utils import to_numpy
 from keras_givt.utils.validation import check_choice
@@ -61,6 +68,10 @@ class GIVTBackbone(Backbone):
             training (used by `GIVTMaskGIT`).
         dec_dropout_rate: float. Dropout in the decoder blocks.
         zero_embedding_init: bool. Zero-init the label table.
+        num_layers: int. Layers of the image encoder (0: decoder-only GIVT).
+        input_size: (Hi, Wi) image size of the encoder (num_layers > 0).
+        patches: (ph, pw) encoder patch size (num_layers > 0).
+        enc_dropout_rate: float. Dropout in the image encoder.
         dtype: dtype policy for the weights and computation (the mixture
             maths always runs in float32).
 
@@ -96,6 +107,10 @@ class GIVTBackbone(Backbone):
         min_masking_rate_training=0.3,
         dec_dropout_rate=0.0,
         zero_embedding_init=False,
+        num_layers=0,
+        input_size=None,
+        patches=None,
+        enc_dropout_rate=0.0,
         dtype=None,
         **kwargs,
     ):
@@ -112,6 +127,19 @@ class GIVTBackbone(Backbone):
         check_probability("drop_labels_probability", drop_labels_probability)
         check_probability("min_masking_rate_training", min_masking_rate_training)
         check_probability("dec_dropout_rate", dec_dropout_rate)
+        check_probability("enc_dropout_rate", enc_dropout_rate)
+        num_layers = 0 if num_layers is None else num_layers
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
+            raise ValueError(f"`num_layers` must be an int >= 0; received num_layers={num_layers!r}.")
+        num_patches = None
+        if num_layers > 0:
+            input_size, patches = _pair("input_size", input_size), _pair("patches", patches)
+            if input_size[0] % patches[0] or input_size[1] % patches[1]:
+                raise ValueError(
+                    f"`input_size` must be divisible by `patches`; received "
+                    f"input_size={input_size}, patches={patches}."
+                )
+            num_patches = (input_size[0] // patches[0]) * (input_size[1] // patches[1])
         if emb_dim % num_heads:
             raise ValueError(
                 f"`emb_dim` must be divisible by `num_heads`; received emb_dim={emb_dim}, "
@@ -138,11 +166,25 @@ class GIVTBackbone(Backbone):
                 mlp_dim=mlp_dim,
                 dropout_rate=dec_dropout_rate,
                 causal=style == "ar",
+                cross_attention=num_layers > 0,
                 dtype=dtype,
                 name=f"decoder_block_{i}",
             )
             for i in range(num_decoder_layers)
         ]
+        self.image_encoder = None
+        if num_layers > 0:
+            self.image_encoder = PatchViTEncoder(
+                patches,
+                num_patches,
+                num_layers=num_layers,
+                hidden_dim=emb_dim,
+                num_heads=num_heads,
+                mlp_dim=mlp_dim,
+                dropout_rate=enc_dropout_rate,
+                dtype=dtype,
+                name="image_encoder",
+            )
         self.decoder_norm = FlaxLayerNorm(1e-6, use_bias=True, dtype=dtype, name="decoder_norm")
         self.logits_dense = FlatDense(
             _num_logits(out_dim, num_mixtures, per_channel_mixtures, multivariate),
@@ -167,8 +209,10 @@ class GIVTBackbone(Backbone):
             inputs["labels"] = keras.Input(shape=(), dtype="int32", name="labels")
         if style == "masked":
             inputs["input_mask"] = keras.Input(shape=(seq_len,), dtype="bool", name="input_mask")
+        if num_layers > 0:
+            inputs["image"] = keras.Input(shape=tuple(input_size) + (3,), name="image")
         outputs = self._forward(
-            inputs["tokens"], inputs.get("labels"), inputs.get("input_mask")
+            inputs["tokens"], inputs.get("labels"), inputs.get("input_mask"), inputs.get("image")
         )
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
@@ -191,16 +235,41 @@ class GIVTBackbone(Backbone):
         self.min_masking_rate_training = min_masking_rate_training
         self.dec_dropout_rate = dec_dropout_rate
         self.zero_embedding_init = zero_embedding_init
+        self.num_layers = num_layers
+        self.input_size = None if input_size is None else list(input_size)
+        self.patches = None if patches is None else list(patches)
+        self.enc_dropout_rate = enc_dropout_rate
+        self.num_patches = num_patches
         self.special_ids = label_table(num_labels, style, mask_style, drop_labels_probability)
         self.num_logits = self.head.num_logits
 
     # --- Forward passes -------------------------------------------------
 
-    def _forward(self, tokens, labels=None, input_mask=None, training=None, return_reps=False):
+    def encode(self, image, training=None):
+        """`encoded (B, P, E)` of `image (B, Hi, Wi, 3)` (encoder-decoder GIVT)."""
+        if self.image_encoder is None:
+            raise ValueError("This backbone has no image encoder (num_layers=0).")
+        return self.image_encoder(image, training=training)
+
+    def _forward(
+        self, tokens, labels=None, input_mask=None, image=None, training=None, return_reps=False
+    ):
+        encoded = None if image is None else self.encode(image, training=training)
+        return self.decode(tokens, labels, input_mask, encoded, training, return_reps)
+
+    def decode(
+        self, tokens, labels=None, input_mask=None, encoded=None, training=None, return_reps=False
+    ):
+        """Logits `(B, L, M)` from tokens (+ labels, mask, `encoded (B, P, E)`).
+
+        big_vision's `Model.decode`; with an image encoder, `encoded` comes
+        from `encode(image)` (computed once, e.g. for several label maps).
+        """
+        self._check_encoded(encoded)
         x = self.embedding(tokens, labels, input_mask)  # (B, L[+1], E)
         reps = {}
         for i, block in enumerate(self.decoder_blocks):
-            x = block(x, training=training)
+            x = block(x, encoded, training=training)
             if return_reps:
                 reps[f"block{i}_rep"] = ops.mean(x, axis=1)
         x = self.decoder_norm(x)
@@ -229,6 +298,7 @@ class GIVTBackbone(Backbone):
             inputs["tokens"],
             inputs.get("labels"),
             inputs.get("input_mask"),
+            inputs.get("image"),
             training=training,
             return_reps=True,
         )
@@ -252,24 +322,26 @@ class GIVTBackbone(Backbone):
         )
         return ops.zeros(shape, dtype=dtype or self.compute_dtype)
 
-    def _decode_step(self, x, cache, cache_update_index, training=None):
-        # x (B, T, E) without positions; cache (B, N, 2, H, L, Dh).
+    def _decode_step(self, x, cache, cache_update_index, encoded=None, training=None):
+        # x (B, T, E) without positions; cache (B, N, 2, H, L, Dh); encoded (B, P, E).
+        self._check_encoded(encoded)
         t = ops.shape(x)[1]
         x = x + self.embedding.positions(cache_update_index, t)
         for i, block in enumerate(self.decoder_blocks):
             x, cache = block.call_with_cache(
-                x, cache, cache_update_index, layer_index=i, training=training
+                x, cache, cache_update_index, layer_index=i, encoded=encoded, training=training
             )
         x = self.decoder_norm(x)
         return self.logits_dense(x), cache
 
-    def prefill(self, labels, cache, batch_size=None):
+    def prefill(self, labels, cache, batch_size=None, encoded=None):
         """Runs the label/[BOS] token at position 0 ('ar' style).
 
         Args:
             labels: (B,) int labels (may hold the NOLABEL id), or None for an
                 unconditional model (then pass `batch_size`).
             cache: the KV cache from `build_cache`.
+            encoded: (B, P, E) from `encode(image)` (encoder-decoder only).
         Returns:
             `(logits (B, 1, M), cache)`: the prediction for token 0.
         """
@@ -277,9 +349,9 @@ class GIVTBackbone(Backbone):
         if labels is None and batch_size is None:
             batch_size = ops.shape(cache)[0]
         x = ops.expand_dims(self.embedding.embed_labels(labels, batch_size), 1)
-        return self._decode_step(x, cache, 0)
+        return self._decode_step(x, cache, 0, encoded)
 
-    def call_with_cache(self, tokens, cache, cache_update_index):
+    def call_with_cache(self, tokens, cache, cache_update_index, encoded=None):
         """Feeds tokens to the cached decoder ('ar' style).
 
         Args:
@@ -288,13 +360,15 @@ class GIVTBackbone(Backbone):
                 (the AR input at position p is token p - 1).
             cache: (B, N, 2, H, L, E/H).
             cache_update_index: int scalar ≥ 1, the first position written.
+            encoded: (B, P, E), the encoded image (encoder-decoder only;
+                the same at every step).
         Returns:
             `(logits (B, T, M), cache)`; `logits[:, j]` predicts token
             `cache_update_index + j`.
         """
         self._require_ar("call_with_cache")
         x = self.embedding.token_embedding(tokens)
-        return self._decode_step(x, cache, cache_update_index)
+        return self._decode_step(x, cache, cache_update_index, encoded)
 
     # --- Distribution ----------------------------------------------------
 
@@ -386,6 +460,15 @@ class GIVTBackbone(Backbone):
 
     # --- Validation --------------------------------------------------------
 
+    def _check_encoded(self, encoded):
+        if self.image_encoder is not None and encoded is None:
+            raise ValueError(
+                "This backbone has an image encoder (num_layers > 0): pass `image` "
+                "(or `encoded=backbone.encode(image)`)."
+            )
+        if self.image_encoder is None and encoded is not None:
+            raise ValueError("This backbone has no image encoder (num_layers=0): do not pass `encoded`.")
+
     def _require_ar(self, what):
         if self.style != "ar":
             raise ValueError(f"`{what}` needs style='ar'; this backbone has style={self.style!r}.")
@@ -420,6 +503,11 @@ class GIVTBackbone(Backbone):
                         f"`labels` must be in [0, {self.num_labels}) (or a special id < {hi}); "
                         f"received values in [{values.min()}, {values.max()}]."
                     )
+        if self.num_layers > 0 and "image" not in inputs:
+            raise ValueError(
+                f"This backbone has an image encoder: pass `image` (B, {self.input_size[0]}, "
+                f"{self.input_size[1]}, 3)."
+            )
         if self.style == "masked" and "input_mask" not in inputs:
             raise ValueError("style='masked' needs `input_mask` (B, L) bool, True = masked.")
 
@@ -445,6 +533,25 @@ class GIVTBackbone(Backbone):
                 "min_masking_rate_training": self.min_masking_rate_training,
                 "dec_dropout_rate": self.dec_dropout_rate,
                 "zero_embedding_init": self.zero_embedding_init,
+                "num_layers": self.num_layers,
+                "input_size": self.input_size,
+                "patches": self.patches,
+                "enc_dropout_rate": self.enc_dropout_rate,
             }
         )
         return config
+
+
+def _pair(name, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(
+            f"`{name}` must be a pair of positive ints (needed when num_layers > 0); "
+            f"received {name}={value!r}."
+        )
+    return tuple(value)

@@ -1,0 +1,314 @@
+"""big_vision `models/vit.py` Encoder: pre-LN ViT blocks with biases.
+
+Dimension letters: B batch, P sequence length (patches), E width, H heads,
+Dh = E / H, F MLP width, N number of blocks.
+
+Used by UViM: the ViT VAE's encoder and decoder, and the image encoder of
+the encoder-decoder GIVT. Semantics (`Encoder1DBlock`, `MlpBlock`):
+- `x + Dropout(MHDPA(LayerNorm_0(x)))`, then `x + MLP(LayerNorm_1(x))`;
+- LayerNorms **with** bias, epsilon 1e-6, flax's fast variance;
+- attention with biases on q/k/v (`(H, Dh)`) and out (`(E,)`), queries
+  scaled by 1/√Dh, no mask;
+- MLP `Dense_0 -> gelu (tanh) -> Dropout -> Dense_1 -> Dropout`;
+- a final `encoder_norm` LayerNorm after the last block.
+"""
+
+import keras
+from keras import ops
+
+from keras_givt.layers.transformer_block import FlatDense
+from keras_givt.layers.transformer_block import FlaxLayerNorm
+from keras_givt.layers.transformer_block import GIVTAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class ViTEncoderBlock(keras.layers.Layer):
+    """One big_vision ViT `Encoder1DBlock`.
+
+    Args:
+        hidden_dim: int. E.
+        num_heads: int. H (divides E).
+        mlp_dim: int. F.
+        dropout_rate: float. Dropout after attention and in the MLP.
+        layer_norm_epsilon: float.
+
+    Example:
+    ```python
+    block = ViTEncoderBlock(hidden_dim=32, num_heads=2, mlp_dim=64)
+    y = block(np.zeros((2, 16, 32), "float32"))  # (2, 16, 32)
+    ```
+    """
+
+    def __init__(
+        self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        dtype = self.dtype_policy
+
+        # === Layers ===
+        self.pre_attention_norm = FlaxLayerNorm(
+            layer_norm_epsilon, use_bias=True, dtype=dtype, name="pre_attention_norm"
+        )
+        self.attention = GIVTAttention(num_heads, hidden_dim, use_bias=True, dtype=dtype, name="attention")
+        self.attention_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="attention_dropout")
+        self.pre_mlp_norm = FlaxLayerNorm(
+            layer_norm_epsilon, use_bias=True, dtype=dtype, name="pre_mlp_norm"
+        )
+        self.mlp_dense_0 = FlatDense(
+            mlp_dim,
+            kernel_initializer="glorot_uniform",
+            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            dtype=dtype,
+            name="mlp_dense_0",
+        )
+        self.mlp_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="mlp_dropout")
+        self.mlp_dense_1 = FlatDense(
+            hidden_dim,
+            kernel_initializer="glorot_uniform",
+            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            dtype=dtype,
+            name="mlp_dense_1",
+        )
+        self.output_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="output_dropout")
+
+    def build(self, input_shape):
+        self.pre_attention_norm.build(input_shape)
+        self.attention.build(input_shape)
+        self.pre_mlp_norm.build(input_shape)
+        self.mlp_dense_0.build(input_shape)
+        self.mlp_dense_1.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self.built = True
+
+    def call(self, x, training=None):
+        # x (B, P, E)
+        y = self.pre_attention_norm(x)
+        y = self.attention(y, training=training)
+        x = x + self.attention_dropout(y, training=training)
+        z = self.pre_mlp_norm(x)
+        z = keras.activations.gelu(self.mlp_dense_0(z), approximate=True)
+        z = self.mlp_dense_1(self.mlp_dropout(z, training=training))
+        return x + self.output_dropout(z, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout_rate": self.dropout_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class ViTEncoder(keras.layers.Layer):
+    """A stack of `ViTEncoderBlock`s and the final `encoder_norm`.
+
+    Args:
+        num_layers: int. N (0 gives just the final LayerNorm).
+        hidden_dim: int. E.
+        num_heads: int. H.
+        mlp_dim: int. F.
+        dropout_rate: float.
+        layer_norm_epsilon: float.
+
+    Example:
+    ```python
+    encoder = ViTEncoder(num_layers=2, hidden_dim=32, num_heads=2, mlp_dim=64)
+    y = encoder(np.zeros((2, 16, 32), "float32"))  # (2, 16, 32)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_layers,
+        hidden_dim,
+        num_heads,
+        mlp_dim,
+        dropout_rate=0.0,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        # === Layers ===
+        self.blocks = [
+            ViTEncoderBlock(
+                hidden_dim,
+                num_heads,
+                mlp_dim,
+                dropout_rate,
+                layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"encoder_block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.encoder_norm = FlaxLayerNorm(
+            layer_norm_epsilon, use_bias=True, dtype=self.dtype_policy, name="encoder_norm"
+        )
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+        self.encoder_norm.build(input_shape)
+        self.built = True
+
+    def call(self, x, training=None):
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.encoder_norm(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout_rate": self.dropout_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+def vit_encoder_weight_map(encoder, prefix):
+    """`{big_vision name: keras variable}` for a ViT encoder under `prefix`.
+
+    Per-layer names (`prefix/encoderblock_{i}/...`); scanned checkpoints are
+    unscanned first (layer axis 0).
+    """
+    m = {
+        prefix + "/encoder_norm/scale": encoder.encoder_norm.scale,
+        prefix + "/encoder_norm/bias": encoder.encoder_norm.bias,
+    }
+    for i, block in enumerate(encoder.blocks):
+        p = f"{prefix}/encoderblock_{i}/"
+        for bv, ln in (("LayerNorm_0", block.pre_attention_norm), ("LayerNorm_1", block.pre_mlp_norm)):
+            m[p + bv + "/scale"] = ln.scale
+            m[p + bv + "/bias"] = ln.bias
+        for bv, layer in (("Dense_0", block.mlp_dense_0), ("Dense_1", block.mlp_dense_1)):
+            m[p + f"MlpBlock_0/{bv}/kernel"] = layer.kernel
+            m[p + f"MlpBlock_0/{bv}/bias"] = layer.bias
+        for n in ("query", "key", "value", "out"):
+            dense = getattr(block.attention, n)
+            m[p + f"MultiHeadDotProductAttention_0/{n}/kernel"] = dense.kernel
+            m[p + f"MultiHeadDotProductAttention_0/{n}/bias"] = dense.bias
+    return m
+
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class PatchViTEncoder(keras.layers.Layer):
+    """Patch embedding + learned positions + `ViTEncoder` (big_vision ViT body).
+
+    `images (B, H, W, C) -> (B, P, E)` with P = (H/ph)·(W/pw): a conv with
+    kernel = stride = patch size (VALID, with bias), flattened row-major,
+    plus learned position embeddings `(P, E)` (init N(0, 1/√E)), then the
+    encoder blocks and the final LayerNorm.
+
+    Args:
+        patch_size: (ph, pw).
+        num_patches: int. P (fixes the position table).
+        num_layers, hidden_dim, num_heads, mlp_dim, dropout_rate: as
+            `ViTEncoder`.
+
+    Example:
+    ```python
+    enc = PatchViTEncoder((8, 8), 16, num_layers=1, hidden_dim=32, num_heads=2, mlp_dim=64)
+    y = enc(np.zeros((2, 32, 32, 3), "float32"))  # (2, 16, 32)
+    ```
+    """
+
+    def __init__(
+        self,
+        patch_size,
+        num_patches,
+        num_layers,
+        hidden_dim,
+        num_heads,
+        mlp_dim,
+        dropout_rate=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.num_patches = int(num_patches)
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        # === Layers ===
+        self.patch_embedding = keras.layers.Conv2D(
+            hidden_dim,
+            self.patch_size,
+            strides=self.patch_size,
+            padding="valid",
+            dtype=self.dtype_policy,
+            name="patch_embedding",
+        )
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
+        self.encoder = ViTEncoder(
+            num_layers, hidden_dim, num_heads, mlp_dim, dropout_rate,
+            dtype=self.dtype_policy, name="encoder",
+        )
+
+    def build(self, input_shape):
+        self.patch_embedding.build(input_shape)
+        self.position_embedding = self.add_weight(
+            name="position_embedding",
+            shape=(self.num_patches, self.hidden_dim),
+            initializer=keras.initializers.RandomNormal(stddev=self.hidden_dim**-0.5),
+        )
+        self.encoder.build((input_shape[0], self.num_patches, self.hidden_dim))
+        self.built = True
+
+    def embed(self, images):
+        """images (B, H, W, C) -> patch embeddings + positions (B, P, E)."""
+        x = self.patch_embedding(ops.cast(images, self.compute_dtype))  # (B, h, w, E)
+        x = ops.reshape(x, (-1, self.num_patches, self.hidden_dim))
+        return x + ops.cast(self.position_embedding, self.compute_dtype)
+
+    def call(self, images, training=None):
+        x = self.dropout(self.embed(images), training=training)
+        return self.encoder(x, training=training)  # (B, P, E)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_patches, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "patch_size": list(self.patch_size),
+                "num_patches": self.num_patches,
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout_rate": self.dropout_rate,
+            }
+        )
+        return config
