@@ -1,0 +1,425 @@
+"""`MaskGITImageGenerator`: discrete MaskGIT (VQGAN tokens + bidirectional transformer).
+
+Dimension letters: B batch, H/W/C image, h/w token grid, L = h·w tokens,
+K codebook size, S decoding steps.
+
+Training (`fit`, MaskGIT's recipe): the frozen tokenizer turns images in
+[0, 1] into codes (or the batch gives `"tokens"` directly). Per example
+r ~ U[0, 1); `n = max(1, ceil(L · max(cos(π/2 · r), min_masking_rate)))`
+random positions are replaced by the mask token; the loss is the
+label-smoothed cross-entropy over the K codes, averaged over the masked
+positions only. With `label_dropout > 0` the class token is replaced by the
+mask token ("no class") with that probability, which enables
+classifier-free guidance at sampling time.
+
+Generation: MaskGIT's parallel decoding (`samplers.discrete_maskgit_sampler`),
+compiled once per (batch shape, number of steps, schedule, CFG on/off) on
+every backend; temperatures and the CFG weight are tensors, so changing them
+does not retrace. Editing: `inpaint` regenerates the tokens under a pixel
+mask (inpainting, outpainting, class-conditional box regeneration with
+another label) and keeps every other token.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.models import Task
+from keras_hub.src.utils.python_utils import classproperty
+
+from keras_givt.models.givt.givt_task import GIVTTask
+from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
+from keras_givt.samplers.discrete_maskgit_sampler import discrete_maskgit_decode
+from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
+from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
+from keras_givt.utils import preset_utils
+from keras_givt.utils.validation import check_probability
+
+
+@keras.saving.register_keras_serializable(package="keras_givt")
+class MaskGITImageGenerator(Task):
+    """Class-conditional (or unconditional) discrete MaskGIT.
+
+    Args:
+        backbone: a `keras_givt.MaskGITBackbone`.
+        tokenizer: a `keras_givt.VQGANTokenizer` (frozen), or None to train
+            and sample tokens only.
+        label_smoothing: float. Label smoothing of the cross-entropy (MaskGIT 0.1).
+        label_dropout: float. Probability of dropping the class for CFG.
+        min_masking_rate: float. Lower bound of the training mask ratio.
+        seed: int or None. Seed of the task's `SeedGenerator`.
+        sampling_defaults: dict of `generate` defaults (e.g. from a preset).
+
+    Example:
+    ```python
+    backbone = keras_givt.MaskGITBackbone(
+        codebook_size=64, num_classes=10, seq_len=16, hidden_size=32,
+        num_layers=2, num_heads=2, intermediate_size=64,
+    )
+    model = keras_givt.MaskGITImageGenerator(backbone, tokenizer, label_dropout=0.1)
+    model.fit({"images": images, "labels": labels}, epochs=1)
+    images = model.generate(labels=[1, 2], num_steps=8, seed=0)
+    ```
+    """
+
+    backbone_cls = MaskGITBackbone
+    preprocessor_cls = None
+
+    def __init__(
+        self,
+        backbone,
+        tokenizer=None,
+        preprocessor=None,
+        label_smoothing=0.1,
+        label_dropout=0.0,
+        min_masking_rate=0.0,
+        seed=None,
+        sampling_defaults=None,
+        compile=True,
+        **kwargs,
+    ):
+        check_probability("label_smoothing", label_smoothing)
+        check_probability("label_dropout", label_dropout)
+        check_probability("min_masking_rate", min_masking_rate)
+        if tokenizer is not None and tokenizer.codebook_size != backbone.codebook_size:
+            raise ValueError(
+                f"The tokenizer has codebook_size={tokenizer.codebook_size} but the backbone "
+                f"expects {backbone.codebook_size}."
+            )
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        super().__init__(compile=False, **kwargs)
+        self.backbone = backbone  # Again, now that tracking is on (torch).
+        self.tokenizer = tokenizer
+        if tokenizer is not None:
+            tokenizer.trainable = False
+        self.seed_generator = keras.random.SeedGenerator(seed, name="task_seed_generator")
+        # === Config ===
+        self.label_smoothing = label_smoothing
+        self.label_dropout = label_dropout
+        self.min_masking_rate = min_masking_rate
+        self.seed = seed
+        self.sampling_defaults = dict(sampling_defaults or {})
+        self.generate_functions = {}
+        self.built = True
+        if compile:
+            self.compile()
+
+    # Shared with the GIVT tasks: compiled generation and seeding.
+    _compile_generate = GIVTTask._compile_generate
+    _set_seed = GIVTTask._set_seed
+    _default = GIVTTask._default
+
+    @property
+    def token_grid(self):
+        side = int(round(math.sqrt(self.backbone.seq_len)))
+        if side * side != self.backbone.seq_len:
+            raise ValueError(f"seq_len={self.backbone.seq_len} is not a square token grid.")
+        return side, side
+
+    # --- Data --------------------------------------------------------------
+
+    def tokens_from_inputs(self, inputs):
+        """`(tokens (B, L) int32, labels (B,) int32)` of a fit batch."""
+        if not isinstance(inputs, dict):
+            raise TypeError(
+                "MaskGITImageGenerator takes dicts with 'images' (B, H, W, C) in [0, 1] or "
+                f"'tokens' (B, L) (+ 'labels'); received {type(inputs).__name__}."
+            )
+        if "tokens" in inputs:
+            tokens = ops.cast(inputs["tokens"], "int32")
+        elif "images" in inputs:
+            tokens = self.encode_images(inputs["images"])
+        else:
+            raise ValueError(f"Expected 'images' or 'tokens'; received keys {sorted(inputs)}.")
+        tokens = ops.reshape(tokens, (ops.shape(tokens)[0], -1))
+        labels = inputs.get("labels")
+        if labels is None:
+            if self.backbone.num_classes > 0:
+                raise ValueError("This model is class-conditional: the batch needs 'labels'.")
+            labels = ops.full((ops.shape(tokens)[0],), -1, "int32")
+        return tokens, ops.reshape(ops.cast(labels, "int32"), (-1,))
+
+    def encode_images(self, images):
+        """Code indices (B, L) int32 of images (B, H, W, C) in [0, 1]."""
+        if self.tokenizer is None:
+            raise ValueError("This task has no tokenizer: pass `tokenizer=` or feed 'tokens'.")
+        ids = self.tokenizer.encode_to_indices(images)
+        return ops.stop_gradient(ops.reshape(ids, (ops.shape(ids)[0], -1)))
+
+    def decode_tokens(self, tokens):
+        """Images (B, H, W, C) in [0, 1] from tokens (B, L)."""
+        if self.tokenizer is None:
+            raise ValueError("This task has no tokenizer to decode images: use `return_tokens=True`.")
+        h, w = self.token_grid
+        tokens = ops.reshape(ops.cast(tokens, "int32"), (-1, h, w))
+        return ops.clip(self.tokenizer.decode_from_indices(tokens), 0.0, 1.0)
+
+    # --- Training --------------------------------------------------------------
+
+    def training_mask(self, batch_size):
+        """MaskGIT's random training mask (B, L) bool (True = masked)."""
+        L = self.backbone.seq_len
+        r = keras.random.uniform((batch_size,), seed=self.seed_generator)
+        ratio = ops.maximum(maskgit_mask_ratio(r, L, "cosine"), self.min_masking_rate)
+        num = ops.clip(ops.ceil(ratio * L), 1.0, float(L))  # (B,)
+        scores = keras.random.uniform((batch_size, L), seed=self.seed_generator)
+        sorted_scores = ops.concatenate(
+            [ops.sort(scores, axis=-1), ops.full((batch_size, 1), 2.0)], axis=-1
+        )
+        cut = ops.take_along_axis(sorted_scores, ops.cast(num, "int32")[:, None], axis=-1)
+        return scores < cut  # Exactly `num` masked per row.
+
+    def call(self, inputs, training=False):
+        tokens, labels = self.tokens_from_inputs(inputs)
+        batch = ops.shape(tokens)[0]
+        if "mask" in inputs:
+            mask = ops.cast(inputs["mask"], "bool")
+        else:
+            mask = self.training_mask(batch)
+        if training and self.label_dropout > 0:
+            drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.label_dropout
+            labels = ops.where(drop, -1, labels)
+        masked = ops.where(mask, -1, tokens)
+        logits = self.backbone.token_logits(masked, labels, training=training)  # (B, L, K)
+        return {"logits": logits, "tokens": tokens, "mask": mask}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        logits = ops.cast(y_pred["logits"], "float32")
+        k = self.backbone.codebook_size
+        target = ops.one_hot(y_pred["tokens"], k, dtype="float32")
+        eps = self.label_smoothing
+        target = target * (1.0 - eps) + eps / k
+        nll = -ops.sum(target * ops.log_softmax(logits, axis=-1), axis=-1)  # (B, L)
+        weight = ops.cast(y_pred["mask"], "float32")
+        loss = ops.sum(nll * weight) / ops.maximum(ops.sum(weight), 1.0)
+        if self.losses:
+            loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
+        return loss
+
+    def compile(self, optimizer="auto", **kwargs):
+        """AdamW(1e-4, weight decay 0.045 as MaskGIT, clipnorm 1) by default."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(
+                1e-4, weight_decay=0.045, beta_2=0.96, global_clipnorm=1.0
+            )
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, **kwargs)
+        self.generate_functions = {}
+
+    # --- Generation -------------------------------------------------------------
+
+    def generate_step(self, inputs, use_cfg, num_steps, schedule):
+        bb = self.backbone
+        labels = inputs["labels"]
+        cfg_weight = inputs["cfg_weight"]
+
+        def logits_fn(cur):
+            if not use_cfg:
+                return bb.token_logits(cur, labels)
+            both = bb.token_logits(
+                ops.concatenate([cur, cur], axis=0),
+                ops.concatenate([labels, ops.full(ops.shape(labels), -1, "int32")], axis=0),
+            )
+            b = ops.shape(cur)[0]
+            lc, lu = ops.cast(both[:b], "float32"), ops.cast(both[b:], "float32")
+            return lc + cfg_weight * (lc - lu)
+
+        return discrete_maskgit_decode(
+            logits_fn,
+            inputs["tokens"],
+            num_steps,
+            self.seed_generator,
+            schedule=schedule,
+            choice_temperature=inputs["choice_temperature"],
+            temperature=inputs["temperature"],
+        )
+
+    def _run(self, tokens, labels, num_steps, schedule, choice_temperature, temperature,
+             cfg_weight, seed):
+        num_steps = self._default("num_steps", num_steps, 12)
+        schedule = self._default("schedule", schedule, "cosine")
+        choice_temperature = self._default("choice_temperature", choice_temperature, 4.5)
+        temperature = self._default("temperature", temperature, 1.0)
+        cfg_weight = self._default("cfg_weight", cfg_weight, 0.0)
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
+        maskgit_mask_ratio(0.5, 4, schedule)  # Validates the schedule name.
+        if not float(temperature) > 0:
+            raise ValueError(f"`temperature` must be > 0; received temperature={temperature!r}.")
+        use_cfg = float(cfg_weight) != 0.0
+        if use_cfg and (self.label_dropout <= 0 or self.backbone.num_classes == 0):
+            raise ValueError(
+                "`cfg_weight` needs a class-conditional model trained with label dropout "
+                f"(label_dropout > 0); received cfg_weight={cfg_weight!r} with "
+                f"label_dropout={self.label_dropout}."
+            )
+        self._set_seed(seed)
+        inputs = {
+            "tokens": ops.convert_to_tensor(tokens, "int32"),
+            "labels": ops.convert_to_tensor(labels, "int32"),
+            "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
+            "temperature": ops.convert_to_tensor(temperature, "float32"),
+            "cfg_weight": ops.convert_to_tensor(cfg_weight, "float32"),
+        }
+        key = ("discrete_maskgit", use_cfg, num_steps, schedule)
+        fn = self._compile_generate(
+            key, lambda x: self.generate_step(x, use_cfg, num_steps, schedule)
+        )
+        return fn(inputs)
+
+    def _normalize_labels(self, labels, num_samples):
+        nc = self.backbone.num_classes
+        if labels is None:
+            if num_samples is None:
+                raise ValueError("Pass `labels` or `num_samples`.")
+            if nc > 0 and self.label_dropout <= 0:
+                raise ValueError("This model is class-conditional: pass `labels`.")
+            return np.full((int(num_samples),), -1, "int32")
+        labels = np.asarray(keras.ops.convert_to_numpy(labels)).astype("int32").reshape(-1)
+        if num_samples is not None:
+            if labels.size == 1:
+                labels = labels.repeat(int(num_samples))
+            elif labels.size != num_samples:
+                raise ValueError(
+                    f"`num_samples` ({num_samples}) must match the number of labels "
+                    f"({labels.size}) or labels must be a single class."
+                )
+        bad = (labels < 0) | (labels >= nc)
+        if bad.any():
+            raise ValueError(f"`labels` must be in [0, {nc}); received {labels[bad].tolist()}.")
+        return labels
+
+    def generate(
+        self,
+        labels=None,
+        num_samples=None,
+        num_steps=None,
+        schedule=None,
+        choice_temperature=None,
+        temperature=None,
+        cfg_weight=None,
+        seed=None,
+        return_tokens=False,
+        return_num_masked=False,
+    ):
+        """Generates images (or tokens) with MaskGIT's parallel decoding.
+
+        Args:
+            labels: class ids (B,) or one class; None = unconditional
+                (needs `num_samples` and a model trained with label dropout,
+                or `num_classes=0`).
+            num_samples: B when `labels` is one class or None.
+            num_steps: S (default 12, MaskGIT's ImageNet 256 setting).
+            schedule: "cosine" (default), "uniform", "pow<k>", "log", "exp".
+            choice_temperature: Gumbel scale of the confidence, annealed by
+                (1 − ratio) (MaskGIT 4.5).
+            temperature: sampling temperature of the logits.
+            cfg_weight: w of `l_c + w (l_c − l_u)` (0 = off; needs label dropout).
+            seed: int for reproducibility.
+            return_tokens: return (B, L) tokens instead of images in [0, 1].
+            return_num_masked: also return (B, S), the masked count after
+                each step.
+        """
+        labels = self._normalize_labels(labels, num_samples)
+        tokens = np.full((labels.size, self.backbone.seq_len), -1, "int32")
+        out, counts = self._run(tokens, labels, num_steps, schedule, choice_temperature,
+                                temperature, cfg_weight, seed)
+        out = out if return_tokens else self.decode_tokens(out)
+        return (out, counts) if return_num_masked else out
+
+    def inpaint(
+        self,
+        images,
+        mask,
+        labels=None,
+        num_steps=None,
+        schedule=None,
+        choice_temperature=None,
+        temperature=None,
+        cfg_weight=None,
+        seed=None,
+        return_tokens=False,
+        return_num_masked=False,
+    ):
+        """Regenerates the masked region, keeping every other token.
+
+        Args:
+            images: (B, H, W, C) images in [0, 1], or (B, L) / (B, h, w)
+                token ids.
+            mask: (B, H, W) pixel mask (True = regenerate; a token is
+                regenerated when any of its pixels is), or a (B, L) token
+                mask with token inputs. Outpainting = the mask outside the
+                kept region; class-conditional editing = a box and another
+                `labels`.
+            labels: class ids (None: no class, as `generate`).
+        Returns:
+            Images in [0, 1] (or tokens); tokens outside the mask are the
+            input's own codes.
+        """
+        x = ops.convert_to_tensor(images)
+        if len(x.shape) == 4:
+            tokens = self.encode_images(ops.cast(x, "float32"))
+            token_mask = pixel_mask_to_token_mask(mask, self.token_grid)
+        elif len(x.shape) in (2, 3):
+            tokens = ops.reshape(ops.cast(x, "int32"), (x.shape[0], -1))
+            token_mask = ops.reshape(ops.convert_to_tensor(mask, "bool"), (x.shape[0], -1))
+        else:
+            raise ValueError(
+                "`images` must be (B, H, W, C) images or (B, L) tokens; received shape "
+                f"{tuple(x.shape)}."
+            )
+        batch = int(tokens.shape[0])
+        if tuple(token_mask.shape) != (batch, self.backbone.seq_len):
+            raise ValueError(
+                f"The token mask must be ({batch}, {self.backbone.seq_len}); received "
+                f"{tuple(token_mask.shape)}."
+            )
+        labels = self._normalize_labels(labels, batch)
+        start = ops.where(token_mask, -1, tokens)
+        out, counts = self._run(start, labels, num_steps, schedule, choice_temperature,
+                                temperature, cfg_weight, seed)
+        out = out if return_tokens else self.decode_tokens(out)
+        return (out, counts) if return_num_masked else out
+
+    # --- Presets -------------------------------------------------------------------
+
+    @classproperty
+    def presets(cls):
+        return {
+            k: v["metadata"] for k, v in preset_utils.PRESETS.items() if v["class"] == cls.__name__
+        }
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """A built-in name (MaskGIT URLs, converted once into the Keras cache),
+        a keras-hub handle or a local preset directory."""
+        return super().from_preset(
+            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
+
+    # --- Config ----------------------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "tokenizer": None if self.tokenizer is None
+                else keras.layers.serialize(self.tokenizer),
+                "label_smoothing": self.label_smoothing,
+                "label_dropout": self.label_dropout,
+                "min_masking_rate": self.min_masking_rate,
+                "seed": self.seed,
+                "sampling_defaults": self.sampling_defaults,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("tokenizer"), dict):
+            config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
+        return super().from_config(config)
