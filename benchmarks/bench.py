@@ -60,6 +60,19 @@ def timed(fn, iters):
     return {"median_s": statistics.median(times), "min_s": min(times), "compile_s": compile_s}
 
 
+def _devices():
+    import keras
+
+    try:  # keras.distribution has no torch implementation.
+        return [str(d) for d in keras.distribution.list_devices()]
+    except (AttributeError, NotImplementedError):
+        if keras.config.backend() == "torch":
+            import torch
+
+            return ["cuda:0"] if torch.cuda.is_available() else ["cpu:0"]
+        return []
+
+
 def main(argv=None):
     args = parse_args(argv)
     import keras
@@ -126,7 +139,7 @@ def main(argv=None):
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "devices": [str(d) for d in keras.distribution.list_devices()],
+        "devices": _devices(),
     }
     line = json.dumps(results, sort_keys=True)
     if args.json_out:
