@@ -30,8 +30,13 @@ from keras_givt.utils.preset_utils import register_presets as _register  # noqa:
 
 from keras_givt.models.vae.vae_presets import registry_entries as _vae_presets  # noqa: E402
 
+from keras_givt.models.vqvae.vqvae_presets import registry_entries as _vq_presets  # noqa: E402
+from keras_givt.models.maskgit.maskgit_presets import registry_entries as _maskgit_presets  # noqa: E402
+
 _register(_givt_presets())
 _register(_vae_presets())
+_register(_vq_presets())
+_register(_maskgit_presets())
 
 from keras_givt.models.bundled import register_bundled_presets as _register_bundled  # noqa: E402
 

@@ -14,6 +14,7 @@ onto the tied word embeddings + bias).
 import keras
 from keras import ops
 from keras_hub.models import Backbone
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.maskgit.maskgit_layers import MaskGITEmbedding
 from keras_givt.models.maskgit.maskgit_layers import MaskGITMLMHead
@@ -121,6 +122,27 @@ class MaskGITBackbone(Backbone):
         ids = ops.concatenate([first, ops.cast(image_tokens, "int32")], axis=1)
         logits = self(ids, training=training)
         return logits[:, 1:, : self.codebook_size]
+
+    @classproperty
+    def presets(cls):
+        """Built-in MaskGIT presets (their backbones load with `from_preset` too)."""
+        from keras_givt.utils import preset_utils
+
+        return {
+            k: v["metadata"]
+            for k, v in preset_utils.PRESETS.items()
+            if v["class"] in ("MaskGITImageGenerator", "MaskGITBackbone")
+        }
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """A built-in name (MaskGIT URLs, converted once), a keras-hub handle or
+        a local preset directory."""
+        from keras_givt.utils import preset_utils
+
+        return super().from_preset(
+            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -292,13 +292,12 @@ class VQGANTokenizer(keras.Model):
 
     @property
     def metrics(self):
-        out = [self.reconstruction_loss_tracker, self.quantizer_loss_tracker,
-               self.perplexity_tracker, self.usage_tracker]
-        if self.perceptual_network is not None:
-            out.append(self.perceptual_loss_tracker)
-        if self.discriminator is not None:
-            out += [self.g_loss_tracker, self.d_loss_tracker]
-        return out
+        unused = []
+        if self.perceptual_network is None:
+            unused.append(self.perceptual_loss_tracker)
+        if self.discriminator is None:
+            unused += [self.g_loss_tracker, self.d_loss_tracker]
+        return [m for m in super().metrics if all(m is not u for u in unused)]
 
     # --- config --------------------------------------------------------------------
 
