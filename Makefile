@@ -1,5 +1,7 @@
 # keras_givt developer entry points.
 #   make test   - create/reuse .venv, install the pinned stack, run the suite on jax, tensorflow, torch
+#                 (unit tests, the CLI chain, each guide in fast mode on one backend of a rotation),
+#                 then the fixture checker on every backend
 #   make check  - the big_vision fixture checker on every backend
 #   make demo   - the bundled GIVT-Causal: a class-conditional Fashion-MNIST grid with CFG + FD-CNN
 #   make bench  - benchmarks/bench.py on the current KERAS_BACKEND
@@ -10,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stack-$(shell cat requirements/constraints.txt setup.cfg | sha256sum | cut -c1-16)
 BACKENDS ?= jax tensorflow torch
 PYTEST_ARGS ?= -m "not large" -q
-FIXTURES ?= tests/fixtures/big_vision
+FIXTURES ?= $(wildcard tests/fixtures/big_vision tests/fixtures/big_vision_uvim tests/fixtures/maskgit)
 
 .PHONY: test check venv bench demo clean-venv
 

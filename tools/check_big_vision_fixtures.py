@@ -1,7 +1,7 @@
 """Checks keras_givt against reference fixtures made by big_vision / maskgit.
 
 Usage:
-    python tools/check_big_vision_fixtures.py DIR [--only PREFIX[,PREFIX]] [-v]
+    python tools/check_big_vision_fixtures.py DIR [DIR ...] [--only PREFIX[,PREFIX]] [-v]
 
 DIR has the fixture layout (`index.json`, one folder per config with
 `config.json`, `params*`, `inputs.npz`, `outputs.npz`). For every config the
@@ -73,31 +73,21 @@ def compare(name, got, want):
     )
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("fixtures_dir")
-    parser.add_argument("--only", default=None, help="comma-separated config-name prefixes")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-
-    index_path = os.path.join(args.fixtures_dir, "index.json")
+def check_dir(fixtures_dir, prefixes, verbose, fx):
+    """Checks one fixture folder; returns (passed, failed)."""
+    index_path = os.path.join(fixtures_dir, "index.json")
     if not os.path.isfile(index_path):
         print(f"error: {index_path} not found", file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
+        return 0, 1
     with open(index_path) as f:
         index = json.load(f)
     configs = index.get("configs", {})
-    prefixes = args.only.split(",") if args.only else None
-
-    from keras_givt.conversion import fixtures as fx
-
     passed = failed = 0
     for name in sorted(configs):
         if prefixes and not any(name.startswith(p) for p in prefixes):
             continue
         entry = configs[name]
-        cdir = os.path.join(args.fixtures_dir, name)
+        cdir = os.path.join(fixtures_dir, name)
         try:
             want = dict(np.load(os.path.join(cdir, "outputs.npz")))
         except OSError as e:
@@ -107,7 +97,7 @@ def main(argv=None):
         try:
             got = fx.run_config(cdir, entry, want)
         except Exception as e:  # Every array of this config fails.
-            if args.verbose:
+            if verbose:
                 traceback.print_exc()
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
             for key in sorted(want):
@@ -118,11 +108,30 @@ def main(argv=None):
             problem = compare(key, got.get(key), want[key])
             if problem is None:
                 passed += 1
-                if args.verbose:
+                if verbose:
                     print(f"ok   {name}/{key}")
             else:
                 failed += 1
                 print(f"FAIL {name}/{problem}")
+    return passed, failed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("fixtures_dir", nargs="+", help="one or more fixture folders")
+    parser.add_argument("--only", default=None, help="comma-separated config-name prefixes")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    from keras_givt.conversion import fixtures as fx
+
+    prefixes = args.only.split(",") if args.only else None
+    passed = failed = 0
+    for fixtures_dir in args.fixtures_dir:
+        p, f = check_dir(fixtures_dir, prefixes, args.verbose, fx)
+        if len(args.fixtures_dir) > 1:
+            print(f"{fixtures_dir}: {p} passed, {f} failed")
+        passed, failed = passed + p, failed + f
     print(f"{passed} passed, {failed} failed")
     return 0 if (failed == 0 and passed > 0) else 1
 

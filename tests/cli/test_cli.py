@@ -14,9 +14,6 @@ import keras
 import numpy as np
 import pytest
 
-# Minutes of CPU per backend: run with `pytest -m large` (not in the default CI run).
-pytestmark = pytest.mark.large
-
 from keras_givt.cli import io_utils
 from keras_givt.cli.commands import INTERRUPT_ENV
 from keras_givt.cli.main import main
