@@ -6,17 +6,23 @@ FID numbers (no ImageNet InceptionV3 weights are available offline).
 """
 
 from keras_givt.metrics.bits_per_dim import bits_per_dim
+from keras_givt.metrics.depth_metrics import depth_metrics
 from keras_givt.metrics.fd_cnn import FDCNN
 from keras_givt.metrics.fd_cnn import build_fd_cnn_classifier
 from keras_givt.metrics.fd_cnn import prepare_images
 from keras_givt.metrics.frechet import frechet_distance
 from keras_givt.metrics.frechet import gaussian_statistics
+from keras_givt.metrics.panoptic_quality import PanopticQuality
+from keras_givt.metrics.panoptic_quality import panoptic_quality
 
 __all__ = [
     "FDCNN",
+    "PanopticQuality",
     "bits_per_dim",
+    "depth_metrics",
     "build_fd_cnn_classifier",
     "frechet_distance",
     "gaussian_statistics",
+    "panoptic_quality",
     "prepare_images",
 ]

@@ -72,6 +72,7 @@ def ar_generate(
     fan_size=1,
     stochastic_beams=False,
     return_all_beams=False,
+    encoded=None,
 ):
     """Samples `(tokens (B, L, D), log_prob (B,))` autoregressively.
 
@@ -89,6 +90,8 @@ def ar_generate(
             (Gumbel top-k on the scores) instead of taking the top K.
         return_all_beams: return every beam, `(B, K, L, D)` and `(B, K)`,
             instead of the best one.
+        encoded: (B, P, E) encoded image for an encoder-decoder backbone
+            (UViM), cross-attended at every step; None otherwise.
     """
     head = backbone.head
     L, D = backbone.seq_len, backbone.out_dim
@@ -109,8 +112,16 @@ def ar_generate(
     prefix = ops.repeat(ops.cast(prefix, "float32"), K * F, axis=0)  # (R·F, L, D)
     prefix_len = ops.cast(prefix_len, "int32")
 
+    if encoded is not None:
+        # Beams (and the CFG half) of one example share its encoded image;
+        # beam reordering stays within an example, so this never moves.
+        encoded = ops.repeat(encoded, K, axis=0)  # (R, P, E)
+        if use_cfg:
+            encoded = ops.concatenate([encoded, encoded], axis=0)
     cache = backbone.build_cache(rows)
-    logits, cache = backbone.prefill(labels, cache, batch_size=rows)  # (rows, 1, M)
+    logits, cache = backbone.prefill(
+        labels, cache, batch_size=rows, encoded=encoded
+    )  # (rows, 1, M)
     tokens = ops.zeros((R, L, D), "float32")
     scores = ops.zeros((B, K), "float32")
     if K > 1:
@@ -156,7 +167,9 @@ def ar_generate(
         tokens, cache = reorder(src, tokens, cache)
         tokens = ops.slice_update(tokens, [0, i, 0], ops.expand_dims(x, 1))
         feed = ops.concatenate([x, x], axis=0) if use_cfg else x
-        logits, cache = backbone.call_with_cache(ops.expand_dims(feed, 1), cache, i + 1)
+        logits, cache = backbone.call_with_cache(
+            ops.expand_dims(feed, 1), cache, i + 1, encoded=encoded
+        )
         return tokens, logits, cache, scores
 
     tokens, logits, cache, scores = seeded_fori_loop(
