@@ -38,6 +38,10 @@ _register(_vae_presets())
 _register(_vq_presets())
 _register(_maskgit_presets())
 
+from keras_givt.models.uvim.uvim_presets import registry_entries as _uvim_presets  # noqa: E402
+
+_register(_uvim_presets())
+
 from keras_givt.models.bundled import register_bundled_presets as _register_bundled  # noqa: E402
 
 _register_bundled()
