@@ -1,0 +1,246 @@
+"""`keras-givt` subcommands for UViM on the offline MNIST panoptic task.
+
+  uvim-train-vae   train the ViT VAE over (semantics, instances) label maps
+  uvim-train       train the image-conditioned GIVT (GIVTUViM) on a frozen VAE
+  uvim-evaluate    PQ/SQ/RQ on test canvases + a PNG of predictions
+
+The task (`keras_givt.datasets.mnist_panoptic`): 2–3 MNIST digits pasted on
+a 32×32 canvas; semantics = 1 + digit class on stroke pixels (0 =
+background), instances = which digit. Each command writes
+`<out>/<command>.json` (config and metrics) atomically next to its outputs.
+This module must not import keras at import time (`add_parsers` is argparse
+only); `run` imports it lazily.
+"""
+
+import os
+import time
+
+COMMANDS = ("uvim-train-vae", "uvim-train", "uvim-evaluate")
+
+
+def _positive_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_common(p):
+    p.add_argument("--out", required=True, help="Output folder.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="Folder with the MNIST IDX files.")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+
+
+def add_parsers(add):
+    p = add("uvim-train-vae", "UViM stage 1: ViT VAE over MNIST-panoptic label maps.")
+    _add_common(p)
+    p.add_argument("--num-train", type=_positive_int, default=10000)
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--code-len", type=_positive_int, default=16)
+    p.add_argument("--codeword-dim", type=_positive_int, default=8)
+    p.add_argument("--width", type=_positive_int, default=64)
+    p.add_argument("--depth", type=_positive_int, default=2, help="Encoder and decoder blocks.")
+    p.add_argument("--patch-size", type=_positive_int, default=8)
+    p.add_argument("--beta", type=float, default=1e-4)
+
+    p = add("uvim-train", "UViM stage 2: image-conditioned GIVT on a frozen ViT VAE.")
+    _add_common(p)
+    p.add_argument("--vae", required=True, help="A `uvim-train-vae` output folder.")
+    p.add_argument("--num-train", type=_positive_int, default=10000)
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--emb-dim", type=_positive_int, default=64)
+    p.add_argument("--num-layers", type=_positive_int, default=2, help="Image encoder blocks.")
+    p.add_argument("--num-decoder-layers", type=_positive_int, default=2)
+    p.add_argument("--num-mixtures", type=_positive_int, default=4)
+    p.add_argument("--patch-size", type=_positive_int, default=8, help="Image encoder patches.")
+
+    p = add("uvim-evaluate", "UViM: PQ on MNIST-panoptic test canvases and a PNG of predictions.")
+    _add_common(p)
+    p.add_argument("--model", required=True, help="A `uvim-train` output folder or a preset.")
+    p.add_argument("--num-test", type=_positive_int, default=500)
+    p.add_argument("--beam-size", type=_positive_int, default=None)
+    p.add_argument("--fan-size", type=_positive_int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--num-images", type=_positive_int, default=8, help="Examples in the PNG.")
+
+
+def run(args, argv):
+    from keras_givt.cli.io_utils import CLIError
+
+    os.makedirs(args.out, exist_ok=True)
+    fn = {"uvim-train-vae": _train_vae, "uvim-train": _train, "uvim-evaluate": _evaluate}
+    if args.command not in fn:
+        raise CLIError(f"unknown command {args.command!r}")
+    return fn[args.command](args, argv)
+
+
+def _data(args, split, n):
+    from keras_givt.datasets.mnist_panoptic import make_mnist_panoptic
+
+    return make_mnist_panoptic(split, num_examples=n, seed=args.seed, data_dir=args.data_dir)
+
+
+def _pq(gt, pred_sem, pred_inst):
+    from keras_givt.metrics.panoptic_quality import panoptic_quality
+
+    # Digits (classes 1..10) are things, the background (0) is stuff.
+    return panoptic_quality(
+        gt[..., 0], gt[..., 1], pred_sem, pred_inst, num_classes=11, thing_classes=range(1, 11)
+    )
+
+
+def _summary(r):
+    return {k: r[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff")}
+
+
+def _train_vae(args, argv):
+    import keras
+    import numpy as np
+    from keras import ops
+
+    from keras_givt.cli.io_utils import write_json
+    from keras_givt.models.uvim.vit_vae import ViTVAE
+
+    keras.utils.set_random_seed(args.seed)
+    _, maps = _data(args, "train", args.num_train)
+    _, test_maps = _data(args, "test", 500)
+    vae = ViTVAE(
+        {"semantics": (0, 11), "instances": (1, 4)},
+        input_size=(32, 32),
+        patch_size=(args.patch_size, args.patch_size),
+        code_len=args.code_len,
+        codeword_dim=args.codeword_dim,
+        width=args.width,
+        enc_depth=args.depth,
+        dec_depth=args.depth,
+        mlp_dim=4 * args.width,
+        num_heads=4,
+        bottleneck_resize=True,
+        beta=args.beta,
+        seed=args.seed,
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
+    start = time.time()
+    history = vae.fit(maps, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
+    train_s = time.time() - start
+    mu, _ = vae.encode(test_maps)
+    rec = ops.convert_to_numpy(vae.decode_to_maps(mu))
+    metrics = {
+        "train_seconds": train_s,
+        "final_loss": float(history.history["loss"][-1]),
+        "test_pixel_accuracy_semantics": float(np.mean(rec[..., 0] == test_maps[..., 0])),
+        "test_pixel_accuracy_instances": float(np.mean(rec[..., 1] == test_maps[..., 1])),
+        # PQ of the VAE's own reconstruction: the ceiling of stage 2.
+        "test_reconstruction_pq": _summary(_pq(test_maps, rec[..., 0], rec[..., 1])),
+    }
+    vae.save(os.path.join(args.out, "vae.keras"))
+    write_json(os.path.join(args.out, "uvim-train-vae.json"), {"argv": argv, "config": vae.get_config(), "metrics": metrics})
+    print(metrics)
+
+
+def _train(args, argv):
+    import keras
+
+    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.cli.io_utils import write_json
+    from keras_givt.models.givt.givt_backbone import GIVTBackbone
+    from keras_givt.models.uvim.givt_uvim import GIVTUViM
+
+    path = os.path.join(args.vae, "vae.keras")
+    if not os.path.isfile(path):
+        raise CLIError(f"uvim-train: no vae.keras in --vae folder {args.vae!r}.")
+    keras.utils.set_random_seed(args.seed)
+    vae = keras.saving.load_model(path, compile=False)
+    images, maps = _data(args, "train", args.num_train)
+    backbone = GIVTBackbone(
+        seq_len=vae.code_len,
+        out_dim=vae.codeword_dim,
+        num_labels=None,
+        emb_dim=args.emb_dim,
+        num_decoder_layers=args.num_decoder_layers,
+        num_heads=4,
+        mlp_dim=4 * args.emb_dim,
+        num_mixtures=args.num_mixtures,
+        per_channel_mixtures=False,
+        num_layers=args.num_layers,
+        input_size=(32, 32),
+        patches=(args.patch_size, args.patch_size),
+    )
+    model = GIVTUViM(backbone, vae, task_type="panoptic", seed=args.seed)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
+    start = time.time()
+    history = model.fit(images, maps, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
+    metrics = {"train_seconds": time.time() - start, "final_loss": float(history.history["loss"][-1])}
+    model.save_to_preset(os.path.join(args.out, "model"))
+    write_json(
+        os.path.join(args.out, "uvim-train.json"),
+        {"argv": argv, "backbone": backbone.get_config(), "metrics": metrics},
+    )
+    print(metrics)
+
+
+_PALETTE = (
+    [(0, 0, 0)]
+    + [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48)]
+    + [(145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+)
+
+
+def _colorize(index_map):
+    import numpy as np
+
+    palette = np.asarray(_PALETTE, np.uint8)
+    return palette[np.clip(index_map, 0, len(palette) - 1)]
+
+
+def _evaluate(args, argv):
+    import numpy as np
+
+    from keras_givt.cli.io_utils import make_grid
+    from keras_givt.cli.io_utils import to_uint8
+    from keras_givt.cli.io_utils import write_json
+    from keras_givt.cli.io_utils import write_png
+    from keras_givt.models.uvim.givt_uvim import GIVTUViM
+
+    source = os.path.join(args.model, "model") if os.path.isdir(os.path.join(args.model, "model")) else args.model
+    model = GIVTUViM.from_preset(source)
+    images, maps = _data(args, "test", args.num_test)
+    kwargs = {k: getattr(args, k) for k in ("beam_size", "fan_size", "temperature") if getattr(args, k) is not None}
+    start = time.time()
+    pred = model.predict(images, batch_size=args.batch_size, seed=args.seed, **kwargs)
+    seconds = time.time() - start
+    r = _pq(maps, pred["semantics"], pred["instances"])
+    mu, _ = model.vae.encode(maps)
+    oracle = model.decode_latents(mu)
+    metrics = {
+        "num_test": args.num_test,
+        "sampling": dict(model.sampling_defaults, **kwargs),
+        "predict_seconds": seconds,
+        "test": _summary(r),
+        "per_class_pq": {int(c): v["pq"] for c, v in r["per_class"].items()},
+        "vae_reconstruction_ceiling": _summary(_pq(maps, oracle["semantics"], oracle["instances"])),
+        "semantic_pixel_accuracy": float(np.mean(pred["semantics"] == maps[..., 0])),
+    }
+    n = min(args.num_images, args.num_test)
+    rows = []
+    for i in range(n):
+        rows += [
+            to_uint8(images[i : i + 1])[0],
+            _colorize(maps[i, ..., 0]),
+            _colorize(pred["semantics"][i]),
+            _colorize(maps[i, ..., 1] * 3),
+            _colorize(pred["instances"][i] * 3),
+        ]
+    grid = make_grid(np.stack(rows), ncols=5)
+    grid = np.repeat(np.repeat(grid, 3, axis=0), 3, axis=1)  # 3x upscale for viewing
+    write_png(os.path.join(args.out, "uvim_predictions.png"), grid)
+    write_json(os.path.join(args.out, "uvim-evaluate.json"), {"argv": argv, "metrics": metrics})
+    print(metrics)
