@@ -1,0 +1,471 @@
+"""`keras-givt` subcommands for the discrete baseline: VQGAN tokens + MaskGIT.
+
+  train-vq           train a `VQGANTokenizer` (reconstruction + quantizer losses)
+  train-maskgit-vq   encode a data set to code indices and train a
+                     `MaskGITImageGenerator` on them (tokenizer attached;
+                     saved as a keras-hub preset folder with model_card.json)
+  evaluate-vq        FD-CNN of N class-balanced samples vs. the test set, the
+                     real-data floor at N and at 10k, class histogram, time
+
+Dimension letters: N examples, B batch, H/W/C image, h/w token grid, L = h·w
+tokens, K codebook size.
+
+The data loaders of the GIVT commands give images in [-1, 1]; the tokenizer
+works on [0, 1] (MaskGIT's convention), so images are mapped with
+(x + 1) / 2 on the way in and samples with 2x − 1 before FD-CNN (which takes
+[-1, 1]). Each command writes `<out>/<command>.json` (command line, config,
+environment, metrics, status) atomically; training checkpoints and `--resume`
+work as for `train-vae`/`train`. This module must not import keras at import
+time (`add_parsers` is argparse only); `run` imports it lazily.
+"""
+
+import os
+import time
+
+COMMANDS = ("train-vq", "train-maskgit-vq", "evaluate-vq")
+MODEL_KEYS_VQ = ("filters", "num_res_blocks", "channel_multipliers", "embedding_dim",
+                 "codebook_size", "image_size", "channels")  # fmt: skip
+MODEL_KEYS_MASKGIT = ("hidden_size", "num_layers", "num_heads", "intermediate_size",
+                      "unconditional")  # fmt: skip
+
+
+def add_parsers(add):
+    from keras_givt.cli import main as cli
+
+    p = add("train-vq", "Train a VQGAN tokenizer (MaskGIT's VQ-VAE; images in [0, 1]).")
+    cli._add_data_args(p)
+    cli._add_train_args(p, default_lr=1e-3)
+    p.add_argument("--filters", type=cli._positive_int, default=32)
+    p.add_argument("--num-res-blocks", type=cli._positive_int, default=1)
+    p.add_argument("--channel-multipliers", type=cli._int_list, default=[1, 2, 2, 2])
+    p.add_argument("--embedding-dim", type=cli._positive_int, default=16)
+    p.add_argument("--codebook-size", type=cli._positive_int, default=512)
+    p.add_argument("--commitment-cost", type=cli._nonneg_float, default=0.25)
+    p.add_argument("--entropy-loss-ratio", type=cli._nonneg_float, default=0.1)
+    p.add_argument("--entropy-temperature", type=cli._positive_float, default=0.01)
+    p.add_argument("--reconstruction-loss", choices=("l2", "l1"), default="l2")
+
+    p = add("train-maskgit-vq", "Train a discrete MaskGIT on the codes of a `train-vq` tokenizer.")
+    p.add_argument("--vq", required=True, help="A `train-vq` output folder (or its tokenizer/ folder).")
+    cli._add_data_args(p)
+    cli._add_train_args(p, default_lr=1e-3)
+    p.add_argument("--hidden-size", type=cli._positive_int, default=128)
+    p.add_argument("--num-layers", type=cli._positive_int, default=4)
+    p.add_argument("--num-heads", type=cli._positive_int, default=4)
+    p.add_argument("--intermediate-size", type=cli._positive_int, default=512)
+    p.add_argument("--dropout", type=cli._nonneg_float, default=0.0)
+    p.add_argument("--label-dropout", type=cli._nonneg_float, default=0.1)
+    p.add_argument("--label-smoothing", type=cli._nonneg_float, default=0.1)
+    p.add_argument("--weight-decay", type=cli._nonneg_float, default=0.0,
+                   help="> 0: AdamW with this decay (MaskGIT 0.045); 0: Adam, as `train`.")  # fmt: skip
+    p.add_argument("--unconditional", action="store_true", help="Ignore labels.")
+    p.add_argument("--encode-batch-size", type=cli._positive_int, default=250)
+    # Sampling defaults stored in the preset.
+    p.add_argument("--sample-num-steps", type=cli._positive_int, default=8)
+    p.add_argument("--sample-choice-temperature", type=cli._nonneg_float, default=4.5)
+    p.add_argument("--sample-temperature", type=cli._positive_float, default=1.0)
+    p.add_argument("--sample-cfg-weight", type=cli._nonneg_float, default=None,
+                   help="Default: 0.5 with label dropout, else 0.")  # fmt: skip
+
+    p = add("evaluate-vq", "VQ MaskGIT: FD-CNN vs. the real-data floor, class histogram, sampling time.")
+    p.add_argument("--model", dest="preset", required=True,
+                   help="A preset name (e.g. vq_maskgit_fashion_mnist), a preset folder or a "
+                   "`train-maskgit-vq` output folder.")  # fmt: skip
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-samples", type=cli._positive_int, default=10000)
+    p.add_argument("--batch-size", type=cli._positive_int, default=500, help="Samples per generate call.")
+    p.add_argument("--num-steps", type=cli._positive_int, default=None, help="MaskGIT decoding steps.")
+    p.add_argument("--choice-temperature", type=cli._nonneg_float, default=None)
+    p.add_argument("--temperature", type=cli._positive_float, default=None)
+    p.add_argument("--cfg-weight", type=cli._nonneg_float, default=None)
+    p.add_argument("--fd-dataset", choices=("fashion_mnist", "mnist", "none"), default=None,
+                   help="FD-CNN reference (default: the model card's data set, else fashion_mnist).")  # fmt: skip
+    p.add_argument("--fd-input-mode", choices=("crop", "resize"), default="crop")
+    p.add_argument("--floor-at-n", action=argparse_bool(), default=True,
+                   help="Also measure the real-data floor at N samples (needs the train split).")
+    p.add_argument("--data-dir", default=None)
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def run(args, argv):
+    from keras_givt.cli.io_utils import CLIError
+
+    fn = {"train-vq": _train_vq, "train-maskgit-vq": _train_maskgit, "evaluate-vq": _evaluate}
+    if args.command not in fn:
+        raise CLIError(f"unknown command {args.command!r}")
+    if args.command != "evaluate-vq" and args.resume and args.overwrite:
+        raise CLIError(f"{args.command}: --resume and --overwrite exclude each other.")
+    return fn[args.command](args, argv)
+
+
+# --- tokenizer ------------------------------------------------------------------
+
+
+def save_tokenizer(tok, tok_dir, extra=None):
+    """`tok_dir/model.keras` (`VQGANTokenizer.from_preset(tok_dir)`) + `vq.json`, atomically."""
+    import shutil
+
+    from keras_givt.cli import io_utils
+
+    tmp = tok_dir + f".tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    tok.save(os.path.join(tmp, "model.keras"))
+    io_utils.write_json(os.path.join(tmp, "vq.json"), dict(extra or {}, config=tok.get_config()))
+    if os.path.exists(tok_dir):
+        shutil.rmtree(tok_dir)
+    os.replace(tmp, tok_dir)
+
+
+def load_tokenizer(path):
+    """`(tokenizer, vq.json dict, abs folder)` of a `train-vq` output folder."""
+    from keras_givt.cli import io_utils
+    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
+
+    if os.path.isdir(os.path.join(path, "tokenizer")):
+        path = os.path.join(path, "tokenizer")
+    if not os.path.isfile(os.path.join(path, "model.keras")):
+        raise CLIError(f"--vq {path!r} has no model.keras (expected a `train-vq` output folder).")
+    info = {}
+    if os.path.isfile(os.path.join(path, "vq.json")):
+        info = io_utils.read_json(os.path.join(path, "vq.json"))
+    return VQGANTokenizer.from_preset(path), info, os.path.abspath(path)
+
+
+def _to_unit(x):
+    """[-1, 1] -> [0, 1]."""
+    return (x + 1.0) / 2.0
+
+
+def _train_vq(args, argv):
+    import keras
+    import numpy as np
+
+    from keras_givt.cli import commands as C
+    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.layers.vector_quantizer import codebook_statistics
+    from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
+
+    C._prepare_out_dir(args)
+    if args.resume:
+        C._check_resume_config(args, args.out, MODEL_KEYS_VQ)
+    down = 2 ** (len(args.channel_multipliers) - 1)
+    if args.image_size % down:
+        raise CLIError(
+            f"--image-size {args.image_size} must be divisible by the tokenizer downsampling "
+            f"factor {down} (2 ** (len(--channel-multipliers) - 1))."
+        )
+    if args.filters % 32:
+        raise CLIError(f"--filters must be a multiple of 32 (GroupNorm(32)); got {args.filters}.")
+    spec = C.data_spec(args)
+    ds, n, names = C.load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
+                                 drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
+    ds = ds.map(lambda b: _to_unit(b["images"]))
+    steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
+    total = C._total_steps(args, steps_per_epoch)
+    grid = args.image_size // down
+    keras.utils.set_random_seed(args.seed)
+    tok = VQGANTokenizer(
+        filters=args.filters, num_res_blocks=args.num_res_blocks,
+        channel_multipliers=args.channel_multipliers, embedding_dim=args.embedding_dim,
+        codebook_size=args.codebook_size, commitment_cost=args.commitment_cost,
+        entropy_loss_ratio=args.entropy_loss_ratio, entropy_temperature=args.entropy_temperature,
+        output_dim=args.channels, reconstruction_loss=args.reconstruction_loss,
+    )  # fmt: skip
+    tok.build_for_image_size(args.image_size, args.channels)
+    tok.compile(optimizer=keras.optimizers.Adam(C._learning_rate(args, total), global_clipnorm=1.0))
+    record = C._record(args, argv, args.out)
+    params = int(tok.count_params())
+    record.data.update({"data": spec, "num_examples": n, "params": params})
+    state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_VQ}}
+    print(f"VQGANTokenizer: {params:,} params, {grid}x{grid} = {grid * grid} tokens, codebook "
+          f"{args.codebook_size} x {args.embedding_dim}; {n} images, {total} steps of batch "
+          f"{args.batch_size}.")  # fmt: skip
+    _, step = C._fit(tok, ds, args, steps_per_epoch, total, args.out, state, record)
+    # Held-out reconstruction (MNIST-like: the test split) and codebook use.
+    split = "test" if C._is_builtin(spec["data"]) else "train"
+    test_ds, _, _ = C.load_images(dict(spec, max_examples=None) if split == "test" else spec, split, 250,
+                                  data_dir=args.data_dir)  # fmt: skip
+    sq, count, ids = 0.0, 0, []
+    for batch in test_ds.take(4):
+        x = _to_unit(batch["images"].numpy())
+        idx = tok.encode_to_indices(x)
+        rec = np.clip(keras.ops.convert_to_numpy(tok.decode_from_indices(idx)), 0.0, 1.0)
+        sq += float(np.sum((rec - x) ** 2))
+        count += x.size
+        ids.append(keras.ops.convert_to_numpy(idx))
+    ids = np.concatenate(ids)
+    perplexity, usage = codebook_statistics(ids, args.codebook_size)
+    mse = sq / max(count, 1)
+    tok_dir = os.path.join(args.out, "tokenizer")
+    save_tokenizer(tok, tok_dir, extra={"data": spec, "class_names": names})
+    record.finish(
+        step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
+        reconstruction_mse_unit=mse, reconstruction_mse=4.0 * mse, reconstruction_split=split,
+        reconstruction_note="reconstruction_mse is on the [-1, 1] scale of train-vae (4x the [0, 1] MSE).",
+        codebook_perplexity=float(keras.ops.convert_to_numpy(perplexity)),
+        codebook_usage=float(keras.ops.convert_to_numpy(usage)),
+        codes_used=int(len(np.unique(ids))), tokenizer_dir=tok_dir,
+    )  # fmt: skip
+    print(f"Saved the tokenizer to {tok_dir} (reconstruction MSE {4 * mse:.4f} on {split} in [-1, 1] "
+          f"units; {len(np.unique(ids))}/{args.codebook_size} codes used).")  # fmt: skip
+
+
+# --- MaskGIT ------------------------------------------------------------------
+
+
+def encode_dataset(tok, ds, n, bar_label="image"):
+    """`(tokens (N, L) int32, labels (N,) int32)` of a tf.data of {"images" in [-1, 1], "labels"}."""
+    import keras
+    import numpy as np
+
+    tokens, labels = [], []
+    bar = keras.utils.Progbar(n, unit_name=bar_label)
+    for batch in ds:
+        ids = tok.encode_to_indices(_to_unit(batch["images"].numpy()))
+        ids = keras.ops.convert_to_numpy(ids).reshape(len(batch["labels"]), -1)
+        tokens.append(ids.astype("int32"))
+        labels.append(batch["labels"].numpy().astype("int32"))
+        bar.add(len(labels[-1]))
+    return np.concatenate(tokens), np.concatenate(labels)
+
+
+def _train_maskgit(args, argv):
+    import json
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_givt
+    from keras_givt.cli import commands as C
+    from keras_givt.cli import io_utils
+    from keras_givt.cli.io_utils import CLIError
+
+    if args.hidden_size % args.num_heads:
+        raise CLIError(f"--hidden-size ({args.hidden_size}) must be divisible by --num-heads "
+                       f"({args.num_heads}).")  # fmt: skip
+    for name in ("label_dropout", "label_smoothing"):
+        if getattr(args, name) > 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}.")
+    C._prepare_out_dir(args)
+    if args.resume:
+        C._check_resume_config(args, args.out, MODEL_KEYS_MASKGIT)
+    keras.utils.set_random_seed(args.seed)
+    tf.random.set_seed(args.seed)
+    tok, tok_info, tok_dir = load_tokenizer(args.vq)
+    spec = C.data_spec(args)
+    if tok.image_size and list(tok.image_size) != [args.image_size, args.image_size, args.channels]:
+        raise CLIError(f"the tokenizer was built for images {tok.image_size}; the data flags give "
+                       f"{[args.image_size, args.image_size, args.channels]}.")  # fmt: skip
+    # Encode once to code indices (cached in <out>/tokens_train.npz).
+    cache = os.path.join(args.out, "tokens_train.npz")
+    if os.path.isfile(cache):
+        with np.load(cache) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("data") == spec and meta.get("tokenizer_dir") == tok_dir:
+                tokens, labels, names = z["tokens"], z["labels"], meta["class_names"]
+            else:
+                tokens = None
+    else:
+        tokens = None
+    encode_s = 0.0
+    if tokens is None:
+        ds, n, names = C.load_images(spec, "train", args.encode_batch_size, data_dir=args.data_dir)
+        print(f"Encoding {n} images to code indices...")
+        t0 = time.time()
+        tokens, labels = encode_dataset(tok, ds, n)
+        encode_s = round(time.time() - t0, 3)
+        meta = {"data": spec, "tokenizer_dir": tok_dir, "class_names": names}
+        io_utils.write_npz(cache, tokens=tokens, labels=labels, meta=np.array(json.dumps(meta)))
+    n, seq_len = tokens.shape
+    num_classes = 0 if args.unconditional else len(names)
+    data = {"tokens": tokens} if args.unconditional else {"tokens": tokens, "labels": labels}
+    ds = tf.data.Dataset.from_tensor_slices(data).shuffle(n, seed=args.seed, reshuffle_each_iteration=True)
+    ds = ds.repeat().batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
+    total = C._total_steps(args, steps_per_epoch)
+    backbone = keras_givt.MaskGITBackbone(
+        codebook_size=tok.codebook_size, num_classes=num_classes, seq_len=int(seq_len),
+        hidden_size=args.hidden_size, num_layers=args.num_layers, num_heads=args.num_heads,
+        intermediate_size=args.intermediate_size, dropout=args.dropout, attention_dropout=args.dropout,
+    )  # fmt: skip
+    label_dropout = 0.0 if args.unconditional else args.label_dropout
+    cfg = args.sample_cfg_weight
+    if cfg is None:
+        cfg = 0.5 if label_dropout > 0 else 0.0
+    if cfg and label_dropout <= 0:
+        raise CLIError("--sample-cfg-weight > 0 needs --label-dropout > 0 (classifier-free guidance).")
+    sampling_defaults = {"num_steps": args.sample_num_steps, "choice_temperature": args.sample_choice_temperature,
+                         "temperature": args.sample_temperature, "cfg_weight": cfg}  # fmt: skip
+    model = keras_givt.MaskGITImageGenerator(
+        backbone, tokenizer=tok, label_smoothing=args.label_smoothing, label_dropout=label_dropout,
+        seed=args.seed, sampling_defaults=sampling_defaults,
+    )  # fmt: skip
+    lr = C._learning_rate(args, total)
+    if args.weight_decay > 0:
+        opt = keras.optimizers.AdamW(lr, weight_decay=args.weight_decay, global_clipnorm=1.0)
+    else:
+        opt = keras.optimizers.Adam(lr, global_clipnorm=1.0)
+    model.compile(optimizer=opt)
+    params = int(backbone.count_params())
+    data_info = {"data": spec, "class_names": names, "tokens": os.path.abspath(cache)}
+    record = C._record(args, argv, args.out)
+    record.data.update({"data": data_info, "num_examples": int(n), "params": params,
+                        "tokenizer_params": int(tok.count_params()), "seq_len": int(seq_len),
+                        "codebook_size": int(tok.codebook_size), "tokenizer_dir": tok_dir,
+                        "encode_time_s": encode_s})  # fmt: skip
+    state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_MASKGIT}}
+    print(f"MaskGIT (VQ): {params:,} params; {seq_len} tokens from {tok.codebook_size} codes; "
+          f"{n} examples, {total} steps of batch {args.batch_size}.")  # fmt: skip
+    _, step = C._fit(model, ds, args, steps_per_epoch, total, args.out, state, record)
+    preset_dir = os.path.join(args.out, "preset")
+    card = {
+        "description": "Discrete MaskGIT on VQGAN tokens, trained with the keras-givt CLI.",
+        "training_command": " ".join(["keras-givt"] + list(argv)),
+        "backend": keras.config.backend(),
+        "steps": step,
+        "batch_size": args.batch_size,
+        "train_time_s": state.get("train_time_s"),
+        "params": params,
+        "tokenizer_params": int(tok.count_params()),
+        "data": data_info,
+        "tokenizer": {k: tok_info.get(k) for k in ("data", "class_names")},
+        "sampling_defaults": sampling_defaults,
+    }
+    train_vq = os.path.join(os.path.dirname(tok_dir), "train-vq.json")
+    if os.path.isfile(train_vq):
+        run = io_utils.read_json(train_vq)
+        m = run.get("metrics", {})
+        card["tokenizer"].update({
+            "training_command": " ".join(run.get("argv", [])), "params": run.get("params"),
+            "steps": m.get("step"), "train_time_s": m.get("train_time_s"),
+            "reconstruction_mse_test": m.get("reconstruction_mse"),
+            "codes_used": m.get("codes_used"), "codebook_perplexity": m.get("codebook_perplexity"),
+        })  # fmt: skip
+    C.save_task(model, preset_dir, card)
+    record.finish(step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
+                  final_loss=(state.get("history") or [{}])[-1].get("loss"), preset_dir=preset_dir)  # fmt: skip
+    print(f"Saved the model to {preset_dir} (load with MaskGITImageGenerator.from_preset({preset_dir!r})).")
+
+
+# --- evaluate ---------------------------------------------------------------------
+
+
+def load_vq_maskgit(spec):
+    """`(MaskGITImageGenerator, model_card)` from a preset name, preset folder or train output folder."""
+    import keras_givt
+    from keras_givt.cli import io_utils
+    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.utils import preset_utils
+
+    path = spec
+    if os.path.isdir(os.path.join(spec, "preset")):
+        path = os.path.join(spec, "preset")
+    if isinstance(spec, str) and spec in preset_utils.PRESETS:
+        entry = preset_utils.PRESETS[spec]
+        if entry["class"] != "MaskGITImageGenerator":
+            raise CLIError(f"--model {spec!r} is a {entry['class']} preset, not a VQ MaskGIT.")
+        model = keras_givt.MaskGITImageGenerator.from_preset(spec)
+        card = dict(entry.get("metadata", {}).get("model_card") or {})
+        return model, card
+    if not os.path.isfile(os.path.join(path, "task.json")):
+        raise CLIError(f"--model {spec!r}: not a preset name, a preset folder (with task.json) or a "
+                       "`train-maskgit-vq` output folder.")  # fmt: skip
+    model = keras_givt.MaskGITImageGenerator.from_preset(path)
+    card = {}
+    if os.path.isfile(os.path.join(path, "model_card.json")):
+        card = io_utils.read_json(os.path.join(path, "model_card.json"))
+    if model.tokenizer is None:
+        raise CLIError(f"--model {spec!r} has no tokenizer: it cannot produce images.")
+    return model, card
+
+
+def generate_images(model, labels, args, batch_size, bar=None):
+    """Images (N, H, W, C) in [-1, 1] in chunks of `batch_size` (one shape: no retracing)."""
+    import keras
+    import numpy as np
+
+    kwargs = dict(num_steps=args.num_steps, choice_temperature=args.choice_temperature,
+                  temperature=args.temperature, cfg_weight=args.cfg_weight)  # fmt: skip
+    out = []
+    total = len(labels)
+    chunk = min(batch_size, total)
+    for i, start in enumerate(range(0, total, chunk)):
+        lab = np.asarray(labels[start : start + chunk])
+        n = len(lab)
+        if n < chunk:
+            lab = np.concatenate([lab, np.zeros(chunk - n, lab.dtype)])
+        if model.backbone.num_classes:
+            images = model.generate(labels=lab, seed=args.seed + i, **kwargs)  # [0, 1]
+        else:
+            images = model.generate(num_samples=chunk, seed=args.seed + i, **kwargs)
+        out.append(2.0 * keras.ops.convert_to_numpy(images)[:n] - 1.0)
+        if bar is not None:
+            bar.add(n)
+    return np.concatenate(out)
+
+
+def _evaluate(args, argv):
+    import json
+
+    import keras
+    import numpy as np
+
+    from keras_givt.cli import commands as C
+    from keras_givt.cli import io_utils
+    from keras_givt.metrics import FDCNN
+
+    model, card = load_vq_maskgit(args.preset)
+    record = C._record(args, argv, args.out)
+    fd_dataset = args.fd_dataset or C._card_dataset(card) or "fashion_mnist"
+    k = model.backbone.num_classes
+    total = args.num_samples
+    # Balanced classes: N // K per class (+ the first N % K classes).
+    labels = (np.arange(total) % max(k, 1)).astype("int32")
+    settings = {name: getattr(args, name) if getattr(args, name) is not None
+                else model.sampling_defaults.get(name)
+                for name in ("num_steps", "choice_temperature", "temperature", "cfg_weight")}  # fmt: skip
+    metrics = {"fd_dataset": fd_dataset, "sampling": settings,
+               "params": int(model.backbone.count_params()),
+               "tokenizer_params": int(model.tokenizer.count_params())}  # fmt: skip
+    print(f"Sampling {total} images ({settings})...")
+    t0 = time.time()  # Compile first, so the timing excludes compilation.
+    generate_images(model, labels[: min(args.batch_size, total)], args, args.batch_size)
+    metrics["compile_and_first_batch_s"] = round(time.time() - t0, 3)
+    bar = keras.utils.Progbar(total, unit_name="sample")
+    t0 = time.time()
+    images = generate_images(model, labels, args, args.batch_size, bar)
+    dt = time.time() - t0
+    metrics.update(num_samples=int(total), sampling_time_s=round(dt, 3),
+                   sampling_ms_per_image=round(1000 * dt / total, 3))  # fmt: skip
+    # Grid: one row per class, 10 samples each.
+    per = 10
+    order = np.concatenate([np.where(labels == c)[0][:per] for c in range(max(k, 1))])
+    png = os.path.join(args.out, "samples.png")
+    io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), per))
+    metrics["png"] = os.path.abspath(png)
+    if fd_dataset != "none":
+        fd = FDCNN(fd_dataset, input_mode=args.fd_input_mode)
+        print("Scoring FD-CNN...")
+        metrics.update(
+            fd_cnn=float(fd.distance(images)),
+            fd_cnn_floor_10k=fd.floor,
+            fd_cnn_noise=fd.noise_distance,
+            class_histogram=fd.class_histogram(images).tolist(),
+        )
+        if args.floor_at_n:
+            metrics["fd_cnn_floor_same_n"] = float(fd.floor_at(total, seed=args.seed, data_dir=args.data_dir))
+        if total < 10000:
+            metrics["fd_cnn_note"] = (
+                f"FD-CNN on {total} samples (biased upwards vs. the 10k floor; compare at equal N)."
+            )
+    record.finish(**metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "class_histogram"}, indent=1))
