@@ -17,6 +17,9 @@ BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 BUNDLED = {
     "givt_causal_fashion_mnist": "GIVTCausal",
     "givt_maskgit_fashion_mnist": "GIVTMaskGIT",
+    "givt_uvim_mnist_panoptic": "GIVTUViM",
+    # Discrete baseline: VQGAN tokens + MaskGIT (`keras-givt train-maskgit-vq`).
+    "vq_maskgit_fashion_mnist": "MaskGITImageGenerator",
 }
 
 

@@ -424,16 +424,21 @@ class GIVTBackbone(Backbone):
         layout_map["embedding/label_embedding/embeddings"] = (None, model)
         layout_map["embedding/token_embedding/kernel"] = (None, model)
         layout_map["embedding/position_embedding"] = (None, model)
-        layout_map[r"decoder_block_\d+/self_attention/(query|key|value)/kernel"] = (
+        layout_map[r"decoder_block_\d+/(self|cross)_attention/(query|key|value)/kernel"] = (
             None,
             model,
             None,
         )
-        layout_map[r"decoder_block_\d+/self_attention/out/kernel"] = (model, None, None)
+        layout_map[r"decoder_block_\d+/(self|cross)_attention/out/kernel"] = (model, None, None)
         layout_map[r"decoder_block_\d+/mlp_dense_0/kernel"] = (None, model)
         layout_map[r"decoder_block_\d+/mlp_dense_0/bias"] = (model,)
         layout_map[r"decoder_block_\d+/mlp_dense_1/kernel"] = (model, None)
         layout_map["logits_dense/kernel"] = (model, None)
+        # Image encoder (encoder-decoder GIVT).
+        layout_map[r"encoder_block_\d+/attention/(query|key|value)/kernel"] = (None, model, None)
+        layout_map[r"encoder_block_\d+/attention/out/kernel"] = (model, None, None)
+        layout_map[r"encoder_block_\d+/mlp_dense_0/kernel"] = (None, model)
+        layout_map[r"encoder_block_\d+/mlp_dense_1/kernel"] = (model, None)
         return layout_map
 
     # --- Presets ------------------------------------------------------------

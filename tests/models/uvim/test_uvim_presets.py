@@ -101,3 +101,14 @@ def test_preset_class_count_mismatch_is_reported(tmp_path):
     with pytest.raises(ValueError, match="input classes"):
         uvim_presets.infer_vit_vae_config(params, config)
     assert keras_givt.GIVTUViM is GIVTUViM
+
+
+def test_bundled_mnist_panoptic_preset_loads():
+    model = GIVTUViM.from_preset("givt_uvim_mnist_panoptic")
+    assert model.task_type == "panoptic" and model.backbone.input_size == [32, 32]
+    assert "PQ" in GIVTUViM.presets["givt_uvim_mnist_panoptic"]["description"]
+    # Its VAE reconstructs a label map with a digit-shaped stroke.
+    maps = np.zeros((1, 32, 32, 2), "int32")
+    maps[0, 8:24, 14:17] = [2, 1]  # a "1" (class 1 + 1), instance 1
+    out = model.decode_latents(model.vae.encode(maps)[0])
+    assert (out["semantics"] == maps[..., 0]).mean() > 0.9
