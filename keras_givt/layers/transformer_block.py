@@ -22,6 +22,8 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.utils.tensor_utils import update_slice
+
 
 def lecun_normal(fan_in):
     """flax's `lecun_normal` with the fan-in of the contracted axis."""
@@ -228,11 +230,11 @@ class GIVTAttention(keras.layers.Layer):
         v_new = ops.transpose(self._project(self.value, x), (0, 2, 1, 3))
         kv_new = ops.cast(ops.stack([k_new, v_new], axis=1), cache.dtype)  # (B, 2, H, T, Dh)
         if layer_index is None:
-            cache = ops.slice_update(cache, [0, 0, 0, cache_update_index, 0], kv_new)
+            cache = update_slice(cache, [0, 0, 0, cache_update_index, 0], kv_new)
             layer_cache = cache
         else:
             start = [0, layer_index, 0, 0, cache_update_index, 0]
-            cache = ops.slice_update(cache, start, ops.expand_dims(kv_new, 1))
+            cache = update_slice(cache, start, ops.expand_dims(kv_new, 1))
             layer_cache = cache[:, layer_index]
         cache_len = ops.shape(layer_cache)[3]
         t = ops.shape(x)[1]

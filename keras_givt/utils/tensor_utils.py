@@ -26,3 +26,35 @@ def is_concrete(x):
 
 def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+class _InplaceScope:
+    active = 0
+
+
+class inplace_cache_updates:
+    """Within this scope, KV-cache writes on torch update the cache in place.
+
+    `ops.slice_update` on torch clones the whole tensor: a (B, N, 2, H, L, E/H)
+    cache copied per layer and token dominates eager decoding. The task's
+    torch generation loop (under `no_grad`, owning its cache) opens this
+    scope; everywhere else caches stay functional. No effect on jax and
+    tensorflow (their compiled loops update in place already).
+    """
+
+    def __enter__(self):
+        _InplaceScope.active += 1
+        return self
+
+    def __exit__(self, *exc):
+        _InplaceScope.active -= 1
+        return False
+
+
+def update_slice(x, start, update):
+    """`ops.slice_update(x, start, update)`; in place on torch inside `inplace_cache_updates`."""
+    if _InplaceScope.active and keras.config.backend() == "torch":
+        index = tuple(slice(int(s), int(s) + n) for s, n in zip(start, update.shape))
+        x[index] = update
+        return x
+    return keras.ops.slice_update(x, start, update)

@@ -139,12 +139,16 @@ class GIVTTask(Task):
 
     # --- Compiled generation ----------------------------------------------
 
+    # torch on CPU: intra-op threads used by `generate` (None: torch's default).
+    torch_generate_threads = None
+
     def _compile_generate(self, key, step_fn):
         """`step_fn(inputs) -> outputs` compiled once per `key` (and input shapes).
 
         jax: `jax.jit` with the backbone weights and the seed state passed
         explicitly; tensorflow: `tf.function(jit_compile=True)`; torch: eager
-        under `torch.no_grad()`.
+        under `torch.no_grad()`, KV-cache writes in place, and on CPU with
+        `torch_generate_threads` intra-op threads.
         """
         if key in self.generate_functions:
             return self.generate_functions[key]
@@ -152,9 +156,23 @@ class GIVTTask(Task):
         if backend == "torch":
             import torch
 
+            from keras_givt.utils.tensor_utils import inplace_cache_updates
+
+            threads = self.torch_generate_threads
+
             def fn(inputs):
-                with torch.no_grad():
-                    return step_fn(inputs)
+                # On CPU, per-token decoding is a chain of small ops where
+                # OpenMP thread hand-offs cost more than they gain.
+                before = torch.get_num_threads()
+                set_threads = threads is not None and not torch.cuda.is_available()
+                if set_threads:
+                    torch.set_num_threads(min(threads, before))
+                try:
+                    with torch.no_grad(), inplace_cache_updates():
+                        return step_fn(inputs)
+                finally:
+                    if set_threads:
+                        torch.set_num_threads(before)
 
         elif backend == "tensorflow":
             import tensorflow as tf

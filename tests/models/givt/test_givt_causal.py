@@ -329,3 +329,32 @@ def test_fit_with_mixed_precision_and_callbacks(tmp_path):
     assert keras.backend.standardize_dtype(out["logits"].dtype) == "bfloat16"
     z = model.generate(labels=[1], seed=0, return_latents=True)
     assert np.all(np.isfinite(_np(z)))
+
+
+def test_cache_update_is_functional_outside_generation():
+    import numpy as np
+    from keras import ops
+
+    from keras_givt.utils.tensor_utils import inplace_cache_updates
+    from keras_givt.utils.tensor_utils import update_slice
+
+    cache = ops.zeros((2, 3, 4))
+    out = update_slice(cache, [0, 1, 0], ops.ones((2, 1, 4)))
+    assert float(ops.sum(cache)) == 0.0 and float(ops.sum(out)) == 8.0
+    with inplace_cache_updates():
+        out = update_slice(cache, [0, 2, 0], ops.ones((2, 1, 4)))
+    np.testing.assert_array_equal(ops.convert_to_numpy(out)[:, 2], np.ones((2, 4)))
+    if keras.config.backend() == "torch":  # The scope's purpose: no copy per token.
+        assert out is cache
+
+
+def test_generate_restores_torch_threads():
+    if keras.config.backend() != "torch":
+        return  # torch-only setting; nothing to restore elsewhere.
+    import torch
+
+    before = torch.get_num_threads()
+    bb = GIVTBackbone(seq_len=4, out_dim=2, num_labels=3, emb_dim=8,
+                                 num_decoder_layers=1, num_heads=2, mlp_dim=16)  # fmt: skip
+    GIVTCausal(bb, seed=0).generate(labels=[0, 1], seed=0, return_latents=True)
+    assert torch.get_num_threads() == before
