@@ -158,7 +158,7 @@ class GIVTTask(Task):
 
             from keras_givt.utils.tensor_utils import inplace_cache_updates
 
-            threads = self.torch_generate_threads
+            threads = getattr(self, "torch_generate_threads", None)
 
             def fn(inputs):
                 # On CPU, per-token decoding is a chain of small ops where
