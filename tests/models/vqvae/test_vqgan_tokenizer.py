@@ -34,7 +34,16 @@ def digits_images(num=64, seed=0):
     return np.repeat(images[..., None], 3, axis=-1), data.target[idx].astype("int32")
 
 
-@pytest.mark.parametrize("name", ["vqgan_tokenizer", "maskgit_transformer", "maskgit_mask_schedule"])
+# `make test` also runs tools/check_big_vision_fixtures.py on every config and
+# backend; the slowest config is `large` here to avoid running it twice.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("vqgan_tokenizer", marks=pytest.mark.large),
+        "maskgit_transformer",
+        "maskgit_mask_schedule",
+    ],
+)
 def test_maskgit_fixture_parity(name):
     with open(os.path.join(MASKGIT_FIXTURES, "index.json")) as f:
         entry = json.load(f)["configs"][name]
