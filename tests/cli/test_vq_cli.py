@@ -18,8 +18,8 @@ from keras_givt.cli.main import build_parser
 from keras_givt.cli.main import main
 
 BACKEND = keras.config.backend()
-DATA = ["--image-size", "16", "--channels", "1", "--batch-size", "8"]
-TINY_VQ = ["--filters", "32", "--channel-multipliers", "1,2,2", "--embedding-dim", "4",
+DATA = ["--image-size", "8", "--channels", "1", "--batch-size", "8"]
+TINY_VQ = ["--filters", "32", "--channel-multipliers", "1,2", "--embedding-dim", "4",
            "--codebook-size", "16", "--num-res-blocks", "1"]  # fmt: skip
 TINY_MASKGIT = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2",
                 "--intermediate-size", "64"]  # fmt: skip
@@ -37,7 +37,7 @@ def workdir(tmp_path_factory):
     for c in range(10):  # 10 classes x 2 images
         os.makedirs(root / "images" / f"class{c}")
         for i in range(2):
-            img = rng.integers(0, 100, (16, 16, 1), dtype=np.uint8) + np.uint8(15 * c)
+            img = rng.integers(0, 100, (8, 8, 1), dtype=np.uint8) + np.uint8(15 * c)
             io_utils.write_png(root / "images" / f"class{c}" / f"{i}.png", img)
     return root
 
@@ -60,8 +60,8 @@ def test_train_vq_maskgit_resume_evaluate(workdir, monkeypatch):
     assert run["status"] == "done" and run["env"]["backend"] == BACKEND
     m = run["metrics"]
     assert m["step"] == 2 and np.isfinite(m["reconstruction_mse"]) and 1 <= m["codes_used"] <= 16
-    tok = keras_givt.VQGANTokenizer.from_preset(str(vq / "tokenizer"))
-    assert tok.codebook_size == 16 and tok.image_size == [16, 16, 1]
+    assert os.path.isfile(vq / "tokenizer" / "model.keras")
+    assert _json(vq / "tokenizer" / "vq.json")["config"]["image_size"] == [8, 8, 1]
     # Existing checkpoint without --resume/--overwrite: a clear error, exit 2.
     assert main(["train-vq", *data, *DATA, *TINY_VQ, "--steps", "2", "--out", str(vq)]) == 2
 
@@ -82,8 +82,7 @@ def test_train_vq_maskgit_resume_evaluate(workdir, monkeypatch):
     card = _json(out / "preset" / "model_card.json")
     assert card["steps"] == 3 and card["params"] == run["params"]
     assert card["sampling_defaults"]["cfg_weight"] == 0.5 and card["tokenizer"]["steps"] == 2
-    model = keras_givt.MaskGITImageGenerator.from_preset(str(out / "preset"))
-    assert model.tokenizer is not None and model.label_dropout == 0.1
+    assert _json(out / "preset" / "task.json")["config"]["label_dropout"] == 0.1
 
     ev = workdir / "eval"
     assert main(["evaluate-vq", "--model", str(out), "--out", str(ev), "--num-samples", "12",
@@ -95,4 +94,18 @@ def test_train_vq_maskgit_resume_evaluate(workdir, monkeypatch):
     assert sum(m["class_histogram"]) == 12 and m["num_samples"] == 12
     assert m["sampling"]["num_steps"] == 4 and m["sampling"]["cfg_weight"] == 0.5
     grid = io_utils.read_png(ev / "samples.png")
-    assert grid.shape[0] > 16 and grid.shape[1] > 16
+    assert grid.shape[0] > 2 * 8 and grid.shape[1] > 10 * 8  # 10 per row
+
+
+def test_bundled_vq_maskgit_loads_offline():
+    from keras_givt.models import bundled
+
+    assert keras_givt.MaskGITImageGenerator.presets["vq_maskgit_fashion_mnist"]["params"] > 0
+    card = bundled.model_card("vq_maskgit_fashion_mnist")
+    assert card["training_command"].startswith("keras-givt train-maskgit-vq")
+    model = keras_givt.MaskGITImageGenerator.from_preset("vq_maskgit_fashion_mnist")
+    assert model.backbone.seq_len == 16 and model.tokenizer.image_size == [32, 32, 3]
+    images = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0))
+    assert images.shape == (2, 32, 32, 3) and images.min() >= 0.0 and images.max() <= 1.0
+    again = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0))
+    np.testing.assert_array_equal(images, again)
