@@ -573,11 +573,13 @@ def load_task(spec):
                 f"--model {spec!r}: not a preset name, a preset folder (with task.json) or a "
                 f"`train` output folder. Bundled presets: {sorted(_bundled_names())}."
             )
+        _check_givt_class(spec, preset_utils.PRESETS[spec]["class"])
         cls = keras_givt.GIVTMaskGIT if preset_utils.PRESETS[spec]["class"] == "GIVTMaskGIT" else keras_givt.GIVTCausal
         return cls.from_preset(spec), dict(preset_utils.PRESETS[spec].get("metadata", {}))
     with open(os.path.join(path, "task.json")) as f:
         task_json = json.load(f)
     name = task_json.get("registered_name", "") + task_json.get("class_name", "")
+    _check_givt_class(spec, task_json.get("class_name", ""))
     cls = keras_givt.GIVTMaskGIT if "MaskGIT" in name else keras_givt.GIVTCausal
     if os.path.isfile(os.path.join(path, "model_card.json")):
         card = io_utils.read_json(os.path.join(path, "model_card.json"))
@@ -585,6 +587,20 @@ def load_task(spec):
     if model.vae is None:
         raise CLIError(f"--model {spec!r} has no VAE: it cannot produce images.")
     return model, card
+
+
+_OTHER_FAMILIES = {
+    "MaskGITImageGenerator": "the VQ MaskGIT commands (`keras-givt evaluate-vq`, `train-maskgit-vq`)",
+    "GIVTUViM": "the UViM commands (`keras-givt uvim-evaluate`, `uvim-train`)",
+}
+
+
+def _check_givt_class(spec, class_name):
+    if class_name in _OTHER_FAMILIES:
+        raise CLIError(
+            f"--model {spec!r} is a {class_name}, not a GIVT image generator; use "
+            f"{_OTHER_FAMILIES[class_name]}."
+        )
 
 
 def _bundled_names():

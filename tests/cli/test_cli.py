@@ -150,6 +150,8 @@ def test_runtime_errors_are_clear(workdir, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["sample", "--model", "no_such_preset", "--out", str(tmp_path)]) == 2
     assert "not a preset name" in capsys.readouterr().err
+    assert main(["sample", "--model", "vq_maskgit_fashion_mnist", "--out", str(tmp_path)]) == 2
+    assert "evaluate-vq" in capsys.readouterr().err
 
 
 def test_backend_flag_mismatch_in_process(capsys):
