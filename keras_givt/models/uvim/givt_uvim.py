@@ -69,6 +69,9 @@ class GIVTUViM(GIVTTask):
     ```
     """
 
+    # Token-by-token decoding: single-threaded torch is faster on CPU.
+    torch_generate_threads = 1
+
     def __init__(
         self,
         backbone,
