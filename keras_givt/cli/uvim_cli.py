@@ -15,19 +15,9 @@ only); `run` imports it lazily.
 import os
 import time
 
+from keras_givt.cli.main import _positive_int  # argparse only: keras is not imported
+
 COMMANDS = ("uvim-train-vae", "uvim-train", "uvim-evaluate")
-
-
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_common(p):
