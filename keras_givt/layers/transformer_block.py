@@ -12,8 +12,9 @@ Semantics follow big_vision's GIVT decoder (`givt.EncDecBlock`):
   MLP only after the tanh-gelu.
 - optional cross-attention (UViM): LayerNorm2 + bias-free attention to an
   encoded sequence between self-attention and MLP.
-- a dense KV cache `(B, num_layers, 2, H, L, Dh)` (heads before positions,
-  so attention reads it without a transpose), updated in place with
+- a dense KV cache `(num_layers, 2, B, H, L, Dh)` (layer-major, heads
+  before positions, so attention reads one layer's keys as a contiguous
+  block without a copy or transpose), updated in place with
   `ops.slice_update`.
 """
 
@@ -220,28 +221,29 @@ class GIVTAttention(keras.layers.Layer):
     def call_with_cache(self, x, cache, cache_update_index, layer_index=None, training=None):
         """Self-attention of `x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache` holds keys and values, either of this layer `(B, 2, H, L, Dh)`
-        or of the whole stack `(B, N, 2, H, L, Dh)` with `layer_index` given
-        (updated in place). Heads precede positions so that attention reads
-        the cache without transposing it. Returns `(output (B, T, E), cache)`.
+        `cache` holds keys and values, either of this layer `(2, B, H, L, Dh)`
+        or of the whole stack `(N, 2, B, H, L, Dh)` with `layer_index` given
+        (updated in place). Layer-major, heads before positions: one layer's
+        keys are a contiguous `(B, H, L, Dh)` block that attention reads
+        without a copy or transpose. Returns `(output (B, T, E), cache)`.
         """
         q = self._project(self.query, x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
         k_new = ops.transpose(self._project(self.key, x), (0, 2, 1, 3))  # (B, H, T, Dh)
         v_new = ops.transpose(self._project(self.value, x), (0, 2, 1, 3))
-        kv_new = ops.cast(ops.stack([k_new, v_new], axis=1), cache.dtype)  # (B, 2, H, T, Dh)
+        kv_new = ops.cast(ops.stack([k_new, v_new], axis=0), cache.dtype)  # (2, B, H, T, Dh)
         if layer_index is None:
             cache = update_slice(cache, [0, 0, 0, cache_update_index, 0], kv_new)
             layer_cache = cache
         else:
-            start = [0, layer_index, 0, 0, cache_update_index, 0]
-            cache = update_slice(cache, start, ops.expand_dims(kv_new, 1))
-            layer_cache = cache[:, layer_index]
+            start = [layer_index, 0, 0, 0, cache_update_index, 0]
+            cache = update_slice(cache, start, ops.expand_dims(kv_new, 0))
+            layer_cache = cache[layer_index]
         cache_len = ops.shape(layer_cache)[3]
         t = ops.shape(x)[1]
         q_pos = ops.arange(t) + cache_update_index
         mask = ops.expand_dims(ops.arange(cache_len), 0) <= ops.expand_dims(q_pos, 1)
-        k = ops.cast(layer_cache[:, 0], self.compute_dtype)
-        v = ops.cast(layer_cache[:, 1], self.compute_dtype)
+        k = ops.cast(layer_cache[0], self.compute_dtype)
+        v = ops.cast(layer_cache[1], self.compute_dtype)
         return self._attend(q, k, v, mask, training, kv_heads_first=True), cache
 
     def get_config(self):
@@ -382,8 +384,8 @@ class GIVTDecoderBlock(keras.layers.Layer):
     ):
         """`x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache` is this block's `(B, 2, H, L, Dh)` or, with `layer_index`, the
-        stacked `(B, N, 2, H, L, Dh)`; returns `(y, updated cache)`.
+        `cache` is this block's `(2, B, H, L, Dh)` or, with `layer_index`, the
+        stacked `(N, 2, B, H, L, Dh)`; returns `(y, updated cache)`.
         """
         y = self.pre_attention_norm(x)
         y, cache = self.self_attention.call_with_cache(

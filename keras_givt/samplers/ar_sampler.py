@@ -19,6 +19,7 @@ These are plain functions of tensors, compiled by the task.
 import keras
 from keras import ops
 
+from keras_givt.layers import torch_decoding
 from keras_givt.layers.distributions import make_keras_distribution
 from keras_givt.samplers import guidance
 from keras_givt.samplers.random_utils import seeded_fori_loop
@@ -34,6 +35,12 @@ def sample_from_logits(
     The log-density is that of the distribution sampled from (tempered; the
     unnormalised guided density with CFG), summed over channels.
     """
+    if torch_decoding.sampling_eligible(head):  # Eager torch generation loop.
+        out = torch_decoding.sample_from_logits(
+            head, logits, temperature, temperature_probs, seed_generator, logits_uncond, cfg_weight
+        )
+        if out is not None:
+            return out
     params = head.mixture_params(logits, temperature, temperature_probs)
     if logits_uncond is None:
         dist = make_keras_distribution(params)
@@ -159,7 +166,7 @@ def ar_generate(
             return tokens, cache
         tokens = ops.take(tokens, src, axis=0)
         cache_src = ops.concatenate([src, src + R], axis=0) if use_cfg else src
-        return tokens, ops.take(cache, cache_src, axis=0)
+        return tokens, ops.take(cache, cache_src, axis=2)  # cache (N, 2, rows, H, L, Dh)
 
     def step(i, carry):
         tokens, logits, cache, scores = carry

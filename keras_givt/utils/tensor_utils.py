@@ -30,12 +30,13 @@ def to_numpy(x):
 
 class _InplaceScope:
     active = 0
+    memo = {}
 
 
 class inplace_cache_updates:
     """Within this scope, KV-cache writes on torch update the cache in place.
 
-    `ops.slice_update` on torch clones the whole tensor: a (B, N, 2, H, L, E/H)
+    `ops.slice_update` on torch clones the whole tensor: an (N, 2, B, H, L, E/H)
     cache copied per layer and token dominates eager decoding. The task's
     torch generation loop (under `no_grad`, owning its cache) opens this
     scope; everywhere else caches stay functional. No effect on jax and
@@ -43,12 +44,27 @@ class inplace_cache_updates:
     """
 
     def __enter__(self):
+        if not _InplaceScope.active:
+            _InplaceScope.memo = {}
         _InplaceScope.active += 1
         return self
 
     def __exit__(self, *exc):
         _InplaceScope.active -= 1
+        if not _InplaceScope.active:
+            _InplaceScope.memo = {}
         return False
+
+
+def inplace_updates_active():
+    """True inside `inplace_cache_updates` (the torch generation loop)."""
+    return bool(_InplaceScope.active)
+
+
+def inplace_updates_memo():
+    """A dict that lives as long as the outermost `inplace_cache_updates` scope
+    (values computed once per generation loop, e.g. cross-attention keys)."""
+    return _InplaceScope.memo
 
 
 def update_slice(x, start, update):

@@ -23,6 +23,7 @@ from keras import ops
 from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.layers import torch_decoding
 from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
 from keras_givt.layers.gaussian_mixture_head import num_logits as _num_logits
 from keras_givt.layers.givt_embedding import GIVTEmbedding
@@ -306,16 +307,17 @@ class GIVTBackbone(Backbone):
     # --- KV cache ---------------------------------------------------------
 
     def build_cache(self, batch_size, dtype=None):
-        """A zero KV cache `(B, N, 2, H, L, E/H)`.
+        """A zero KV cache `(N, 2, B, H, L, E/H)`.
 
-        Heads precede positions so that cached attention reads keys and
-        values without transposing the cache (2.2x faster AR sampling on CPU
-        than the (.., L, H, ..) layout).
+        Layer-major with heads before positions: one layer's keys (or
+        values) are a contiguous `(B, H, L, E/H)` block that cached
+        attention reads without copying or transposing (the
+        `(B, .., L, H, ..)` layout made AR sampling on CPU 2.2x slower).
         """
         shape = (
-            batch_size,
             self.num_decoder_layers,
             2,
+            batch_size,
             self.num_heads,
             self.seq_len,
             self.emb_dim // self.num_heads,
@@ -323,8 +325,12 @@ class GIVTBackbone(Backbone):
         return ops.zeros(shape, dtype=dtype or self.compute_dtype)
 
     def _decode_step(self, x, cache, cache_update_index, encoded=None, training=None):
-        # x (B, T, E) without positions; cache (B, N, 2, H, L, Dh); encoded (B, P, E).
+        # x (B, T, E) without positions; cache (N, 2, B, H, L, Dh); encoded (B, P, E).
         self._check_encoded(encoded)
+        if torch_decoding.is_eligible(self, training):
+            # Eager torch generation loop: the same arithmetic without the
+            # per-op Keras dispatch (see `layers/torch_decoding.py`).
+            return torch_decoding.decode_step(self, x, cache, cache_update_index, encoded)
         t = ops.shape(x)[1]
         x = x + self.embedding.positions(cache_update_index, t)
         for i, block in enumerate(self.decoder_blocks):
@@ -347,7 +353,7 @@ class GIVTBackbone(Backbone):
         """
         self._require_ar("prefill")
         if labels is None and batch_size is None:
-            batch_size = ops.shape(cache)[0]
+            batch_size = ops.shape(cache)[2]
         x = ops.expand_dims(self.embedding.embed_labels(labels, batch_size), 1)
         return self._decode_step(x, cache, 0, encoded)
 
@@ -358,7 +364,7 @@ class GIVTBackbone(Backbone):
             tokens: (B, T, D) the tokens at positions
                 `cache_update_index - 1 .. cache_update_index + T - 2`
                 (the AR input at position p is token p - 1).
-            cache: (B, N, 2, H, L, E/H).
+            cache: (N, 2, B, H, L, E/H).
             cache_update_index: int scalar ≥ 1, the first position written.
             encoded: (B, P, E), the encoded image (encoder-decoder only;
                 the same at every step).
@@ -367,7 +373,10 @@ class GIVTBackbone(Backbone):
             `cache_update_index + j`.
         """
         self._require_ar("call_with_cache")
-        x = self.embedding.token_embedding(tokens)
+        if torch_decoding.is_eligible(self):
+            x = torch_decoding.embed_tokens(self, tokens)
+        else:
+            x = self.embedding.token_embedding(tokens)
         return self._decode_step(x, cache, cache_update_index, encoded)
 
     # --- Distribution ----------------------------------------------------

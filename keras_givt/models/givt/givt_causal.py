@@ -37,9 +37,6 @@ class GIVTCausal(GIVTTask):
     ```
     """
 
-    # Token-by-token decoding: single-threaded torch is faster on CPU.
-    torch_generate_threads = 1
-
     def __init__(self, backbone, vae=None, adaptor=None, preprocessor=None, seed=None, **kwargs):
         if backbone.style != "ar":
             raise ValueError(

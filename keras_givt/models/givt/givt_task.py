@@ -139,7 +139,9 @@ class GIVTTask(Task):
 
     # --- Compiled generation ----------------------------------------------
 
-    # torch on CPU: intra-op threads used by `generate` (None: torch's default).
+    # torch on CPU: intra-op threads used by `generate` (None: torch's
+    # default). Token-by-token decoding is a chain of small products; on a CPU
+    # shared with other busy processes, 1 avoids OpenMP hand-off stalls.
     torch_generate_threads = None
 
     def _compile_generate(self, key, step_fn):

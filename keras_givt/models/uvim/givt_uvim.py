@@ -69,9 +69,6 @@ class GIVTUViM(GIVTTask):
     ```
     """
 
-    # Token-by-token decoding: single-threaded torch is faster on CPU.
-    torch_generate_threads = 1
-
     def __init__(
         self,
         backbone,

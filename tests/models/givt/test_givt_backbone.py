@@ -64,7 +64,7 @@ def test_cached_decoding_equals_full_forward(overrides):
     full = _np(backbone(inputs))
     tokens, labels = inputs["tokens"], inputs.get("labels")
     cache = backbone.build_cache(2)
-    assert tuple(cache.shape) == (2, 2, 2, 2, 16, 16)  # (B, N, 2, H, L, E/H)
+    assert tuple(backbone.build_cache(3).shape) == (2, 2, 3, 2, 16, 16)  # (N, 2, B, H, L, E/H)
     logits, cache = backbone.prefill(labels, cache, batch_size=2)
     steps = [_np(logits)]
     # A multi-token chunk (prompt / prefix), then single steps.
