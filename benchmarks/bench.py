@@ -73,6 +73,22 @@ def _devices():
         return []
 
 
+def _cpu():
+    """CPU model and whether it has AVX-512 (timings differ a lot across hosts)."""
+    info = {"model": platform.processor() or platform.machine(), "avx512f": None}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["model"] = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            info["avx512f"] = "avx512f" in line.split()
+    return info
+
+
 def main(argv=None):
     args = parse_args(argv)
     import keras
@@ -139,6 +155,7 @@ def main(argv=None):
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu(),
         "devices": _devices(),
     }
     line = json.dumps(results, sort_keys=True)

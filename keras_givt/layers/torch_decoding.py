@@ -110,6 +110,7 @@ def _prepared(backbone):
         blocks = []
         for block in backbone.decoder_blocks:
             w = {
+                "causal": block.causal,
                 "ln1": _norm_weights(block.pre_attention_norm),
                 "attn": _attention_weights(block.self_attention),
                 "ln3": _norm_weights(block.pre_mlp_norm),
@@ -233,6 +234,29 @@ def block_step(w, x, cache, index, layer_index, encoded=None):
     h = layer_norm(w["ln3"], x)
     z = torch.nn.functional.gelu(_dense(w["mlp0"], h), approximate="tanh")
     return x + _dense(w["mlp1"], z), cache
+
+
+def full_blocks(backbone, x, encoded=None):
+    """`GIVTBackbone.decode`'s blocks and final norm without a cache (the
+    MaskGIT decoding step): x (B, S, E) embedded with positions -> (B, S, E)."""
+    import torch
+
+    for i, w in enumerate(_prepared(backbone)["blocks"]):
+        q, k, v = _qkv(w["attn"], layer_norm(w["ln1"], x))  # (B, H, S, Dh) each
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=w["causal"], scale=1.0)
+        x = x + _output(w["attn"], o)
+        if w["cross"] is not None:
+            q = _query(w["cross"], layer_norm(w["ln2"], x))
+            _, ck, cv = _qkv(w["cross"], encoded)
+            x = x + _output(w["cross"], _attend(q, ck, cv))
+        h = layer_norm(w["ln3"], x)
+        x = x + _dense(w["mlp1"], torch.nn.functional.gelu(_dense(w["mlp0"], h), approximate="tanh"))
+    return layer_norm(_prepared(backbone)["final_norm"], x)
+
+
+def logits(backbone, x):
+    """`logits_dense` of x (B, S, E)."""
+    return _dense(_prepared(backbone)["logits"], x)
 
 
 def embed_tokens(backbone, tokens):

@@ -176,3 +176,41 @@ def test_fast_cfg_sampling_matches_the_guided_normal():
             torch.as_tensor(far), w,
         )
     assert out is None
+
+
+@torch_only
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(style="masked", mask_style="replace"),
+        dict(style="masked", mask_style="concat", per_channel_mixtures=False),
+        dict(style="ar"),
+        "encoder",
+    ],
+)
+def test_fast_full_forward_equals_keras_path(overrides, monkeypatch):
+    """The MaskGIT decoding step's forward pass (whole sequence, no cache)."""
+    import torch
+
+    calls = []
+    original = torch_decoding.full_blocks
+    monkeypatch.setattr(
+        torch_decoding, "full_blocks", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+
+    if overrides == "encoder":
+        backbone = _randomize(uvim_helpers.tiny_backbone(seq_len=8))
+        rng = np.random.default_rng(2)
+        inputs = {
+            "tokens": rng.normal(size=(2, 8, backbone.out_dim)).astype("float32"),
+            "image": rng.uniform(-1, 1, size=(2, 16, 16, 3)).astype("float32"),
+        }
+    else:
+        backbone = _randomize(GIVTBackbone(**helpers.tiny_kwargs(**overrides)))
+        inputs = helpers.tiny_inputs(backbone)
+    want = _np(backbone(inputs))
+    assert not calls  # Outside the generation loop: the Keras path.
+    with torch.no_grad(), inplace_cache_updates():
+        got = _np(backbone(inputs))
+    assert calls
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

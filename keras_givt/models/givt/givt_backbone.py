@@ -285,6 +285,17 @@ class GIVTBackbone(Backbone):
 
     def call(self, inputs, training=None, mask=None):
         self._check_inputs(inputs)
+        if torch_decoding.is_eligible(self, training):
+            # Eager torch generation loop (MaskGIT steps): the same arithmetic
+            # without the per-op Keras dispatch (see `layers/torch_decoding.py`).
+            encoded = None
+            if self.image_encoder is not None:
+                encoded = self.encode(inputs["image"])
+            x = self.embedding(inputs["tokens"], inputs.get("labels"), inputs.get("input_mask"))
+            x = torch_decoding.full_blocks(self, x, encoded)
+            if self.embedding.style == "masked":
+                x = x[:, 1:]  # Drop the label position.
+            return torch_decoding.logits(self, x)
         return super().call(inputs, training=training, mask=mask)
 
     def call_with_reps(self, inputs, training=False):
