@@ -225,7 +225,11 @@ def _learning_rate(args, total_steps):
     )
 
 
-def _prepare_out_dir(args):
+def _prepare_out_dir(args, model_keys=()):
+    """Checks `--resume`/`--overwrite` against `<out>/checkpoint`.
+
+    A resumed run must also match the checkpoint's `model_keys` arguments.
+    """
     exists = Checkpointer.exists(args.out)
     if args.resume and not exists:
         raise CLIError(
@@ -240,6 +244,8 @@ def _prepare_out_dir(args):
             )
         shutil.rmtree(os.path.join(args.out, "checkpoint"))
     os.makedirs(args.out, exist_ok=True)
+    if args.resume and model_keys:
+        _check_resume_config(args, args.out, model_keys)
 
 
 def _check_resume_config(args, out_dir, keys):
@@ -307,6 +313,33 @@ def _total_steps(args, steps_per_epoch):
     return args.steps or args.epochs * steps_per_epoch
 
 
+def _fit_and_save_task(model, dataset, args, argv, steps_per_epoch, total_steps, state, record,
+                       description, card):  # fmt: skip
+    """`_fit`, then `<out>/preset` (`save_task`) and the finished run record.
+
+    The model card has the common fields (`description`, command line,
+    backend, steps, batch size, train time) and the command's own `card`.
+    Returns the step reached.
+    """
+    _, step = _fit(model, dataset, args, steps_per_epoch, total_steps, args.out, state, record)
+    preset_dir = os.path.join(args.out, "preset")
+    card = {
+        "description": description,
+        "training_command": " ".join(["keras-givt"] + list(argv)),
+        "backend": keras.config.backend(),
+        "steps": step,
+        "batch_size": args.batch_size,
+        "train_time_s": state.get("train_time_s"),
+        **card,
+    }
+    save_task(model, preset_dir, card)
+    record.finish(step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
+                  final_loss=(state.get("history") or [{}])[-1].get("loss"), preset_dir=preset_dir)  # fmt: skip
+    name = type(model).__name__
+    print(f"Saved the model to {preset_dir} (load with {name}.from_preset({preset_dir!r})).")
+    return step
+
+
 # --- train-vae ----------------------------------------------------------------
 
 
@@ -316,9 +349,7 @@ MODEL_KEYS_VAE = ("codeword_dim", "filters", "num_res_blocks", "channel_multipli
 def cmd_train_vae(args, argv):
     from keras_givt.models.vae.vae_backbone import BetaVAE
 
-    _prepare_out_dir(args)
-    if args.resume:
-        _check_resume_config(args, args.out, MODEL_KEYS_VAE)
+    _prepare_out_dir(args, MODEL_KEYS_VAE)
     spec = data_spec(args)
     ds, n, names = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
                                drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
@@ -368,30 +399,48 @@ def cmd_train_vae(args, argv):
     print(f"Saved the VAE to {vae_dir} (reconstruction MSE {mse / max(count, 1):.4f} on {split}).")
 
 
-def save_vae(vae, vae_dir, extra=None):
-    """`vae_dir/model.keras` (loadable with `BetaVAE.from_preset(vae_dir)`) + `vae.json`."""
-    tmp = vae_dir + f".tmp-{os.getpid()}"
+def save_model_folder(model, folder, info_name, extra=None):
+    """`folder/model.keras` + `folder/<info_name>` (`extra` plus the model config).
+
+    Written to a temporary folder and renamed, so an interrupted save keeps
+    the previous folder.
+    """
+    tmp = folder + f".tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    vae.save(os.path.join(tmp, "model.keras"))
-    io_utils.write_json(os.path.join(tmp, "vae.json"), dict(extra or {}, config=vae.get_config()))
-    if os.path.exists(vae_dir):
-        shutil.rmtree(vae_dir)
-    os.replace(tmp, vae_dir)
+    model.save(os.path.join(tmp, "model.keras"))
+    io_utils.write_json(os.path.join(tmp, info_name), dict(extra or {}, config=model.get_config()))
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def load_model_folder(path, cls, subfolder, info_name, flag, command):
+    """`(model, info dict, abs folder)` of a `save_model_folder` folder.
+
+    `path` is that folder or the `command` output folder holding it as
+    `subfolder`; `flag` names the argument in the error message.
+    """
+    if os.path.isdir(os.path.join(path, subfolder)):
+        path = os.path.join(path, subfolder)
+    if not os.path.isfile(os.path.join(path, "model.keras")):
+        raise CLIError(f"{flag} {path!r} has no model.keras (expected a `{command}` output folder).")
+    model = cls.from_preset(path)
+    info = {}
+    if os.path.isfile(os.path.join(path, info_name)):
+        info = io_utils.read_json(os.path.join(path, info_name))
+    return model, info, os.path.abspath(path)
+
+
+def save_vae(vae, vae_dir, extra=None):
+    """`vae_dir/model.keras` (loadable with `BetaVAE.from_preset(vae_dir)`) + `vae.json`."""
+    save_model_folder(vae, vae_dir, "vae.json", extra)
 
 
 def load_vae(path):
     from keras_givt.models.vae.vae_backbone import BetaVAE
 
-    if os.path.isdir(os.path.join(path, "vae")):
-        path = os.path.join(path, "vae")
-    if not os.path.isfile(os.path.join(path, "model.keras")):
-        raise CLIError(f"--vae {path!r} has no model.keras (expected a `train-vae` output folder).")
-    vae = BetaVAE.from_preset(path)
-    info = {}
-    if os.path.isfile(os.path.join(path, "vae.json")):
-        info = io_utils.read_json(os.path.join(path, "vae.json"))
-    return vae, info, os.path.abspath(path)
+    return load_model_folder(path, BetaVAE, "vae", "vae.json", "--vae", "train-vae")
 
 
 # --- encode -------------------------------------------------------------------
@@ -457,9 +506,7 @@ def cmd_train(args, argv):
 
     import keras_givt
 
-    _prepare_out_dir(args)
-    if args.resume:
-        _check_resume_config(args, args.out, MODEL_KEYS_GIVT)
+    _prepare_out_dir(args, MODEL_KEYS_GIVT)
     keras.utils.set_random_seed(args.seed)
     tf.random.set_seed(args.seed)
     data_info = {}
@@ -511,22 +558,11 @@ def cmd_train(args, argv):
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_GIVT}}
     print(f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'}: {backbone.count_params():,} params; "
           f"{seq_len} tokens of {out_dim} dims; {n} examples, {total} steps of batch {args.batch_size}.")  # fmt: skip
-    _, step = _fit(model, ds, args, steps_per_epoch, total, args.out, state, record)
-    preset_dir = os.path.join(args.out, "preset")
-    card = {
-        "description": f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'} trained with the keras-givt CLI.",
-        "training_command": " ".join(["keras-givt"] + list(argv)),
-        "backend": keras.config.backend(),
-        "steps": step,
-        "batch_size": args.batch_size,
-        "train_time_s": state.get("train_time_s"),
-        "params": int(backbone.count_params()),
-        "data": data_info,
-    }
-    save_task(model, preset_dir, card)
-    record.finish(step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
-                  final_loss=(state.get("history") or [{}])[-1].get("loss"), preset_dir=preset_dir)  # fmt: skip
-    print(f"Saved the model to {preset_dir} (load with {task_cls.__name__}.from_preset({preset_dir!r})).")
+    _fit_and_save_task(
+        model, ds, args, argv, steps_per_epoch, total, state, record,
+        description=f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'} trained with the keras-givt CLI.",
+        card={"params": int(backbone.count_params()), "data": data_info},
+    )  # fmt: skip
 
 
 def save_task(model, preset_dir, card):
@@ -752,9 +788,34 @@ def latent_bits_per_dim(model, images, labels, batch_size=250, bar=None):
     return float(bits_per_dim(nll, L * D)), nll
 
 
+def score_fd_cnn(metrics, images, fd_dataset, input_mode, floor_at_n=False, seed=0, data_dir=None):
+    """Adds the FD-CNN of `images` (N, H, W, C) in [-1, 1] vs. the `fd_dataset` test set to `metrics`.
+
+    With the 10k real-data floor, the noise distance and the class
+    histogram; `floor_at_n` adds the real-data floor at N (needs the train
+    split).
+    """
+    from keras_givt.metrics import FDCNN
+
+    total = len(images)
+    fd = FDCNN(fd_dataset, input_mode=input_mode)
+    print("Scoring FD-CNN...")
+    metrics.update(
+        fd_cnn=float(fd.distance(images)),
+        fd_cnn_floor_10k=fd.floor,
+        fd_cnn_noise=fd.noise_distance,
+        class_histogram=fd.class_histogram(images).tolist(),
+    )
+    if floor_at_n:
+        metrics["fd_cnn_floor_same_n"] = float(fd.floor_at(total, seed=seed, data_dir=data_dir))
+    if total < 10000:
+        metrics["fd_cnn_note"] = (
+            f"FD-CNN on {total} samples (biased upwards vs. the 10k floor; compare at equal N)."
+        )
+
+
 def cmd_evaluate(args, argv):
     import keras_givt
-    from keras_givt.metrics import FDCNN
 
     model, card = load_task(args.preset)
     record = _record(args, argv, args.out)
@@ -780,18 +841,7 @@ def cmd_evaluate(args, argv):
     io_utils.write_png(os.path.join(args.out, "samples.png"),
                        io_utils.make_grid(io_utils.to_uint8(images[:100]), 10))  # fmt: skip
     if fd_dataset != "none":
-        fd = FDCNN(fd_dataset, input_mode=args.fd_input_mode)
-        print("Scoring FD-CNN...")
-        metrics.update(
-            fd_cnn=float(fd.distance(images)),
-            fd_cnn_floor_10k=fd.floor,
-            fd_cnn_noise=fd.noise_distance,
-            class_histogram=fd.class_histogram(images).tolist(),
-        )
-        if total < 10000:
-            metrics["fd_cnn_note"] = (
-                f"FD-CNN on {total} samples (biased upwards vs. the 10k floor; compare at equal N)."
-            )
+        score_fd_cnn(metrics, images, fd_dataset, args.fd_input_mode)
     bpd_data = args.bpd_data or (fd_dataset if fd_dataset != "none" else "none")
     if bpd_data != "none" and isinstance(model, keras_givt.GIVTCausal):
         from keras_givt import datasets

@@ -109,34 +109,17 @@ def run(args, argv):
 
 def save_tokenizer(tok, tok_dir, extra=None):
     """`tok_dir/model.keras` (`VQGANTokenizer.from_preset(tok_dir)`) + `vq.json`, atomically."""
-    import shutil
+    from keras_givt.cli import commands as C
 
-    from keras_givt.cli import io_utils
-
-    tmp = tok_dir + f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    tok.save(os.path.join(tmp, "model.keras"))
-    io_utils.write_json(os.path.join(tmp, "vq.json"), dict(extra or {}, config=tok.get_config()))
-    if os.path.exists(tok_dir):
-        shutil.rmtree(tok_dir)
-    os.replace(tmp, tok_dir)
+    C.save_model_folder(tok, tok_dir, "vq.json", extra)
 
 
 def load_tokenizer(path):
     """`(tokenizer, vq.json dict, abs folder)` of a `train-vq` output folder."""
-    from keras_givt.cli import io_utils
-    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.cli import commands as C
     from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
 
-    if os.path.isdir(os.path.join(path, "tokenizer")):
-        path = os.path.join(path, "tokenizer")
-    if not os.path.isfile(os.path.join(path, "model.keras")):
-        raise CLIError(f"--vq {path!r} has no model.keras (expected a `train-vq` output folder).")
-    info = {}
-    if os.path.isfile(os.path.join(path, "vq.json")):
-        info = io_utils.read_json(os.path.join(path, "vq.json"))
-    return VQGANTokenizer.from_preset(path), info, os.path.abspath(path)
+    return C.load_model_folder(path, VQGANTokenizer, "tokenizer", "vq.json", "--vq", "train-vq")
 
 
 def _to_unit(x):
@@ -153,9 +136,7 @@ def _train_vq(args, argv):
     from keras_givt.layers.vector_quantizer import codebook_statistics
     from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
 
-    C._prepare_out_dir(args)
-    if args.resume:
-        C._check_resume_config(args, args.out, MODEL_KEYS_VQ)
+    C._prepare_out_dir(args, MODEL_KEYS_VQ)
     down = 2 ** (len(args.channel_multipliers) - 1)
     if args.image_size % down:
         raise CLIError(
@@ -255,9 +236,7 @@ def _train_maskgit(args, argv):
     for name in ("label_dropout", "label_smoothing"):
         if getattr(args, name) > 1:
             raise CLIError(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}.")
-    C._prepare_out_dir(args)
-    if args.resume:
-        C._check_resume_config(args, args.out, MODEL_KEYS_MASKGIT)
+    C._prepare_out_dir(args, MODEL_KEYS_MASKGIT)
     keras.utils.set_random_seed(args.seed)
     tf.random.set_seed(args.seed)
     tok, tok_info, tok_dir = load_tokenizer(args.vq)
@@ -325,35 +304,23 @@ def _train_maskgit(args, argv):
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_MASKGIT}}
     print(f"MaskGIT (VQ): {params:,} params; {seq_len} tokens from {tok.codebook_size} codes; "
           f"{n} examples, {total} steps of batch {args.batch_size}.")  # fmt: skip
-    _, step = C._fit(model, ds, args, steps_per_epoch, total, args.out, state, record)
-    preset_dir = os.path.join(args.out, "preset")
-    card = {
-        "description": "Discrete MaskGIT on VQGAN tokens, trained with the keras-givt CLI.",
-        "training_command": " ".join(["keras-givt"] + list(argv)),
-        "backend": keras.config.backend(),
-        "steps": step,
-        "batch_size": args.batch_size,
-        "train_time_s": state.get("train_time_s"),
-        "params": params,
-        "tokenizer_params": int(tok.count_params()),
-        "data": data_info,
-        "tokenizer": {k: tok_info.get(k) for k in ("data", "class_names")},
-        "sampling_defaults": sampling_defaults,
-    }
+    tok_card = {k: tok_info.get(k) for k in ("data", "class_names")}
     train_vq = os.path.join(os.path.dirname(tok_dir), "train-vq.json")
     if os.path.isfile(train_vq):
         run = io_utils.read_json(train_vq)
         m = run.get("metrics", {})
-        card["tokenizer"].update({
+        tok_card.update({
             "training_command": " ".join(run.get("argv", [])), "params": run.get("params"),
             "steps": m.get("step"), "train_time_s": m.get("train_time_s"),
             "reconstruction_mse_test": m.get("reconstruction_mse"),
             "codes_used": m.get("codes_used"), "codebook_perplexity": m.get("codebook_perplexity"),
         })  # fmt: skip
-    C.save_task(model, preset_dir, card)
-    record.finish(step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
-                  final_loss=(state.get("history") or [{}])[-1].get("loss"), preset_dir=preset_dir)  # fmt: skip
-    print(f"Saved the model to {preset_dir} (load with MaskGITImageGenerator.from_preset({preset_dir!r})).")
+    C._fit_and_save_task(
+        model, ds, args, argv, steps_per_epoch, total, state, record,
+        description="Discrete MaskGIT on VQGAN tokens, trained with the keras-givt CLI.",
+        card={"params": params, "tokenizer_params": int(tok.count_params()), "data": data_info,
+              "tokenizer": tok_card, "sampling_defaults": sampling_defaults},
+    )  # fmt: skip
 
 
 # --- evaluate ---------------------------------------------------------------------
@@ -421,7 +388,6 @@ def _evaluate(args, argv):
 
     from keras_givt.cli import commands as C
     from keras_givt.cli import io_utils
-    from keras_givt.metrics import FDCNN
 
     model, card = load_vq_maskgit(args.preset)
     record = C._record(args, argv, args.out)
@@ -453,19 +419,7 @@ def _evaluate(args, argv):
     io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), per))
     metrics["png"] = os.path.abspath(png)
     if fd_dataset != "none":
-        fd = FDCNN(fd_dataset, input_mode=args.fd_input_mode)
-        print("Scoring FD-CNN...")
-        metrics.update(
-            fd_cnn=float(fd.distance(images)),
-            fd_cnn_floor_10k=fd.floor,
-            fd_cnn_noise=fd.noise_distance,
-            class_histogram=fd.class_histogram(images).tolist(),
-        )
-        if args.floor_at_n:
-            metrics["fd_cnn_floor_same_n"] = float(fd.floor_at(total, seed=args.seed, data_dir=args.data_dir))
-        if total < 10000:
-            metrics["fd_cnn_note"] = (
-                f"FD-CNN on {total} samples (biased upwards vs. the 10k floor; compare at equal N)."
-            )
+        C.score_fd_cnn(metrics, images, fd_dataset, args.fd_input_mode, floor_at_n=args.floor_at_n,
+                       seed=args.seed, data_dir=args.data_dir)  # fmt: skip
     record.finish(**metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "class_histogram"}, indent=1))

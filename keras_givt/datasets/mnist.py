@@ -213,13 +213,6 @@ def arrays_dataset(
     return dataset.map(_map, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _dataset(loader, split, data_dir, shuffle, **kwargs):
-    images, labels = loader(split, data_dir=data_dir)
-    if shuffle is None:
-        shuffle = split == "train"
-    return arrays_dataset(images, labels, shuffle=shuffle, **kwargs)
-
-
 _DATASET_DOC = """A batched tf.data pipeline over {title}.
 
     Args:
@@ -252,47 +245,36 @@ _DATASET_DOC = """A batched tf.data pipeline over {title}.
     """
 
 
-def mnist_dataset(
-    split="train",
-    image_size=28,
-    batch_size=64,
-    shuffle=None,
-    seed=None,
-    channels=1,
-    resize_mode="pad",
-    pad_value=-1.0,
-    drop_remainder=False,
-    repeat=False,
-    data_dir=None,
-):
-    return _dataset(
-        load_mnist, split, data_dir, shuffle, image_size=image_size, batch_size=batch_size,
-        seed=seed, channels=channels, resize_mode=resize_mode, pad_value=pad_value,
-        drop_remainder=drop_remainder, repeat=repeat,
-    )  # fmt: skip
+def _dataset_function(dataset, title):
+    """`{dataset}_dataset`: `arrays_dataset` over the arrays of `load_{dataset}`."""
+
+    def dataset_fn(
+        split="train",
+        image_size=28,
+        batch_size=64,
+        shuffle=None,
+        seed=None,
+        channels=1,
+        resize_mode="pad",
+        pad_value=-1.0,
+        drop_remainder=False,
+        repeat=False,
+        data_dir=None,
+    ):
+        images, labels = _load(dataset, split, data_dir)
+        if shuffle is None:
+            shuffle = split == "train"
+        return arrays_dataset(
+            images, labels, image_size=image_size, batch_size=batch_size, shuffle=shuffle,
+            seed=seed, channels=channels, resize_mode=resize_mode, pad_value=pad_value,
+            drop_remainder=drop_remainder, repeat=repeat,
+        )  # fmt: skip
+
+    name = f"{dataset}_dataset"
+    dataset_fn.__name__ = dataset_fn.__qualname__ = name
+    dataset_fn.__doc__ = _DATASET_DOC.format(title=title, loader=f"load_{dataset}", name=name)
+    return dataset_fn
 
 
-def fashion_mnist_dataset(
-    split="train",
-    image_size=28,
-    batch_size=64,
-    shuffle=None,
-    seed=None,
-    channels=1,
-    resize_mode="pad",
-    pad_value=-1.0,
-    drop_remainder=False,
-    repeat=False,
-    data_dir=None,
-):
-    return _dataset(
-        load_fashion_mnist, split, data_dir, shuffle, image_size=image_size, batch_size=batch_size,
-        seed=seed, channels=channels, resize_mode=resize_mode, pad_value=pad_value,
-        drop_remainder=drop_remainder, repeat=repeat,
-    )  # fmt: skip
-
-
-mnist_dataset.__doc__ = _DATASET_DOC.format(title="MNIST", loader="load_mnist", name="mnist_dataset")
-fashion_mnist_dataset.__doc__ = _DATASET_DOC.format(
-    title="Fashion-MNIST", loader="load_fashion_mnist", name="fashion_mnist_dataset"
-)
+mnist_dataset = _dataset_function("mnist", "MNIST")
+fashion_mnist_dataset = _dataset_function("fashion_mnist", "Fashion-MNIST")

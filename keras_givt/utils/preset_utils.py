@@ -14,6 +14,7 @@ directories; big_vision publishes plain `https://` files in its own formats
 Any other handle (a local directory, `kaggle://`, `hf://`) passes through.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -34,6 +35,27 @@ def register_presets(presets, class_name=None):
 
 def presets_for(class_names):
     return {k: v for k, v in PRESETS.items() if v["class"] in class_names}
+
+
+def task_registry_entries(presets, build):
+    """Entries for `register_presets` of published checkpoints.
+
+    Args:
+        presets: `{name: entry}` with `entry["metadata"]`, `entry["task"]`
+            (the class name) and `entry["files"]` (`{key: url}`).
+        build: `build(entry, local_files)` -> the model, from the
+            downloaded files `{key: local path}`; `resolve_preset` calls it
+            once and caches the converted preset.
+    """
+    return {
+        name: {
+            "metadata": entry["metadata"],
+            "files": entry["files"],
+            "task": entry["task"],
+            "build": functools.partial(build, entry),
+        }
+        for name, entry in presets.items()
+    }
 
 
 def keras_home():

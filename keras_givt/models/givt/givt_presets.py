@@ -13,6 +13,7 @@ re-checked from the offline development machine.
 """
 
 from keras_givt.models.vae.vae_presets import backbone_presets as _vae_presets
+from keras_givt.utils import preset_utils
 
 _BASE = "https://storage.googleapis.com/big_vision/givt/"
 _VAE_CONFIG = dict(_vae_presets["beta_vae_imagenet_256_beta_5e-5"]["config"])
@@ -107,12 +108,6 @@ def build_from_big_vision(entry, local_files):
 
 def registry_entries(presets=None):
     """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-    out = {}
-    for name, entry in (givt_presets if presets is None else presets).items():
-        out[name] = {
-            "metadata": entry["metadata"],
-            "files": entry["files"],
-            "task": entry["task"],
-            "build": (lambda local, entry=entry: build_from_big_vision(entry, local)),
-        }
-    return out
+    return preset_utils.task_registry_entries(
+        givt_presets if presets is None else presets, build_from_big_vision
+    )

@@ -24,6 +24,8 @@ in the Keras cache and loads it from there; offline, pass local files with
 
 import numpy as np
 
+from keras_givt.utils import preset_utils
+
 _BASE = "https://storage.googleapis.com/big_vision/givt/"
 
 # Stage 1: big_vision `proj.givt.vit` (vae_*.py configs).
@@ -212,12 +214,6 @@ def build_from_big_vision(entry, local_files):
 
 def registry_entries(presets=None):
     """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-    out = {}
-    for name, entry in (uvim_presets if presets is None else presets).items():
-        out[name] = {
-            "metadata": entry["metadata"],
-            "files": entry["files"],
-            "task": entry["task"],
-            "build": (lambda local, entry=entry: build_from_big_vision(entry, local)),
-        }
-    return out
+    return preset_utils.task_registry_entries(
+        uvim_presets if presets is None else presets, build_from_big_vision
+    )
