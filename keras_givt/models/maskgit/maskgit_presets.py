@@ -18,6 +18,7 @@ in the Keras cache and loads it from there.
 
 from keras_givt.models.vqvae.vqvae_presets import BASE_URL
 from keras_givt.models.vqvae.vqvae_presets import VQVAE_CONFIG
+from keras_givt.utils import preset_utils
 
 _TRANSFORMER = {
     "hidden_size": 768,
@@ -81,12 +82,6 @@ def build_from_maskgit(entry, local_files):
 
 def registry_entries(presets=None):
     """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-    return {
-        name: {
-            "metadata": entry["metadata"],
-            "files": entry["files"],
-            "task": entry["task"],
-            "build": (lambda local, entry=entry: build_from_maskgit(entry, local)),
-        }
-        for name, entry in (maskgit_presets if presets is None else presets).items()
-    }
+    return preset_utils.task_registry_entries(
+        maskgit_presets if presets is None else presets, build_from_maskgit
+    )
