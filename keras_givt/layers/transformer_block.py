@@ -1,4 +1,4 @@
-"""big_vision-style transformer pieces: LayerNorm, attention, decoder block.
+"""big_vision-style transformer pieces: LayerNorm, attention, pre-LN blocks.
 
 Dimension letters: B batch, T query length, S key length, L cache length,
 E embedding width, H heads, Dh = E / H head width, F MLP width.
@@ -16,6 +16,10 @@ Semantics follow big_vision's GIVT decoder (`givt.EncDecBlock`):
   before positions, so attention reads one layer's keys as a contiguous
   block without a copy or transpose), updated in place with
   `ops.slice_update`.
+
+`PreLNTransformerBlock` holds what the GIVT decoder block and the ViT
+encoder block (`vit_encoder.py`) share: the attention and MLP sublayers
+and their residual wiring, under each block's own layer names.
 """
 
 import math
@@ -265,8 +269,113 @@ def causal_mask(length):
     return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)
 
 
+class PreLNTransformerBlock(keras.layers.Layer):
+    """Base of the pre-LN transformer blocks (`GIVTDecoderBlock`, `ViTEncoderBlock`).
+
+    Residual sublayers `x + Dropout(Attention(LayerNorm(x)))`, then
+    `x + MLP(LayerNorm(x))` with flax's `MlpBlock`:
+    `mlp_dense_0 -> gelu (tanh) -> mlp_dropout -> mlp_dense_1`.
+
+    Subclasses create their sublayers in `__init__` with
+    `_attention_sublayers` and `_add_mlp_sublayers`, under their own
+    attribute and layer names: variable paths, the `.weights.h5` layout (by
+    attribute name) and checkpoint conversion depend on them.
+
+    Args:
+        hidden_dim: int. E.
+        num_heads: int. H (divides E).
+        mlp_dim: int. F.
+        dropout_rate: float. Dropout after each sublayer's attention and in
+            the MLP.
+        layer_norm_epsilon: float.
+    """
+
+    def __init__(
+        self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def _attention_sublayers(
+        self, norm_name, attention_name, dropout_name, use_bias, attention_dropout_rate
+    ):
+        """`(LayerNorm, GIVTAttention, output Dropout)` of one attention sublayer.
+
+        `use_bias` applies to the LayerNorm and to q/k/v/out alike;
+        `attention_dropout_rate` is the dropout on the attention weights.
+        """
+        dtype = self.dtype_policy
+        norm = FlaxLayerNorm(
+            self.layer_norm_epsilon, use_bias=use_bias, dtype=dtype, name=norm_name
+        )
+        attention = GIVTAttention(
+            self.num_heads, self.hidden_dim, attention_dropout_rate, use_bias=use_bias,
+            dtype=dtype, name=attention_name,
+        )
+        dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name=dropout_name)
+        return norm, attention, dropout
+
+    def _add_mlp_sublayers(self, norm_bias):
+        """Sets `pre_mlp_norm`, `mlp_dense_0`, `mlp_dropout` and `mlp_dense_1`."""
+        dtype = self.dtype_policy
+        self.pre_mlp_norm = FlaxLayerNorm(
+            self.layer_norm_epsilon, use_bias=norm_bias, dtype=dtype, name="pre_mlp_norm"
+        )
+        self.mlp_dense_0 = self._mlp_dense(self.mlp_dim, "mlp_dense_0")
+        self.mlp_dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name="mlp_dropout")
+        self.mlp_dense_1 = self._mlp_dense(self.hidden_dim, "mlp_dense_1")
+
+    def _mlp_dense(self, units, name):
+        """A flax `MlpBlock` Dense: xavier-uniform kernel, N(0, 1e-6) bias."""
+        return FlatDense(
+            units,
+            kernel_initializer="glorot_uniform",
+            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _build_mlp(self, input_shape):
+        self.pre_mlp_norm.build(input_shape)
+        self.mlp_dense_0.build(input_shape)
+        self.mlp_dense_1.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+
+    @staticmethod
+    def _attention_residual(x, norm, attention, dropout, training, **attention_kwargs):
+        """`x + dropout(attention(norm(x)))`."""
+        y = attention(norm(x), training=training, **attention_kwargs)
+        return x + dropout(y, training=training)
+
+    def _mlp(self, x, training):
+        """`MLP(pre_mlp_norm(x))` (the residual is the caller's)."""
+        z = self.mlp_dense_0(self.pre_mlp_norm(x))
+        z = keras.activations.gelu(z, approximate=True)
+        z = self.mlp_dropout(z, training=training)
+        return self.mlp_dense_1(z)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout_rate": self.dropout_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_givt")
-class GIVTDecoderBlock(keras.layers.Layer):
+class GIVTDecoderBlock(PreLNTransformerBlock):
     """One GIVT transformer block (big_vision `EncDecBlock`).
 
     Args:
@@ -281,8 +390,9 @@ class GIVTDecoderBlock(keras.layers.Layer):
 
     Example:
     ```python
-    block = GIVTDecoderBlock(hidden_dim=32, num_heads=2, mlp_dim=64)
-    y = block(np.zeros((2, 16, 32), "float32"))  # (2, 16, 32)
+    block = GIVTDecoderBlock(hidden_dim=32, num_heads=2, mlp_dim=64, cross_attention=True)
+    encoded = np.zeros((2, 8, 32), "float32")
+    y = block(np.zeros((2, 16, 32), "float32"), encoded=encoded)  # (2, 16, 32)
     ```
     """
 
@@ -297,54 +407,28 @@ class GIVTDecoderBlock(keras.layers.Layer):
         layer_norm_epsilon=1e-6,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
-        self.mlp_dim = mlp_dim
-        self.dropout_rate = dropout_rate
+        super().__init__(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon, **kwargs)
         self.causal = causal
         self.cross_attention = cross_attention
-        self.layer_norm_epsilon = layer_norm_epsilon
-        dtype = self.dtype_policy
 
         # === Layers ===
-        self.pre_attention_norm = FlaxLayerNorm(
-            layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_attention_norm"
-        )
-        self.self_attention = GIVTAttention(
-            num_heads, hidden_dim, dropout_rate, dtype=dtype, name="self_attention"
-        )
-        self.attention_output_dropout = keras.layers.Dropout(
-            dropout_rate, dtype=dtype, name="attention_output_dropout"
+        # Bias-free LayerNorms and attention; dropout on the attention weights.
+        self.pre_attention_norm, self.self_attention, self.attention_output_dropout = (
+            self._attention_sublayers(
+                "pre_attention_norm", "self_attention", "attention_output_dropout",
+                use_bias=False, attention_dropout_rate=dropout_rate,
+            )
         )
         if cross_attention:
-            self.pre_cross_attention_norm = FlaxLayerNorm(
-                layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_cross_attention_norm"
+            (
+                self.pre_cross_attention_norm,
+                self.cross_attention_layer,
+                self.cross_attention_output_dropout,
+            ) = self._attention_sublayers(
+                "pre_cross_attention_norm", "cross_attention", "cross_attention_output_dropout",
+                use_bias=False, attention_dropout_rate=dropout_rate,
             )
-            self.cross_attention_layer = GIVTAttention(
-                num_heads, hidden_dim, dropout_rate, dtype=dtype, name="cross_attention"
-            )
-            self.cross_attention_output_dropout = keras.layers.Dropout(
-                dropout_rate, dtype=dtype, name="cross_attention_output_dropout"
-            )
-        self.pre_mlp_norm = FlaxLayerNorm(
-            layer_norm_epsilon, use_bias=False, dtype=dtype, name="pre_mlp_norm"
-        )
-        self.mlp_dense_0 = FlatDense(
-            mlp_dim,
-            kernel_initializer="glorot_uniform",
-            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
-            dtype=dtype,
-            name="mlp_dense_0",
-        )
-        self.mlp_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="mlp_dropout")
-        self.mlp_dense_1 = FlatDense(
-            hidden_dim,
-            kernel_initializer="glorot_uniform",
-            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
-            dtype=dtype,
-            name="mlp_dense_1",
-        )
+        self._add_mlp_sublayers(norm_bias=False)
 
     def build(self, x_shape, encoded_shape=None):
         input_shape = x_shape
@@ -355,28 +439,23 @@ class GIVTDecoderBlock(keras.layers.Layer):
                 encoded_shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
             self.pre_cross_attention_norm.build(input_shape)
             self.cross_attention_layer.build(input_shape, encoded_shape)
-        self.pre_mlp_norm.build(input_shape)
-        self.mlp_dense_0.build(input_shape)
-        self.mlp_dense_1.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self._build_mlp(input_shape)
         self.built = True
 
     def _cross_and_mlp(self, x, encoded, training):
         if self.cross_attention:
-            y = self.pre_cross_attention_norm(x)
-            y = self.cross_attention_layer(y, kv=encoded, training=training)
-            x = x + self.cross_attention_output_dropout(y, training=training)
-        z = self.pre_mlp_norm(x)
-        z = self.mlp_dense_0(z)
-        z = keras.activations.gelu(z, approximate=True)
-        z = self.mlp_dropout(z, training=training)
-        z = self.mlp_dense_1(z)
-        return x + z
+            x = self._attention_residual(
+                x, self.pre_cross_attention_norm, self.cross_attention_layer,
+                self.cross_attention_output_dropout, training, kv=encoded,
+            )
+        return x + self._mlp(x, training)
 
     def call(self, x, encoded=None, training=None):
         # x (B, T, E); encoded (B, S, E) or None.
-        y = self.pre_attention_norm(x)
-        y = self.self_attention(y, is_causal=self.causal, training=training)
-        x = x + self.attention_output_dropout(y, training=training)
+        x = self._attention_residual(
+            x, self.pre_attention_norm, self.self_attention, self.attention_output_dropout,
+            training, is_causal=self.causal,
+        )
         return self._cross_and_mlp(x, encoded, training)
 
     def call_with_cache(
@@ -399,15 +478,5 @@ class GIVTDecoderBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim,
-                "dropout_rate": self.dropout_rate,
-                "causal": self.causal,
-                "cross_attention": self.cross_attention,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
+        config.update({"causal": self.causal, "cross_attention": self.cross_attention})
         return config

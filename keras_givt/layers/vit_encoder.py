@@ -16,13 +16,12 @@ the encoder-decoder GIVT. Semantics (`Encoder1DBlock`, `MlpBlock`):
 import keras
 from keras import ops
 
-from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.transformer_block import FlaxLayerNorm
-from keras_givt.layers.transformer_block import GIVTAttention
+from keras_givt.layers.transformer_block import PreLNTransformerBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class ViTEncoderBlock(keras.layers.Layer):
+class ViTEncoderBlock(PreLNTransformerBlock):
     """One big_vision ViT `Encoder1DBlock`.
 
     Args:
@@ -42,73 +41,31 @@ class ViTEncoderBlock(keras.layers.Layer):
     def __init__(
         self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
     ):
-        super().__init__(**kwargs)
-        self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
-        self.mlp_dim = mlp_dim
-        self.dropout_rate = dropout_rate
-        self.layer_norm_epsilon = layer_norm_epsilon
-        dtype = self.dtype_policy
+        super().__init__(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon, **kwargs)
 
         # === Layers ===
-        self.pre_attention_norm = FlaxLayerNorm(
-            layer_norm_epsilon, use_bias=True, dtype=dtype, name="pre_attention_norm"
+        # LayerNorms and attention with biases; no attention-weight dropout.
+        self.pre_attention_norm, self.attention, self.attention_dropout = self._attention_sublayers(
+            "pre_attention_norm", "attention", "attention_dropout",
+            use_bias=True, attention_dropout_rate=0.0,
         )
-        self.attention = GIVTAttention(num_heads, hidden_dim, use_bias=True, dtype=dtype, name="attention")
-        self.attention_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="attention_dropout")
-        self.pre_mlp_norm = FlaxLayerNorm(
-            layer_norm_epsilon, use_bias=True, dtype=dtype, name="pre_mlp_norm"
+        self._add_mlp_sublayers(norm_bias=True)
+        self.output_dropout = keras.layers.Dropout(
+            dropout_rate, dtype=self.dtype_policy, name="output_dropout"
         )
-        self.mlp_dense_0 = FlatDense(
-            mlp_dim,
-            kernel_initializer="glorot_uniform",
-            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
-            dtype=dtype,
-            name="mlp_dense_0",
-        )
-        self.mlp_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="mlp_dropout")
-        self.mlp_dense_1 = FlatDense(
-            hidden_dim,
-            kernel_initializer="glorot_uniform",
-            bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
-            dtype=dtype,
-            name="mlp_dense_1",
-        )
-        self.output_dropout = keras.layers.Dropout(dropout_rate, dtype=dtype, name="output_dropout")
 
     def build(self, input_shape):
         self.pre_attention_norm.build(input_shape)
         self.attention.build(input_shape)
-        self.pre_mlp_norm.build(input_shape)
-        self.mlp_dense_0.build(input_shape)
-        self.mlp_dense_1.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self._build_mlp(input_shape)
         self.built = True
 
     def call(self, x, training=None):
         # x (B, P, E)
-        y = self.pre_attention_norm(x)
-        y = self.attention(y, training=training)
-        x = x + self.attention_dropout(y, training=training)
-        z = self.pre_mlp_norm(x)
-        z = keras.activations.gelu(self.mlp_dense_0(z), approximate=True)
-        z = self.mlp_dense_1(self.mlp_dropout(z, training=training))
-        return x + self.output_dropout(z, training=training)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim,
-                "dropout_rate": self.dropout_rate,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
+        x = self._attention_residual(
+            x, self.pre_attention_norm, self.attention, self.attention_dropout, training
         )
-        return config
+        return x + self.output_dropout(self._mlp(x, training), training=training)
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -150,13 +107,7 @@ class ViTEncoder(keras.layers.Layer):
         # === Layers ===
         self.blocks = [
             ViTEncoderBlock(
-                hidden_dim,
-                num_heads,
-                mlp_dim,
-                dropout_rate,
-                layer_norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"encoder_block_{i}",
+                **self._block_kwargs(), dtype=self.dtype_policy, name=f"encoder_block_{i}"
             )
             for i in range(num_layers)
         ]
@@ -175,21 +126,22 @@ class ViTEncoder(keras.layers.Layer):
             x = block(x, training=training)
         return self.encoder_norm(x)
 
+    def _block_kwargs(self):
+        """Each block's hyperparameters (also this layer's, with `num_layers`)."""
+        return {
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "mlp_dim": self.mlp_dim,
+            "dropout_rate": self.dropout_rate,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_layers": self.num_layers,
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim,
-                "dropout_rate": self.dropout_rate,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
+        config.update({"num_layers": self.num_layers, **self._block_kwargs()})
         return config
 
 
