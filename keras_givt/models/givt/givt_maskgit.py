@@ -3,8 +3,6 @@
 Dimension letters: B batch, L tokens, D token dim, H/W/C image, S steps.
 """
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
@@ -13,7 +11,6 @@ from keras_givt.models.givt.givt_task import GIVTTask
 from keras_givt.samplers.mask_schedules import bottom_k_mask
 from keras_givt.samplers.mask_schedules import mask_ratio
 from keras_givt.samplers.maskgit_sampler import maskgit_generate
-from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -44,6 +41,9 @@ class GIVTMaskGIT(GIVTTask):
     z = model.generate(labels=[1, 2], num_steps=8, seed=0, return_latents=True)
     ```
     """
+
+    inpaint_token_ranks = (3,)
+    inpaint_token_description = "(B, L, D) latents"
 
     def __init__(self, backbone, vae=None, adaptor=None, preprocessor=None, seed=None, **kwargs):
         if backbone.style != "masked":
@@ -90,18 +90,15 @@ class GIVTMaskGIT(GIVTTask):
 
     def _run(self, labels, tokens, unknown, num_steps, schedule, choice_temperature,
              temperature, temperature_probs, cfg_weight, seed):
-        bb = self.backbone
         num_steps = self._default("num_steps", num_steps, 16)
         schedule = self._default("schedule", schedule, "cosine")
         choice_temperature = self._default("choice_temperature", choice_temperature, 1.0)
         temperature = self._default("temperature", temperature, 1.0)
         temperature_probs = self._default("temperature_probs", temperature_probs, 1.0)
         cfg_weight = self._default("cfg_weight", cfg_weight, None)
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
+        self._check_num_steps(num_steps)
         mask_ratio(0.5, schedule)  # Validates the schedule name.
         use_cfg = self._check_cfg(cfg_weight)
-        self._set_seed(seed)
         inputs = {
             "tokens": ops.convert_to_tensor(tokens, "float32"),
             "unknown": ops.convert_to_tensor(unknown, "bool"),
@@ -112,11 +109,7 @@ class GIVTMaskGIT(GIVTTask):
         }
         if labels is not None:
             inputs["labels"] = ops.convert_to_tensor(labels, "int32")
-        key = ("maskgit", use_cfg, num_steps, schedule)
-        fn = self._compile_generate(
-            key, lambda x: self.generate_step(x, use_cfg, num_steps, schedule)
-        )
-        return fn(inputs)
+        return self._generate_compiled("maskgit", inputs, seed, use_cfg, num_steps, schedule)
 
     def generate(
         self,
@@ -155,8 +148,7 @@ class GIVTMaskGIT(GIVTTask):
         unknown = np.ones((batch, bb.seq_len), bool)
         out, counts = self._run(labels, tokens, unknown, num_steps, schedule,
                                 choice_temperature, temperature, temperature_probs, cfg_weight, seed)
-        out = out if return_latents else self.decode_tokens(out)
-        return (out, counts) if return_num_masked else out
+        return self._generation_outputs(out, counts, return_latents, return_num_masked)
 
     def inpaint(
         self,
@@ -186,34 +178,21 @@ class GIVTMaskGIT(GIVTTask):
             Images (or latents); unmasked tokens are bit-identical to the
             encoding of the input (the posterior mean).
         """
-        bb = self.backbone
-        images = ops.convert_to_tensor(images, "float32")
-        if len(images.shape) == 4:
-            tokens = self.encode_images(images, sample=False)
-            grid = token_grid or _square_grid(bb.seq_len)
-            token_mask = pixel_mask_to_token_mask(mask, grid)
-        elif len(images.shape) == 3:
-            tokens = images
-            token_mask = ops.convert_to_tensor(mask, "bool")
-        else:
-            raise ValueError(
-                f"`images` must be (B, H, W, C) images or (B, L, D) latents; received shape "
-                f"{tuple(images.shape)}."
-            )
-        batch = int(tokens.shape[0])
-        if tuple(token_mask.shape) != (batch, bb.seq_len):
-            raise ValueError(
-                f"The token mask must be ({batch}, {bb.seq_len}); received {tuple(token_mask.shape)}."
-            )
-        if labels is not None or bb.num_labels is not None:
-            labels, _ = self._normalize_labels(labels, batch)
+        tokens, token_mask = self._inpaint_tokens(
+            images,
+            mask,
+            lambda: token_grid or self._square_token_grid(": pass `token_grid=(h, w)`"),
+        )
+        if labels is not None or self.backbone.num_labels is not None:
+            labels, _ = self._normalize_labels(labels, int(tokens.shape[0]))
         out, _ = self._run(labels, tokens, token_mask, num_steps, schedule, choice_temperature,
                            temperature, temperature_probs, cfg_weight, seed)
         return out if return_latents else self.decode_tokens(out)
 
+    # --- Editing -----------------------------------------------------------
 
-def _square_grid(seq_len):
-    side = int(round(math.sqrt(seq_len)))
-    if side * side != seq_len:
-        raise ValueError(f"seq_len={seq_len} is not a square: pass `token_grid=(h, w)`.")
-    return side, side
+    def _encode_for_inpaint(self, images):
+        return self.encode_images(images, sample=False)  # The posterior mean.
+
+    def _inpaint_token_inputs(self, latents, mask):
+        return ops.cast(latents, "float32"), ops.convert_to_tensor(mask, "bool")

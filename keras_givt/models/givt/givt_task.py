@@ -1,19 +1,19 @@
-"""Shared machinery of the GIVT tasks (training on images or latents, compiled generation).
+"""Shared machinery of the GIVT tasks (training on images or latents, VAE, CFG checks).
+
+Compiled generation, seeding and presets come from `GenerationTask`.
 
 Dimension letters: B batch, H/W image size, C channels, L tokens, D token dim.
 """
 
 import keras
 from keras import ops
-from keras_hub.models import Task
-from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.givt.givt_backbone import GIVTBackbone
 from keras_givt.models.givt.givt_loss import givt_nll
-from keras_givt.utils import preset_utils
 
 
-class GIVTTask(Task):
+class GIVTTask(GenerationTask):
     """Base class of `GIVTCausal` and `GIVTMaskGIT`.
 
     Holds a `GIVTBackbone`, an optional frozen VAE (images <-> latents) and an
@@ -25,6 +25,10 @@ class GIVTTask(Task):
 
     backbone_cls = GIVTBackbone
     preprocessor_cls = None
+    nested_models = ("vae", "adaptor")
+    batch_description = (
+        "GIVT tasks take dicts with 'latents' (B, L, D) or 'images' (B, H, W, C) (+ 'labels')"
+    )
 
     def __init__(
         self,
@@ -37,22 +41,12 @@ class GIVTTask(Task):
         compile=True,
         **kwargs,
     ):
+        super().__init__(backbone, preprocessor, seed, sampling_defaults, **kwargs)
         # === Layers ===
-        self.backbone = backbone
-        self.preprocessor = preprocessor
-        super().__init__(compile=False, **kwargs)
-        # Assign again now that tracking is on (torch routes attributes set
-        # before `__init__` around Keras' layer tracking).
-        self.backbone = backbone
         self.vae = vae
         self.adaptor = adaptor
         if vae is not None:
             vae.trainable = False
-        self.seed_generator = keras.random.SeedGenerator(seed, name="task_seed_generator")
-        # === Config ===
-        self.seed = seed
-        self.sampling_defaults = dict(sampling_defaults or {})
-        self.generate_functions = {}
         self.built = True  # Every sub-model is built at construction.
         if compile:
             self.compile()
@@ -61,25 +55,9 @@ class GIVTTask(Task):
 
     def latents_from_inputs(self, inputs):
         """`(tokens (B, L, D), labels or None)` from a fit/evaluate batch."""
-        if not isinstance(inputs, dict):
-            raise TypeError(
-                "GIVT tasks take dicts with 'latents' (B, L, D) or 'images' (B, H, W, C) "
-                f"(+ 'labels'); received {type(inputs).__name__}."
-            )
-        if "latents" in inputs:
-            tokens = ops.cast(inputs["latents"], "float32")
-        elif "images" in inputs:
-            tokens = self.encode_images(inputs["images"])
-        else:
-            raise ValueError(
-                f"Expected a 'latents' or 'images' entry; received keys {sorted(inputs)}."
-            )
-        labels = inputs.get("labels")
-        if self.backbone.num_labels is not None and labels is None:
-            raise ValueError("This model is class-conditional: the batch needs 'labels'.")
-        if labels is not None:
-            labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-        return tokens, labels
+        return self._tokens_and_labels(
+            inputs, "latents", "float32", conditional=self.backbone.num_labels is not None
+        )
 
     def encode_images(self, images, sample=True):
         """VAE latents of `images` (B, H, W, C) in [-1, 1] (+ adaptor)."""
@@ -129,92 +107,14 @@ class GIVTTask(Task):
             loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in losses]))
         return loss
 
-    def compile(self, optimizer="auto", **kwargs):
-        """Adam(3e-4, global clipnorm 1) by default; the loss is the model's NLL."""
-        if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(3e-4, global_clipnorm=1.0)
-        kwargs.pop("loss", None)
-        super().compile(optimizer=optimizer, **kwargs)
-        self.generate_functions = {}
+    def _default_optimizer(self):
+        """Adam(3e-4, global clipnorm 1); the loss is the model's NLL."""
+        return keras.optimizers.Adam(3e-4, global_clipnorm=1.0)
 
-    # --- Compiled generation ----------------------------------------------
+    # --- Generation -----------------------------------------------------------
 
-    # torch on CPU: intra-op threads used by `generate` (None: torch's
-    # default). Token-by-token decoding is a chain of small products; on a CPU
-    # shared with other busy processes, 1 avoids OpenMP hand-off stalls.
-    torch_generate_threads = None
-
-    def _compile_generate(self, key, step_fn):
-        """`step_fn(inputs) -> outputs` compiled once per `key` (and input shapes).
-
-        jax: `jax.jit` with the backbone weights and the seed state passed
-        explicitly; tensorflow: `tf.function(jit_compile=True)`; torch: eager
-        under `torch.no_grad()`, KV-cache writes in place, and on CPU with
-        `torch_generate_threads` intra-op threads.
-        """
-        if key in self.generate_functions:
-            return self.generate_functions[key]
-        backend = keras.config.backend()
-        if backend == "torch":
-            import torch
-
-            from keras_givt.utils.tensor_utils import inplace_cache_updates
-
-            threads = getattr(self, "torch_generate_threads", None)
-
-            def fn(inputs):
-                # On CPU, per-token decoding is a chain of small ops where
-                # OpenMP thread hand-offs cost more than they gain.
-                before = torch.get_num_threads()
-                set_threads = threads is not None and not torch.cuda.is_available()
-                if set_threads:
-                    torch.set_num_threads(min(threads, before))
-                try:
-                    with torch.no_grad(), inplace_cache_updates():
-                        return step_fn(inputs)
-                finally:
-                    if set_threads:
-                        torch.set_num_threads(before)
-
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            fn = tf.function(step_fn, jit_compile=True, reduce_retracing=True)
-        else:
-            import jax
-
-            variables = list(self.backbone.variables)
-            seed_state = self.seed_generator.state
-
-            @jax.jit
-            def compiled(values, seed_value, inputs):
-                mapping = list(zip(variables, values)) + [(seed_state, seed_value)]
-                with keras.StatelessScope(state_mapping=mapping) as scope:
-                    out = step_fn(inputs)
-                return out, scope.get_current_value(seed_state)
-
-            def fn(inputs):
-                values = [v.value for v in variables]
-                out, new_seed = compiled(values, seed_state.value, inputs)
-                seed_state.assign(new_seed)
-                return out
-
-        self.generate_functions[key] = fn
-        return fn
-
-    def _set_seed(self, seed):
-        if seed is None:
-            return
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"`seed` must be an int or None; received {seed!r}.")
-        state = self.seed_generator.state
-        state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
-
-    def _check_cfg(self, cfg_weight):
-        """Whether density-based CFG is on; checks the backbone supports it."""
-        use_cfg = cfg_weight is not None and float(cfg_weight) != 0.0
-        if not use_cfg:
-            return False
+    def _check_cfg_support(self, cfg_weight):
+        """Density-based CFG needs the NOLABEL row and a supported head."""
         bb = self.backbone
         if "nolabel" not in bb.special_ids:
             raise ValueError(
@@ -231,10 +131,10 @@ class GIVTTask(Task):
                 f"component per-channel head (as in big_vision); received cfg_weight="
                 f"{cfg_weight!r} with head_type={head.head_type!r}, K={head.num_mixtures}."
             )
-        return True
 
     def _normalize_labels(self, labels, num_samples):
-        if self.backbone.num_labels is None:
+        num_labels = self.backbone.num_labels
+        if num_labels is None:
             if labels is not None:
                 raise ValueError("This model is unconditional: do not pass `labels`.")
             if num_samples is None:
@@ -242,68 +142,5 @@ class GIVTTask(Task):
             return None, int(num_samples)
         if labels is None:
             raise ValueError("This model is class-conditional: pass `labels`.")
-        labels = keras.ops.convert_to_numpy(labels).astype("int32").reshape(-1)
-        if num_samples is not None:
-            if labels.size == 1:
-                labels = labels.repeat(int(num_samples))
-            elif labels.size != num_samples:
-                raise ValueError(
-                    f"`num_samples` ({num_samples}) must match the number of labels "
-                    f"({labels.size}) or labels must be a single class."
-                )
-        bad = (labels < 0) | (labels >= self.backbone.num_labels)
-        if bad.any():
-            raise ValueError(
-                f"`labels` must be in [0, {self.backbone.num_labels}); received "
-                f"{labels[bad].tolist()}."
-            )
+        labels = self._label_array(labels, num_samples, num_labels)
         return labels, int(labels.size)
-
-    def _default(self, name, value, fallback):
-        """An explicit argument, else the preset's sampling default, else `fallback`."""
-        if value is not None:
-            return value
-        return self.sampling_defaults.get(name, fallback)
-
-    # --- Presets -----------------------------------------------------------
-
-    @classproperty
-    def presets(cls):
-        """Built-in presets of this task (big_vision checkpoints and bundled models)."""
-        return {
-            k: v["metadata"] for k, v in preset_utils.PRESETS.items() if v["class"] == cls.__name__
-        }
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Loads a preset: a built-in name, a keras-hub handle or a local directory.
-
-        Built-in presets backed by big_vision URLs are downloaded with
-        `keras.utils.get_file` and converted once into a keras-hub preset
-        directory in the Keras cache.
-        """
-        return super().from_preset(
-            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
-
-    # --- Config ------------------------------------------------------------
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "vae": None if self.vae is None else keras.layers.serialize(self.vae),
-                "adaptor": None if self.adaptor is None else keras.layers.serialize(self.adaptor),
-                "seed": self.seed,
-                "sampling_defaults": self.sampling_defaults,
-            }
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("vae", "adaptor"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.layers.deserialize(config[key])
-        return super().from_config(config)

@@ -20,25 +20,19 @@ mask (inpainting, outpainting, class-conditional box regeneration with
 another label) and keeps every other token.
 """
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Task
-from keras_hub.src.utils.python_utils import classproperty
 
-from keras_givt.models.givt.givt_task import GIVTTask
+from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
 from keras_givt.samplers.discrete_maskgit_sampler import discrete_maskgit_decode
 from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
-from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
-from keras_givt.utils import preset_utils
 from keras_givt.utils.validation import check_probability
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class MaskGITImageGenerator(Task):
+class MaskGITImageGenerator(GenerationTask):
     """Class-conditional (or unconditional) discrete MaskGIT.
 
     Args:
@@ -65,6 +59,13 @@ class MaskGITImageGenerator(Task):
 
     backbone_cls = MaskGITBackbone
     preprocessor_cls = None
+    nested_models = ("tokenizer",)
+    batch_description = (
+        "MaskGITImageGenerator takes dicts with 'images' (B, H, W, C) in [0, 1] or "
+        "'tokens' (B, L) (+ 'labels')"
+    )
+    inpaint_token_ranks = (2, 3)
+    inpaint_token_description = "(B, L) tokens"
 
     def __init__(
         self,
@@ -87,60 +88,34 @@ class MaskGITImageGenerator(Task):
                 f"The tokenizer has codebook_size={tokenizer.codebook_size} but the backbone "
                 f"expects {backbone.codebook_size}."
             )
+        super().__init__(backbone, preprocessor, seed, sampling_defaults, **kwargs)
         # === Layers ===
-        self.backbone = backbone
-        self.preprocessor = preprocessor
-        super().__init__(compile=False, **kwargs)
-        self.backbone = backbone  # Again, now that tracking is on (torch).
         self.tokenizer = tokenizer
         if tokenizer is not None:
             tokenizer.trainable = False
-        self.seed_generator = keras.random.SeedGenerator(seed, name="task_seed_generator")
         # === Config ===
         self.label_smoothing = label_smoothing
         self.label_dropout = label_dropout
         self.min_masking_rate = min_masking_rate
-        self.seed = seed
-        self.sampling_defaults = dict(sampling_defaults or {})
-        self.generate_functions = {}
         self.built = True
         if compile:
             self.compile()
 
-    # Shared with the GIVT tasks: compiled generation and seeding.
-    _compile_generate = GIVTTask._compile_generate
-    _set_seed = GIVTTask._set_seed
-    _default = GIVTTask._default
-
     @property
     def token_grid(self):
-        side = int(round(math.sqrt(self.backbone.seq_len)))
-        if side * side != self.backbone.seq_len:
-            raise ValueError(f"seq_len={self.backbone.seq_len} is not a square token grid.")
-        return side, side
+        return self._square_token_grid(" token grid")
 
     # --- Data --------------------------------------------------------------
 
     def tokens_from_inputs(self, inputs):
-        """`(tokens (B, L) int32, labels (B,) int32)` of a fit batch."""
-        if not isinstance(inputs, dict):
-            raise TypeError(
-                "MaskGITImageGenerator takes dicts with 'images' (B, H, W, C) in [0, 1] or "
-                f"'tokens' (B, L) (+ 'labels'); received {type(inputs).__name__}."
-            )
-        if "tokens" in inputs:
-            tokens = ops.cast(inputs["tokens"], "int32")
-        elif "images" in inputs:
-            tokens = self.encode_images(inputs["images"])
-        else:
-            raise ValueError(f"Expected 'images' or 'tokens'; received keys {sorted(inputs)}.")
+        """`(tokens (B, L) int32, labels (B,) int32)` of a fit batch (-1: no class)."""
+        tokens, labels = self._tokens_and_labels(
+            inputs, "tokens", "int32", conditional=self.backbone.num_classes > 0
+        )
         tokens = ops.reshape(tokens, (ops.shape(tokens)[0], -1))
-        labels = inputs.get("labels")
         if labels is None:
-            if self.backbone.num_classes > 0:
-                raise ValueError("This model is class-conditional: the batch needs 'labels'.")
             labels = ops.full((ops.shape(tokens)[0],), -1, "int32")
-        return tokens, ops.reshape(ops.cast(labels, "int32"), (-1,))
+        return tokens, labels
 
     def encode_images(self, images):
         """Code indices (B, L) int32 of images (B, H, W, C) in [0, 1]."""
@@ -199,15 +174,9 @@ class MaskGITImageGenerator(Task):
             loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
         return loss
 
-    def compile(self, optimizer="auto", **kwargs):
-        """AdamW(1e-4, weight decay 0.045 as MaskGIT, clipnorm 1) by default."""
-        if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(
-                1e-4, weight_decay=0.045, beta_2=0.96, global_clipnorm=1.0
-            )
-        kwargs.pop("loss", None)
-        super().compile(optimizer=optimizer, **kwargs)
-        self.generate_functions = {}
+    def _default_optimizer(self):
+        """AdamW(1e-4, weight decay 0.045 as MaskGIT, clipnorm 1)."""
+        return keras.optimizers.AdamW(1e-4, weight_decay=0.045, beta_2=0.96, global_clipnorm=1.0)
 
     # --- Generation -------------------------------------------------------------
 
@@ -244,31 +213,30 @@ class MaskGITImageGenerator(Task):
         choice_temperature = self._default("choice_temperature", choice_temperature, 4.5)
         temperature = self._default("temperature", temperature, 1.0)
         cfg_weight = self._default("cfg_weight", cfg_weight, 0.0)
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
+        self._check_num_steps(num_steps)
         maskgit_mask_ratio(0.5, 4, schedule)  # Validates the schedule name.
         if not float(temperature) > 0:
             raise ValueError(f"`temperature` must be > 0; received temperature={temperature!r}.")
-        use_cfg = float(cfg_weight) != 0.0
-        if use_cfg and (self.label_dropout <= 0 or self.backbone.num_classes == 0):
-            raise ValueError(
-                "`cfg_weight` needs a class-conditional model trained with label dropout "
-                f"(label_dropout > 0); received cfg_weight={cfg_weight!r} with "
-                f"label_dropout={self.label_dropout}."
-            )
-        self._set_seed(seed)
+        use_cfg = self._check_cfg(cfg_weight)
         inputs = {
             "tokens": ops.convert_to_tensor(tokens, "int32"),
             "labels": ops.convert_to_tensor(labels, "int32"),
             "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
             "temperature": ops.convert_to_tensor(temperature, "float32"),
-            "cfg_weight": ops.convert_to_tensor(cfg_weight, "float32"),
+            "cfg_weight": ops.convert_to_tensor(cfg_weight if use_cfg else 0.0, "float32"),
         }
-        key = ("discrete_maskgit", use_cfg, num_steps, schedule)
-        fn = self._compile_generate(
-            key, lambda x: self.generate_step(x, use_cfg, num_steps, schedule)
+        return self._generate_compiled(
+            "discrete_maskgit", inputs, seed, use_cfg, num_steps, schedule
         )
-        return fn(inputs)
+
+    def _check_cfg_support(self, cfg_weight):
+        """Guidance needs a class-conditional model trained with label dropout."""
+        if self.label_dropout <= 0 or self.backbone.num_classes == 0:
+            raise ValueError(
+                "`cfg_weight` needs a class-conditional model trained with label dropout "
+                f"(label_dropout > 0); received cfg_weight={cfg_weight!r} with "
+                f"label_dropout={self.label_dropout}."
+            )
 
     def _normalize_labels(self, labels, num_samples):
         nc = self.backbone.num_classes
@@ -278,19 +246,7 @@ class MaskGITImageGenerator(Task):
             if nc > 0 and self.label_dropout <= 0:
                 raise ValueError("This model is class-conditional: pass `labels`.")
             return np.full((int(num_samples),), -1, "int32")
-        labels = np.asarray(keras.ops.convert_to_numpy(labels)).astype("int32").reshape(-1)
-        if num_samples is not None:
-            if labels.size == 1:
-                labels = labels.repeat(int(num_samples))
-            elif labels.size != num_samples:
-                raise ValueError(
-                    f"`num_samples` ({num_samples}) must match the number of labels "
-                    f"({labels.size}) or labels must be a single class."
-                )
-        bad = (labels < 0) | (labels >= nc)
-        if bad.any():
-            raise ValueError(f"`labels` must be in [0, {nc}); received {labels[bad].tolist()}.")
-        return labels
+        return self._label_array(labels, num_samples, nc)
 
     def generate(
         self,
@@ -327,8 +283,7 @@ class MaskGITImageGenerator(Task):
         tokens = np.full((labels.size, self.backbone.seq_len), -1, "int32")
         out, counts = self._run(tokens, labels, num_steps, schedule, choice_temperature,
                                 temperature, cfg_weight, seed)
-        out = out if return_tokens else self.decode_tokens(out)
-        return (out, counts) if return_num_masked else out
+        return self._generation_outputs(out, counts, return_tokens, return_num_masked)
 
     def inpaint(
         self,
@@ -359,46 +314,22 @@ class MaskGITImageGenerator(Task):
             Images in [0, 1] (or tokens); tokens outside the mask are the
             input's own codes.
         """
-        x = ops.convert_to_tensor(images)
-        if len(x.shape) == 4:
-            tokens = self.encode_images(ops.cast(x, "float32"))
-            token_mask = pixel_mask_to_token_mask(mask, self.token_grid)
-        elif len(x.shape) in (2, 3):
-            tokens = ops.reshape(ops.cast(x, "int32"), (x.shape[0], -1))
-            token_mask = ops.reshape(ops.convert_to_tensor(mask, "bool"), (x.shape[0], -1))
-        else:
-            raise ValueError(
-                "`images` must be (B, H, W, C) images or (B, L) tokens; received shape "
-                f"{tuple(x.shape)}."
-            )
-        batch = int(tokens.shape[0])
-        if tuple(token_mask.shape) != (batch, self.backbone.seq_len):
-            raise ValueError(
-                f"The token mask must be ({batch}, {self.backbone.seq_len}); received "
-                f"{tuple(token_mask.shape)}."
-            )
-        labels = self._normalize_labels(labels, batch)
+        tokens, token_mask = self._inpaint_tokens(images, mask, lambda: self.token_grid)
+        labels = self._normalize_labels(labels, int(tokens.shape[0]))
         start = ops.where(token_mask, -1, tokens)
         out, counts = self._run(start, labels, num_steps, schedule, choice_temperature,
                                 temperature, cfg_weight, seed)
-        out = out if return_tokens else self.decode_tokens(out)
-        return (out, counts) if return_num_masked else out
+        return self._generation_outputs(out, counts, return_tokens, return_num_masked)
 
-    # --- Presets -------------------------------------------------------------------
+    # --- Editing -----------------------------------------------------------
 
-    @classproperty
-    def presets(cls):
-        return {
-            k: v["metadata"] for k, v in preset_utils.PRESETS.items() if v["class"] == cls.__name__
-        }
+    def _encode_for_inpaint(self, images):
+        return self.encode_images(images)
 
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """A built-in name (MaskGIT URLs, converted once into the Keras cache),
-        a keras-hub handle or a local preset directory."""
-        return super().from_preset(
-            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
+    def _inpaint_token_inputs(self, tokens, mask):
+        batch = tokens.shape[0]
+        tokens = ops.reshape(ops.cast(tokens, "int32"), (batch, -1))
+        return tokens, ops.reshape(ops.convert_to_tensor(mask, "bool"), (batch, -1))
 
     # --- Config ----------------------------------------------------------------------
 
@@ -406,20 +337,9 @@ class MaskGITImageGenerator(Task):
         config = super().get_config()
         config.update(
             {
-                "tokenizer": None if self.tokenizer is None
-                else keras.layers.serialize(self.tokenizer),
                 "label_smoothing": self.label_smoothing,
                 "label_dropout": self.label_dropout,
                 "min_masking_rate": self.min_masking_rate,
-                "seed": self.seed,
-                "sampling_defaults": self.sampling_defaults,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("tokenizer"), dict):
-            config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
-        return super().from_config(config)

@@ -164,6 +164,30 @@ def test_editing_keeps_tokens_outside_the_box():
     assert edited.shape == (2, 8, 8, 3) and edited.min() >= 0 and edited.max() <= 1
 
 
+def test_shared_generation_task_config_and_checks():
+    from keras_givt.models.generation_task import GenerationTask
+
+    assert issubclass(keras_givt.MaskGITImageGenerator, GenerationTask)
+    assert issubclass(keras_givt.GIVTMaskGIT, GenerationTask)
+    model = keras_givt.MaskGITImageGenerator(
+        _backbone(), _tokenizer(), label_dropout=0.1, seed=3, sampling_defaults={"num_steps": 3}
+    )
+    config = model.get_config()
+    assert config["tokenizer"]["class_name"] == "VQGANTokenizer"
+    assert (config["seed"], config["sampling_defaults"]) == (3, {"num_steps": 3})
+    again = keras_givt.MaskGITImageGenerator.from_config(config)
+    assert again.tokenizer.codebook_size == K and again.label_dropout == 0.1
+    assert again.seed == 3 and again.sampling_defaults == {"num_steps": 3}
+    with pytest.raises(ValueError, match="must match the number of labels"):
+        model.generate(labels=[0, 1], num_samples=3)
+    with pytest.raises(TypeError, match="takes dicts"):
+        model.tokens_from_inputs(np.zeros((2, 16), "int32"))
+    with pytest.raises(ValueError, match=r"\(B, L\) tokens"):
+        model.inpaint(np.zeros((16,), "int32"), np.zeros((16,), bool))
+    with pytest.raises(ValueError, match="token mask"):
+        model.inpaint(np.zeros((2, 16), "int32"), np.zeros((2, 15), bool))
+
+
 @pytest.fixture
 def local_presets(tmp_path, monkeypatch):
     """MaskGIT presets whose URLs are file:// copies of fixture checkpoints."""

@@ -1,0 +1,319 @@
+"""`GenerationTask`: what the image-generation tasks share.
+
+The GIVT tasks (`GIVTTask` and its subclasses) and the discrete
+`MaskGITImageGenerator` hold a backbone, optional frozen image models
+(VAE/adaptor, VQGAN tokenizer), a `SeedGenerator` and a preset's sampling
+defaults; they sample with a function compiled once per mode, and the two
+MaskGIT tasks edit images by regenerating the tokens under a pixel mask.
+
+Dimension letters: B batch, H/W/C image, h/w token grid, L = h·w tokens.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.models import Task
+from keras_hub.src.utils.python_utils import classproperty
+
+from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
+from keras_givt.utils import preset_utils
+
+
+class GenerationTask(Task):
+    """Base class of `GIVTTask` and `MaskGITImageGenerator`.
+
+    Holds the backbone, the task's `SeedGenerator`, the preset's sampling
+    defaults and the `generate` functions compiled so far. A subclass calls
+    `super().__init__(backbone, ...)`, then sets its sub-models (the
+    optional ones named in `nested_models` are serialized in the config),
+    marks itself built and compiles.
+
+    Args:
+        backbone: the task's `keras_hub.models.Backbone`.
+        preprocessor: None (the tasks take dicts of arrays).
+        seed: int or None. Seed of the task's `SeedGenerator`.
+        sampling_defaults: dict of `generate` defaults (e.g. from a preset).
+    """
+
+    # Attributes holding optional sub-models, serialized in the config.
+    nested_models = ()
+    # How `fit` batches look (the message when a batch is not a dict).
+    batch_description = "Generation tasks take dicts of arrays"
+    # `inpaint` inputs other than (B, H, W, C) images: their ranks and how
+    # error messages name them.
+    inpaint_token_ranks = ()
+    inpaint_token_description = "tokens"
+
+    def __init__(self, backbone, preprocessor=None, seed=None, sampling_defaults=None, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        super().__init__(compile=False, **kwargs)
+        # Assign again now that tracking is on (torch routes attributes set
+        # before `__init__` around Keras' layer tracking).
+        self.backbone = backbone
+        self.seed_generator = keras.random.SeedGenerator(seed, name="task_seed_generator")
+        # === Config ===
+        self.seed = seed
+        self.sampling_defaults = dict(sampling_defaults or {})
+        self.generate_functions = {}
+
+    # --- Data ------------------------------------------------------------
+
+    def _tokens_and_labels(self, inputs, tokens_key, dtype, conditional):
+        """`(tokens, labels (B,) int32 or None)` of a fit/evaluate batch.
+
+        The tokens are `inputs[tokens_key]` cast to `dtype`, else
+        `encode_images(inputs["images"])`; `conditional` models need
+        `inputs["labels"]`.
+        """
+        if not isinstance(inputs, dict):
+            raise TypeError(f"{self.batch_description}; received {type(inputs).__name__}.")
+        if tokens_key in inputs:
+            tokens = ops.cast(inputs[tokens_key], dtype)
+        elif "images" in inputs:
+            tokens = self.encode_images(inputs["images"])
+        else:
+            raise ValueError(
+                f"Expected a {tokens_key!r} or 'images' entry; received keys {sorted(inputs)}."
+            )
+        labels = inputs.get("labels")
+        if labels is None:
+            if conditional:
+                raise ValueError("This model is class-conditional: the batch needs 'labels'.")
+            return tokens, None
+        return tokens, ops.reshape(ops.cast(labels, "int32"), (-1,))
+
+    def _label_array(self, labels, num_samples, num_classes):
+        """`labels` as an int32 numpy (B,), checked to lie in [0, num_classes).
+
+        One label is repeated `num_samples` times; otherwise `num_samples`
+        (when given) must be the number of labels.
+        """
+        labels = np.asarray(keras.ops.convert_to_numpy(labels)).astype("int32").reshape(-1)
+        if num_samples is not None:
+            if labels.size == 1:
+                labels = labels.repeat(int(num_samples))
+            elif labels.size != num_samples:
+                raise ValueError(
+                    f"`num_samples` ({num_samples}) must match the number of labels "
+                    f"({labels.size}) or labels must be a single class."
+                )
+        bad = (labels < 0) | (labels >= num_classes)
+        if bad.any():
+            raise ValueError(
+                f"`labels` must be in [0, {num_classes}); received {labels[bad].tolist()}."
+            )
+        return labels
+
+    # --- Training --------------------------------------------------------
+
+    def _default_optimizer(self):
+        """The optimizer of `compile(optimizer="auto")`."""
+        raise NotImplementedError
+
+    def compile(self, optimizer="auto", **kwargs):
+        """Compiles with the task's own loss.
+
+        `optimizer="auto"` takes the task's default optimizer
+        (`_default_optimizer`); a `loss` argument is ignored.
+        """
+        if optimizer == "auto":
+            optimizer = self._default_optimizer()
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, **kwargs)
+        self.generate_functions = {}
+
+    # --- Compiled generation ----------------------------------------------
+
+    # torch on CPU: intra-op threads used by `generate` (None: torch's
+    # default). Token-by-token decoding is a chain of small products; on a CPU
+    # shared with other busy processes, 1 avoids OpenMP hand-off stalls.
+    torch_generate_threads = None
+
+    def _compile_generate(self, key, step_fn):
+        """`step_fn(inputs) -> outputs` compiled once per `key` (and input shapes).
+
+        jax: `jax.jit` with the backbone weights and the seed state passed
+        explicitly; tensorflow: `tf.function(jit_compile=True)`; torch: eager
+        under `torch.no_grad()`, KV-cache writes in place, and on CPU with
+        `torch_generate_threads` intra-op threads.
+        """
+        if key in self.generate_functions:
+            return self.generate_functions[key]
+        backend = keras.config.backend()
+        if backend == "torch":
+            import torch
+
+            from keras_givt.utils.tensor_utils import inplace_cache_updates
+
+            threads = getattr(self, "torch_generate_threads", None)
+
+            def fn(inputs):
+                # On CPU, per-token decoding is a chain of small ops where
+                # OpenMP thread hand-offs cost more than they gain.
+                before = torch.get_num_threads()
+                set_threads = threads is not None and not torch.cuda.is_available()
+                if set_threads:
+                    torch.set_num_threads(min(threads, before))
+                try:
+                    with torch.no_grad(), inplace_cache_updates():
+                        return step_fn(inputs)
+                finally:
+                    if set_threads:
+                        torch.set_num_threads(before)
+
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            fn = tf.function(step_fn, jit_compile=True, reduce_retracing=True)
+        else:
+            import jax
+
+            variables = list(self.backbone.variables)
+            seed_state = self.seed_generator.state
+
+            @jax.jit
+            def compiled(values, seed_value, inputs):
+                mapping = list(zip(variables, values)) + [(seed_state, seed_value)]
+                with keras.StatelessScope(state_mapping=mapping) as scope:
+                    out = step_fn(inputs)
+                return out, scope.get_current_value(seed_state)
+
+            def fn(inputs):
+                values = [v.value for v in variables]
+                out, new_seed = compiled(values, seed_state.value, inputs)
+                seed_state.assign(new_seed)
+                return out
+
+        self.generate_functions[key] = fn
+        return fn
+
+    def _generate_compiled(self, name, inputs, seed, *mode):
+        """Seeds, then runs `generate_step(inputs, *mode)` compiled once per mode."""
+        self._set_seed(seed)
+        fn = self._compile_generate((name, *mode), lambda x: self.generate_step(x, *mode))
+        return fn(inputs)
+
+    def _set_seed(self, seed):
+        if seed is None:
+            return
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"`seed` must be an int or None; received {seed!r}.")
+        state = self.seed_generator.state
+        state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
+
+    def _default(self, name, value, fallback):
+        """An explicit argument, else the preset's sampling default, else `fallback`."""
+        if value is not None:
+            return value
+        return self.sampling_defaults.get(name, fallback)
+
+    def _check_cfg(self, cfg_weight):
+        """Whether classifier-free guidance is on (`cfg_weight` not None or 0).
+
+        When it is, `_check_cfg_support` checks that the model can guide.
+        """
+        if cfg_weight is None or float(cfg_weight) == 0.0:
+            return False
+        self._check_cfg_support(cfg_weight)
+        return True
+
+    def _check_cfg_support(self, cfg_weight):
+        """Raises a `ValueError` when the model cannot use guidance."""
+
+    def _check_num_steps(self, num_steps):
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
+
+    def _generation_outputs(self, tokens, counts, return_tokens, return_num_masked):
+        """Images (or `tokens`), with the per-step masked `counts` when asked."""
+        out = tokens if return_tokens else self.decode_tokens(tokens)
+        return (out, counts) if return_num_masked else out
+
+    # --- Editing -----------------------------------------------------------
+
+    def _square_token_grid(self, hint=""):
+        """(h, w) of a square grid of `backbone.seq_len` tokens (`hint` ends the error)."""
+        seq_len = self.backbone.seq_len
+        side = int(round(math.sqrt(seq_len)))
+        if side * side != seq_len:
+            raise ValueError(f"seq_len={seq_len} is not a square{hint}.")
+        return side, side
+
+    def _inpaint_tokens(self, images, mask, token_grid):
+        """`(tokens, token_mask (B, L) bool)` of an `inpaint` call.
+
+        Images (B, H, W, C) are encoded by `_encode_for_inpaint` and the
+        pixel mask (B, H, W) mapped onto `token_grid()` (a token is
+        regenerated when any of its pixels is); token inputs (ranks
+        `inpaint_token_ranks`) and their mask go through
+        `_inpaint_token_inputs`.
+        """
+        x = ops.convert_to_tensor(images)
+        if len(x.shape) == 4:
+            tokens = self._encode_for_inpaint(ops.cast(x, "float32"))
+            token_mask = pixel_mask_to_token_mask(mask, token_grid())
+        elif len(x.shape) in self.inpaint_token_ranks:
+            tokens, token_mask = self._inpaint_token_inputs(x, mask)
+        else:
+            raise ValueError(
+                f"`images` must be (B, H, W, C) images or {self.inpaint_token_description}; "
+                f"received shape {tuple(x.shape)}."
+            )
+        batch = int(tokens.shape[0])
+        seq_len = self.backbone.seq_len
+        if tuple(token_mask.shape) != (batch, seq_len):
+            raise ValueError(
+                f"The token mask must be ({batch}, {seq_len}); received {tuple(token_mask.shape)}."
+            )
+        return tokens, token_mask
+
+    def _encode_for_inpaint(self, images):
+        """Tokens of the float32 images (B, H, W, C) that `inpaint` edits."""
+        raise NotImplementedError
+
+    def _inpaint_token_inputs(self, x, mask):
+        """`(tokens, token_mask)` of token inputs to `inpaint`."""
+        raise NotImplementedError
+
+    # --- Presets -----------------------------------------------------------
+
+    @classproperty
+    def presets(cls):
+        """Built-in presets of this task (published checkpoints and bundled models)."""
+        return {
+            k: v["metadata"] for k, v in preset_utils.PRESETS.items() if v["class"] == cls.__name__
+        }
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a preset: a built-in name, a keras-hub handle or a local directory.
+
+        Built-in presets backed by published checkpoints (big_vision,
+        MaskGIT) are downloaded with `keras.utils.get_file` and converted
+        once into a keras-hub preset directory in the Keras cache.
+        """
+        return super().from_preset(
+            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
+
+    # --- Config ------------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        for name in self.nested_models:
+            layer = getattr(self, name)
+            config[name] = None if layer is None else keras.layers.serialize(layer)
+        config.update({"seed": self.seed, "sampling_defaults": self.sampling_defaults})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in cls.nested_models:
+            if isinstance(config.get(name), dict):
+                config[name] = keras.layers.deserialize(config[name])
+        return super().from_config(config)
