@@ -126,6 +126,39 @@ class GenerationTask(Task):
         super().compile(optimizer=optimizer, **kwargs)
         self.generate_functions = {}
 
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        shuffle=True,
+        validation_split=None,
+        validation_data=None,
+        **kwargs,
+    ):
+        """`keras.Model.fit`; a dict of arrays is reshuffled every epoch.
+
+        keras-hub's `Task.fit` batches in-memory arrays into a fixed-order
+        dataset, which silently ignores `shuffle`. Here a dict of arrays
+        (`{"latents" or "images" or "tokens", "labels", ...}`) becomes a
+        `tf.data` pipeline that draws a new order each epoch when
+        `shuffle=True` (Keras' default; seeded by `keras.utils.set_random_seed`).
+        `validation_split` takes the last fraction of the examples before
+        shuffling, as in Keras. Datasets are passed through unchanged.
+        """
+        if _is_array_dict(x) and y is None:
+            arrays = {k: np.asarray(v) for k, v in x.items()}
+            if validation_split and validation_data is None:
+                arrays, validation_data = _split_last(arrays, validation_split)
+                validation_split = None
+            x = _array_dataset(arrays, batch_size or 32, shuffle)
+            batch_size = None
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle,
+            validation_split=validation_split, validation_data=validation_data, **kwargs,
+        )  # fmt: skip
+
     # --- Compiled generation ----------------------------------------------
 
     # torch on CPU: intra-op threads used by `generate` (None: torch's
@@ -317,3 +350,40 @@ class GenerationTask(Task):
             if isinstance(config.get(name), dict):
                 config[name] = keras.layers.deserialize(config[name])
         return super().from_config(config)
+
+
+def _is_array_dict(x):
+    """A dict of in-memory arrays (numpy or backend tensors), not a dataset."""
+    if not isinstance(x, dict) or not x:
+        return False
+    return all(hasattr(v, "shape") and hasattr(v, "__array__") for v in x.values())
+
+
+def _split_last(arrays, fraction):
+    """Keras' `validation_split`: the last `fraction` of the examples."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"`validation_split` must be in (0, 1); received {fraction!r}.")
+    n = len(next(iter(arrays.values())))
+    cut = int(n * (1.0 - fraction))
+    return {k: v[:cut] for k, v in arrays.items()}, {k: v[cut:] for k, v in arrays.items()}
+
+
+def _array_dataset(arrays, batch_size, shuffle):
+    """Batches of `arrays` in a new random order each epoch (or in order)."""
+    import tensorflow as tf
+
+    sizes = {k: len(v) for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"All arrays must have the same number of examples; received {sizes}.")
+    n = next(iter(sizes.values()))
+    tensors = {k: tf.constant(v) for k, v in arrays.items()}
+    index = tf.data.Dataset.range(n)
+    if shuffle:
+        index = index.shuffle(n, reshuffle_each_iteration=True)
+    # Gathering whole batches keeps one copy of the arrays (no shuffle buffer
+    # of examples).
+    index = index.batch(batch_size)
+    return index.map(
+        lambda i: {k: tf.gather(t, i) for k, t in tensors.items()},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
