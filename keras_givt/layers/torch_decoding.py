@@ -41,11 +41,7 @@ def is_eligible(backbone, training=None):
     """Whether the torch fast path may decode for `backbone` right now."""
     if keras.config.backend() != "torch" or not tensor_utils.inplace_updates_active() or training:
         return False
-    memo = tensor_utils.inplace_updates_memo()
-    key = ("eligible", id(backbone))
-    if key not in memo:
-        memo[key] = (backbone, _supported(backbone))
-    return memo[key][1]
+    return tensor_utils.memoized_in_scope("eligible", backbone, lambda: _supported(backbone))
 
 
 def _supported(backbone):
@@ -102,35 +98,35 @@ def _dense_weights(layer):
     return _w(layer.kernel).t().contiguous(), (_w(layer.bias) if layer.use_bias else None)
 
 
+def _block_weights(block):
+    w = {
+        "causal": block.causal,
+        "ln1": _norm_weights(block.pre_attention_norm),
+        "attn": _attention_weights(block.self_attention),
+        "ln3": _norm_weights(block.pre_mlp_norm),
+        "mlp0": _dense_weights(block.mlp_dense_0),
+        "mlp1": _dense_weights(block.mlp_dense_1),
+        "cross": None,
+    }
+    if block.cross_attention:
+        w["ln2"] = _norm_weights(block.pre_cross_attention_norm)
+        w["cross"] = _attention_weights(block.cross_attention_layer)
+    return w
+
+
 def _prepared(backbone):
     """The backbone's weights as plain torch tensors, once per generation loop."""
-    memo = tensor_utils.inplace_updates_memo()
-    key = ("weights", id(backbone))
-    if key not in memo:
-        blocks = []
-        for block in backbone.decoder_blocks:
-            w = {
-                "causal": block.causal,
-                "ln1": _norm_weights(block.pre_attention_norm),
-                "attn": _attention_weights(block.self_attention),
-                "ln3": _norm_weights(block.pre_mlp_norm),
-                "mlp0": _dense_weights(block.mlp_dense_0),
-                "mlp1": _dense_weights(block.mlp_dense_1),
-                "cross": None,
-            }
-            if block.cross_attention:
-                w["ln2"] = _norm_weights(block.pre_cross_attention_norm)
-                w["cross"] = _attention_weights(block.cross_attention_layer)
-            blocks.append(w)
-        memo[key] = {
-            "backbone": backbone,  # Keeps the id from being reused.
-            "blocks": blocks,
+    return tensor_utils.memoized_in_scope(
+        "weights",
+        backbone,
+        lambda: {
+            "blocks": [_block_weights(block) for block in backbone.decoder_blocks],
             "positions": _w(backbone.embedding.position_embedding),
             "token_embedding": _dense_weights(backbone.embedding.token_embedding),
             "final_norm": _norm_weights(backbone.decoder_norm),
             "logits": _dense_weights(backbone.logits_dense),
-        }
-    return memo[key]
+        },
+    )
 
 
 def layer_norm(weights, x):
@@ -187,23 +183,32 @@ def _output(w, o):
     return y.reshape(b, t, -1)
 
 
-def _attend(q, k, v, mask=None):
+def _attend(q, k, v, mask=None, is_causal=False):
     # q (B, H, T, Dh) already scaled; k, v (B, H, S, Dh); mask (T, S) bool
     # (True = attend) or None. Softmax in float32.
     import torch
 
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+    return torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=is_causal, scale=1.0
+    )
 
 
-def _cross_kv(w, layer_index, encoded):
-    """Keys/values of the encoded image, once per generation loop."""
-    memo = tensor_utils.inplace_updates_memo()
-    key = ("cross_kv", id(encoded), layer_index)
-    if key not in memo:
-        _, k, v = _qkv(w, encoded)
-        # The memo keeps `encoded` alive so that its id is not reused.
-        memo[key] = (encoded, k, v)
-    return memo[key][1], memo[key][2]
+def _cross_and_mlp(w, x, cross_kv):
+    """Cross-attention to `cross_kv = (k, v)` (UViM blocks), then the MLP;
+    x (B, T, E) -> (B, T, E)."""
+    import torch
+
+    if w["cross"] is not None:
+        q = _query(w["cross"], layer_norm(w["ln2"], x))
+        x = x + _output(w["cross"], _attend(q, *cross_kv))
+    h = layer_norm(w["ln3"], x)
+    z = torch.nn.functional.gelu(_dense(w["mlp0"], h), approximate="tanh")
+    return x + _dense(w["mlp1"], z)
+
+
+def _encoded_kv(w, encoded):
+    """Cross-attention keys/values `(k, v)` of `encoded (B, P, E)`, or None."""
+    return None if w["cross"] is None else _qkv(w["cross"], encoded)[1:]
 
 
 def block_step(w, x, cache, index, layer_index, encoded=None):
@@ -227,36 +232,23 @@ def block_step(w, x, cache, index, layer_index, encoded=None):
         pos = torch.arange(end, device=x.device)
         mask = pos[None, :] <= (pos[index:end])[:, None]  # (T, end)
     x = x + _output(w["attn"], _attend(q, k, v, mask))
-    if w["cross"] is not None:
-        q = _query(w["cross"], layer_norm(w["ln2"], x))
-        ck, cv = _cross_kv(w["cross"], layer_index, encoded)
-        x = x + _output(w["cross"], _attend(q, ck, cv))
-    h = layer_norm(w["ln3"], x)
-    z = torch.nn.functional.gelu(_dense(w["mlp0"], h), approximate="tanh")
-    return x + _dense(w["mlp1"], z), cache
+    # The encoded image is the same at every step: its keys/values once per loop.
+    cross_kv = tensor_utils.memoized_in_scope(
+        ("cross_kv", layer_index), encoded, lambda: _encoded_kv(w, encoded)
+    )
+    return _cross_and_mlp(w, x, cross_kv), cache
 
 
 def full_blocks(backbone, x, encoded=None):
     """`GIVTBackbone.decode`'s blocks and final norm without a cache (the
     MaskGIT decoding step): x (B, S, E) embedded with positions -> (B, S, E)."""
-    import torch
-
-    for i, w in enumerate(_prepared(backbone)["blocks"]):
-        q, k, v = _qkv(w["attn"], layer_norm(w["ln1"], x))  # (B, H, S, Dh) each
-        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=w["causal"], scale=1.0)
-        x = x + _output(w["attn"], o)
-        if w["cross"] is not None:
-            q = _query(w["cross"], layer_norm(w["ln2"], x))
-            _, ck, cv = _qkv(w["cross"], encoded)
-            x = x + _output(w["cross"], _attend(q, ck, cv))
-        h = layer_norm(w["ln3"], x)
-        x = x + _dense(w["mlp1"], torch.nn.functional.gelu(_dense(w["mlp0"], h), approximate="tanh"))
-    return layer_norm(_prepared(backbone)["final_norm"], x)
-
-
-def logits(backbone, x):
-    """`logits_dense` of x (B, S, E)."""
-    return _dense(_prepared(backbone)["logits"], x)
+    w = _prepared(backbone)
+    for block_weights in w["blocks"]:
+        q, k, v = _qkv(block_weights["attn"], layer_norm(block_weights["ln1"], x))  # (B, H, S, Dh)
+        o = _attend(q, k, v, is_causal=block_weights["causal"])
+        x = x + _output(block_weights["attn"], o)
+        x = _cross_and_mlp(block_weights, x, _encoded_kv(block_weights, encoded))
+    return layer_norm(w["final_norm"], x)
 
 
 def embed_tokens(backbone, tokens):
@@ -306,14 +298,13 @@ def sampling_eligible(head):
 def _generator(seed_generator, device):
     import torch
 
-    memo = tensor_utils.inplace_updates_memo()
-    key = ("generator", id(seed_generator))
-    if key not in memo:
+    def build():
         s = [int(v) for v in keras.ops.convert_to_numpy(seed_generator.next()).reshape(-1)]
         g = torch.Generator(device=device)
         g.manual_seed((s[0] % (1 << 31)) * (1 << 31) + s[-1] % (1 << 31))
-        memo[key] = (seed_generator, g)
-    return memo[key][1]
+        return g
+
+    return tensor_utils.memoized_in_scope("generator", seed_generator, build)
 
 
 def _params(head, logits, temperature, temperature_probs):

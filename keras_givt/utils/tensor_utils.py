@@ -61,10 +61,15 @@ def inplace_updates_active():
     return bool(_InplaceScope.active)
 
 
-def inplace_updates_memo():
-    """A dict that lives as long as the outermost `inplace_cache_updates` scope
-    (values computed once per generation loop, e.g. cross-attention keys)."""
-    return _InplaceScope.memo
+def memoized_in_scope(tag, obj, build):
+    """`build()`, computed once per `(tag, obj)` for as long as the outermost
+    `inplace_cache_updates` scope lives (values made once per generation
+    loop, e.g. prepared weights). The memo keeps `obj` alive, so its id is
+    not reused while the entry exists."""
+    key = (tag, id(obj))
+    if key not in _InplaceScope.memo:
+        _InplaceScope.memo[key] = (obj, build())
+    return _InplaceScope.memo[key][1]
 
 
 def update_slice(x, start, update):

@@ -269,11 +269,16 @@ class GIVTBackbone(Backbone):
         self._check_encoded(encoded)
         x = self.embedding(tokens, labels, input_mask)  # (B, L[+1], E)
         reps = {}
-        for i, block in enumerate(self.decoder_blocks):
-            x = block(x, encoded, training=training)
-            if return_reps:
-                reps[f"block{i}_rep"] = ops.mean(x, axis=1)
-        x = self.decoder_norm(x)
+        if not return_reps and torch_decoding.is_eligible(self, training):
+            # Eager torch generation loop: the same arithmetic without the
+            # per-op Keras dispatch (see `layers/torch_decoding.py`).
+            x = torch_decoding.full_blocks(self, x, encoded)
+        else:
+            for i, block in enumerate(self.decoder_blocks):
+                x = block(x, encoded, training=training)
+                if return_reps:
+                    reps[f"block{i}_rep"] = ops.mean(x, axis=1)
+            x = self.decoder_norm(x)
         if return_reps:
             reps["pre_logits"] = ops.mean(x, axis=1)
         if self.embedding.style == "masked":
@@ -286,16 +291,12 @@ class GIVTBackbone(Backbone):
     def call(self, inputs, training=None, mask=None):
         self._check_inputs(inputs)
         if torch_decoding.is_eligible(self, training):
-            # Eager torch generation loop (MaskGIT steps): the same arithmetic
-            # without the per-op Keras dispatch (see `layers/torch_decoding.py`).
-            encoded = None
-            if self.image_encoder is not None:
-                encoded = self.encode(inputs["image"])
-            x = self.embedding(inputs["tokens"], inputs.get("labels"), inputs.get("input_mask"))
-            x = torch_decoding.full_blocks(self, x, encoded)
-            if self.embedding.style == "masked":
-                x = x[:, 1:]  # Drop the label position.
-            return torch_decoding.logits(self, x)
+            # Eager torch generation loop (MaskGIT steps): `decode` takes the
+            # torch fast path, which the layer-by-layer graph would bypass.
+            return self._forward(
+                inputs["tokens"], inputs.get("labels"), inputs.get("input_mask"),
+                inputs.get("image"), training=training,
+            )  # fmt: skip
         return super().call(inputs, training=training, mask=mask)
 
     def call_with_reps(self, inputs, training=False):
