@@ -32,6 +32,29 @@ def _np(x):
     return ops.convert_to_numpy(x)
 
 
+@pytest.fixture(params=["unpacked", "packed"])
+def linears(request, monkeypatch):
+    """Runs a test with every fast-path product on `F.linear` ("unpacked") or
+    on oneDNN's prepacked kernels with fused GELU/residual ("packed"); yields
+    the `_Linear`s made, for the test to check which kind ran."""
+    import torch
+
+    packed = request.param == "packed"
+    if packed and not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    monkeypatch.setattr(torch_decoding._Linear, "_PACK_MIN_SIZE", 0 if packed else 1 << 62)
+    made = []
+    init = torch_decoding._Linear.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(torch_decoding._Linear, "__init__", spy)
+    yield made
+    assert made and all((linear.packed is not None) == packed for linear in made)
+
+
 def _decode(backbone, tokens, labels, encoded=None):
     """Logits of prefill + a 3-token chunk + single steps, and the final cache."""
     b = tokens.shape[0]
@@ -58,7 +81,7 @@ def test_fast_path_is_off_outside_the_torch_generation_loop():
 
 @torch_only
 @pytest.mark.parametrize("encoder", [False, True])
-def test_fast_decoding_equals_keras_path(encoder):
+def test_fast_decoding_equals_keras_path(encoder, linears):
     import torch
 
     rng = np.random.default_rng(1)
@@ -188,7 +211,7 @@ def test_fast_cfg_sampling_matches_the_guided_normal():
         "encoder",
     ],
 )
-def test_fast_full_forward_equals_keras_path(overrides, monkeypatch):
+def test_fast_full_forward_equals_keras_path(overrides, linears, monkeypatch):
     """The MaskGIT decoding step's forward pass (whole sequence, no cache)."""
     import torch
 
