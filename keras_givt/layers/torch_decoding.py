@@ -198,7 +198,7 @@ def layer_norm(weights, x):
     import torch
 
     eps, scale, bias = weights
-    return torch.nn.functional.layer_norm(x, x.shape[-1:], scale, bias, eps)
+    return torch.layer_norm(x, x.shape[-1:], scale, bias, eps)
 
 
 def _heads(w, y, b, t):
@@ -256,22 +256,24 @@ def block_step(w, x, cache, index, layer_index, b, encoded=None):
     a = w["attn"]
     e = x.shape[1]
     t = x.shape[0] // b
-    end = index + t
     y = a["qkv"](layer_norm(w["ln1"], x))  # (B·T, 3E): scaled q | k | v
     q = _heads(a, y[:, :e], b, t)  # (B, H, T, Dh)
-    cache[layer_index, :, :, :, index:end] = y[:, e:].reshape(b, t, 2, a["heads"], a["head_dim"]).permute(
-        2, 0, 3, 1, 4
+    layer = cache[layer_index]  # (2, B, H, L, Dh)
+    layer.narrow(3, index, t).copy_(
+        y[:, e:].view(b, t, 2, a["heads"], a["head_dim"]).permute(2, 0, 3, 1, 4)
     )  # (2, B, H, T, Dh)
-    kv = cache[layer_index, :, :, :, :end]  # (2, B, H, end, Dh): the filled prefix
+    kv = layer.narrow(3, 0, index + t)  # (2, B, H, index+T, Dh): the filled prefix
     mask = None
     if t > 1:
-        pos = torch.arange(end, device=x.device)
-        mask = pos[None, :] <= (pos[index:end])[:, None]  # (T, end)
+        pos = torch.arange(index + t, device=x.device)
+        mask = pos[None, :] <= (pos[index:])[:, None]  # (T, index+T)
     x = a["out"](_merge_heads(_attend(q, kv[0], kv[1], mask)), residual=x)
-    # The encoded image is the same at every step: its keys/values once per loop.
-    cross_kv = tensor_utils.memoized_in_scope(
-        ("cross_kv", layer_index), encoded, lambda: _encoded_kv(w, encoded)
-    )
+    cross_kv = None
+    if w["cross"] is not None:
+        # The encoded image is the same at every step: its keys/values once per loop.
+        cross_kv = tensor_utils.memoized_in_scope(
+            ("cross_kv", layer_index), encoded, lambda: _encoded_kv(w, encoded)
+        )
     return _cross_and_mlp(w, x, cross_kv, b, t), cache
 
 

@@ -23,6 +23,7 @@ from keras_givt.layers import torch_decoding
 from keras_givt.layers.distributions import make_keras_distribution
 from keras_givt.samplers import guidance
 from keras_givt.samplers.random_utils import seeded_fori_loop
+from keras_givt.utils.tensor_utils import update_slice
 
 _NEG = -1e30
 
@@ -149,7 +150,7 @@ def ar_generate(
         x = ops.where(is_forced, prefix[:, i], x)
         lp = ops.where(is_forced, 0.0, lp)
         if K == 1 and F == 1:
-            return x, scores + ops.reshape(lp, (B, 1)), None
+            return x, scores + lp[:, None], None
         cand = ops.reshape(ops.reshape(scores, (B, K, 1)) + ops.reshape(lp, (B, K, F)), (B, K * F))
         select = cand
         if stochastic_beams:
@@ -172,11 +173,9 @@ def ar_generate(
         tokens, logits, cache, scores = carry
         x, scores, src = choose(i, logits, scores)
         tokens, cache = reorder(src, tokens, cache)
-        tokens = ops.slice_update(tokens, [0, i, 0], ops.expand_dims(x, 1))
+        tokens = update_slice(tokens, [0, i, 0], x[:, None])  # In place in torch's loop.
         feed = ops.concatenate([x, x], axis=0) if use_cfg else x
-        logits, cache = backbone.call_with_cache(
-            ops.expand_dims(feed, 1), cache, i + 1, encoded=encoded
-        )
+        logits, cache = backbone.call_with_cache(feed[:, None], cache, i + 1, encoded=encoded)
         return tokens, logits, cache, scores
 
     tokens, logits, cache, scores = seeded_fori_loop(
