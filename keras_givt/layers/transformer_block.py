@@ -274,9 +274,9 @@ def _keys_major():
     On the XLA backends (jax, tensorflow) the softmax's max reduction along
     the minor axis is slow on CPU: for (8, 4, 257, 257) logits it alone took
     3.5 ms against 0.3 ms for a sum, and `jax.nn.dot_product_attention`
-    9.7 ms against 4.6 ms keys-major (the same numbers; its gradient 25 ms
-    against 12-13 ms). torch keeps queries-major logits and its fused
-    attention kernel.
+    7.8-9.7 ms against 4.6 ms keys-major (the same numbers; its gradient
+    24-25 ms against 12-15 ms). torch keeps queries-major logits and its
+    fused attention kernel.
     """
     return keras.config.backend() != "torch"
 
