@@ -168,24 +168,11 @@ class GIVTAttention(keras.layers.Layer):
     def _attend(self, q, k, v, attention_mask, training, kv_heads_first=False):
         # q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh), or (B, H, S, Dh)
         # with `kv_heads_first` (the cache layout); mask (T, S).
-        kv = "bhsd" if kv_heads_first else "bshd"
-        if _keys_major():
-            # Logits (B, H, S, T): the softmax reduces across the minor axis.
-            logits = ops.einsum(f"{kv},bthd->bhst", k, q)
-            softmax_axis = 2
-            if attention_mask is not None:
-                attention_mask = ops.transpose(attention_mask)  # (S, T)
-        else:
-            logits = ops.einsum(f"bthd,{kv}->bhts", q, k)  # (B, H, T, S)
-            softmax_axis = 3
-        logits = ops.cast(logits, "float32")
-        if attention_mask is not None:
-            logits = ops.where(attention_mask, logits, ops.cast(-1e30, "float32"))
-        weights = ops.softmax(logits, axis=softmax_axis)
-        weights = ops.cast(weights, self.compute_dtype)
-        weights = self.attention_dropout(weights, training=training)
-        spec = "bhst" if softmax_axis == 2 else "bhts"
-        return self._output(ops.einsum(f"{spec},{kv}->bthd", weights, v))  # (B, T, E)
+        o = softmax_attention(
+            q, k, v, self.attention_dropout, training, self.compute_dtype,
+            attention_mask, kv_heads_first,
+        )  # fmt: skip
+        return self._output(o)  # (B, T, E)
 
     def _project(self, layer, x):
         """x (B, T, E) -> (B, T, H, Dh) with `layer`'s (E, H, Dh) kernel."""
@@ -279,6 +266,35 @@ def _keys_major():
     fused attention kernel.
     """
     return keras.config.backend() != "torch"
+
+
+def softmax_attention(
+    q, k, v, dropout, training, dtype, attention_mask=None, kv_heads_first=False
+):
+    """`softmax(q·kᵀ) v` with the softmax in float32 -> (B, T, H, Dh).
+
+    q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh), or (B, H, S, Dh) with
+    `kv_heads_first`; `attention_mask` (T, S) bool (True = attend) or None;
+    `dropout` a Dropout layer applied to the attention weights, which are
+    cast to `dtype`. Keys-major on the XLA backends (see `_keys_major`).
+    """
+    kv = "bhsd" if kv_heads_first else "bshd"
+    if _keys_major():
+        # Logits (B, H, S, T): the softmax reduces across the minor axis.
+        logits = ops.einsum(f"{kv},bthd->bhst", k, q)
+        softmax_axis = 2
+        if attention_mask is not None:
+            attention_mask = ops.transpose(attention_mask)  # (S, T)
+    else:
+        logits = ops.einsum(f"bthd,{kv}->bhts", q, k)  # (B, H, T, S)
+        softmax_axis = 3
+    logits = ops.cast(logits, "float32")
+    if attention_mask is not None:
+        logits = ops.where(attention_mask, logits, ops.cast(-1e30, "float32"))
+    weights = ops.cast(ops.softmax(logits, axis=softmax_axis), dtype)
+    weights = dropout(weights, training=training)
+    spec = "bhst" if softmax_axis == 2 else "bhts"
+    return ops.einsum(f"{spec},{kv}->bthd", weights, v)
 
 
 def causal_mask(length):

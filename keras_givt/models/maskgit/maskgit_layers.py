@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 from keras_givt.layers.transformer_block import FlaxLayerNorm
+from keras_givt.layers.transformer_block import softmax_attention
 
 LAYERNORM_EPSILON = 1e-12
 
@@ -84,10 +85,9 @@ class MaskGITTransformerLayer(keras.layers.Layer):
         v = ops.einsum("bse,ehd->bshd", x, self.value_kernel) + self.value_bias
         dh = q.shape[-1]
         q = q / ops.cast(math.sqrt(dh), q.dtype)
-        logits = ops.einsum("bqhd,bkhd->bhqk", q, k)  # (B, H, S, S)
-        probs = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), x.dtype)
-        probs = self.attention_probs_dropout(probs, training=training)
-        att = ops.einsum("bhqk,bkhd->bqhd", probs, v)  # (B, S, H, Dh)
+        att = softmax_attention(
+            q, k, v, self.attention_probs_dropout, training, x.dtype
+        )  # (B, S, H, Dh)
         att = ops.einsum("bqhd,hde->bqe", att, self.out_kernel) + self.out_bias  # (B, S, E)
         att = self.dropout(att, training=training)
         h = self.attention_ln(att + x)
