@@ -121,7 +121,9 @@ def test_guide_runs_in_fast_mode(guide, tmp_path):
     env = dict(os.environ)
     env["KERAS_BACKEND"] = backend
     env["KERAS_GIVT_GUIDE_FAST"] = "1"
-    env.pop("GIVT_GUIDE_OUT", None)
+    # The figure-writing branch runs too: a guide as written saves its figures.
+    figures = tmp_path / "figures"
+    env["GIVT_GUIDE_OUT"] = str(figures)
     env["KERAS_HOME"] = str(tmp_path / "keras_home")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.time()
@@ -139,3 +141,11 @@ def test_guide_runs_in_fast_mode(guide, tmp_path):
         f"{guide} failed on {backend} after {elapsed:.0f}s:\n"
         f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     )
+    with open(os.path.join(GUIDES_DIR, guide)) as f:
+        writes_figures = "GIVT_GUIDE_OUT" in f.read()
+    if writes_figures:
+        written = sorted(p.name for p in figures.glob("*.png")) if figures.exists() else []
+        assert written, f"{guide} on {backend} wrote no figure into GIVT_GUIDE_OUT"
+        for name in written:
+            with open(figures / name, "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
