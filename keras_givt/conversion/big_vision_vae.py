@@ -164,8 +164,8 @@ def build_adaptor(model_kwargs, code_len=256):
     from keras_givt.models.adaptor.irevnet_adaptor import IRevNetAdaptor
 
     adaptor = IRevNetAdaptor(**model_kwargs)
-    ph, pw = adaptor.pixel_shuffle_patch_size
-    adaptor(ops.zeros((1, code_len, adaptor.num_channels * ph * pw)))
+    # Tokens are (B, code_len, num_channels) on big_vision's h x w token grid.
+    adaptor(ops.zeros((1, code_len, adaptor.num_channels)))
     return adaptor
 
 

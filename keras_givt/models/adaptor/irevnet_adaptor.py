@@ -1,12 +1,13 @@
 """`IRevNetAdaptor`: big_vision's iRevNet flow (`big_vision.models.proj.givt.adaptor`).
 
 Dimension letters: B batch, L tokens, C channels (num_channels), h/w token
-grid (h = w = √L·…, square), F bottleneck width, ph/pw pixel-shuffle patch.
+grid, F bottleneck width, ph/pw pixel-shuffle patch.
 
 An invertible map on VAE latents (the "+A" of the GIVT paper): tokens
-(B, L, C) are laid out on their square (h, w) grid, go through `num_blocks`
-iRevNet blocks and back to tokens. Each block splits channels into halves
-(x1, x2) (first / second half) and returns (x2, x1 + F(x2)) with
+(B, L, C) are laid out on their (h, w) token grid (`b (h w) c -> b h w c`),
+go through `num_blocks` iRevNet blocks and back to tokens. Each block splits
+channels into halves (x1, x2) (first / second half) and returns
+(x2, x1 + F(x2)) with
 
     F = [GN → ReLU] (not in block 0) → conv3x3 → GN → ReLU → conv3x3
         → dropout → GN → ReLU → conv3x3
@@ -16,11 +17,12 @@ every GroupNorm has min(32, num_channels // 2) groups — num_channels of the
 *model*, not of the normalised tensor (checked against the fixtures) — eps
 1e-6). `inverse` undoes `forward` exactly (up to float rounding).
 
-With `pixel_shuffle_patch_size` (ph, pw) ≠ (1, 1), tokens are first
-un-shuffled `b (h w) (c ph pw) -> b (h ph) (w pw) c` to the VAE's latent grid
-(and shuffled back at the end), so `num_channels` is then the per-pixel
-channel count. This part is NOT covered by the reference fixtures (they use
-(1, 1)); it is our reading of big_vision and may differ.
+The token grid is big_vision's `cnn.get_h_w_pixelshuffle(L, (ph, pw))`:
+s = ⌊√(L·ph·pw)⌋, h = s // ph, w = s // pw, and L must equal h·w (the VAE's
+latent grid is s × s before its space-to-depth). The tokens are NOT
+un-shuffled: `num_channels` is the token width (C·ph·pw of the VAE), and with
+(ph, pw) ≠ (1, 1) the grid is not square (e.g. (1, 2), L = 8: 4 × 2). Checked
+against the `adaptor_pixelshuffle` reference fixture.
 """
 
 import math
@@ -30,10 +32,34 @@ from keras import ops
 
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vae.vae_layers import flax_conv
-from keras_givt.models.vae.vae_layers import pixel_shuffle
-from keras_givt.models.vae.vae_layers import pixel_unshuffle
+from keras_givt.utils import validation
 
 # === Layers ===
+
+
+def token_grid(num_tokens, pixel_shuffle_patch_size):
+    """big_vision `cnn.get_h_w_pixelshuffle`: the (h, w) token grid of L tokens.
+
+    Args:
+        num_tokens: int. L, the number of latent tokens.
+        pixel_shuffle_patch_size: (ph, pw) of the VAE's space-to-depth.
+
+    Returns:
+        (h, w) with h·w = L and h·ph = w·pw.
+
+    Raises:
+        ValueError: if no such grid exists (big_vision's assertion).
+    """
+    ph, pw = (int(p) for p in pixel_shuffle_patch_size)
+    num_tokens = int(num_tokens)
+    side = math.isqrt(num_tokens * ph * pw)
+    h, w = side // ph, side // pw
+    if h * w != num_tokens:
+        raise ValueError(
+            f"{num_tokens} tokens do not form a token grid h x w with h*{ph} == w*{pw} "
+            f"(big_vision's get_h_w_pixelshuffle) for pixel_shuffle_patch_size={(ph, pw)}."
+        )
+    return h, w
 
 
 def _groups(num_channels):
@@ -56,12 +82,22 @@ class IRevNetBlock(keras.layers.Layer):
     def __init__(
         self, num_channels, num_channels_bottleneck, first=False, dropout_rate=0.0, **kwargs
     ):
-        super().__init__(**kwargs)
+        num_channels = validation.check_positive_int("num_channels", num_channels)
+        num_channels_bottleneck = validation.check_positive_int(
+            "num_channels_bottleneck", num_channels_bottleneck
+        )
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         if num_channels % 2:
-            raise ValueError(f"num_channels must be even; received {num_channels}.")
+            raise ValueError(f"`num_channels` must be even. Received: num_channels={num_channels}")
+        if num_channels_bottleneck < 2:
+            raise ValueError(
+                "`num_channels_bottleneck` must be >= 2 (inner width = // 2). "
+                f"Received: num_channels_bottleneck={num_channels_bottleneck}"
+            )
+        super().__init__(**kwargs)
         self.num_channels = num_channels
         self.num_channels_bottleneck = num_channels_bottleneck
-        self.first = first
+        self.first = bool(first)
         self.dropout_rate = dropout_rate
         half = num_channels // 2
         inner = num_channels_bottleneck // 2
@@ -135,11 +171,12 @@ class IRevNetAdaptor(keras.Model):
     `call(x)` == `forward(x)`; `inverse(forward(x)) ≈ x`.
 
     Args:
-        num_blocks: int. iRevNet blocks.
-        num_channels: int. Channels per grid position (even).
-        num_channels_bottleneck: int. Bottleneck arg (inner width = // 2).
-        pixel_shuffle_patch_size: (ph, pw). See the module docstring.
-        dropout_rate: float. Dropout inside each block.
+        num_blocks: int >= 1. iRevNet blocks.
+        num_channels: even int > 0. Channels per token (the token width).
+        num_channels_bottleneck: int >= 2. Bottleneck arg (inner width = // 2).
+        pixel_shuffle_patch_size: (ph, pw), two ints > 0: the VAE's
+            space-to-depth patch; sets the token grid (module docstring).
+        dropout_rate: float in [0, 1). Dropout inside each block.
     """
 
     def __init__(
@@ -151,11 +188,18 @@ class IRevNetAdaptor(keras.Model):
         dropout_rate=0.0,
         **kwargs,
     ):
+        num_blocks = validation.check_positive_int("num_blocks", num_blocks)
+        num_channels = validation.check_positive_int("num_channels", num_channels)
+        if num_channels % 2:
+            raise ValueError(f"`num_channels` must be even. Received: num_channels={num_channels}")
+        pixel_shuffle_patch_size = validation.check_int_pair(
+            "pixel_shuffle_patch_size", pixel_shuffle_patch_size
+        )
         super().__init__(**kwargs)
         self.num_blocks = num_blocks
         self.num_channels = num_channels
         self.num_channels_bottleneck = num_channels_bottleneck
-        self.pixel_shuffle_patch_size = tuple(int(p) for p in pixel_shuffle_patch_size)
+        self.pixel_shuffle_patch_size = pixel_shuffle_patch_size
         self.dropout_rate = dropout_rate
         self.blocks = [
             IRevNetBlock(
@@ -169,33 +213,42 @@ class IRevNetAdaptor(keras.Model):
             for i in range(num_blocks)
         ]
 
-    def _to_grid(self, x):
-        # x: (B, L, C·ph·pw) -> (B, h·ph, w·pw, C)
-        ph, pw = self.pixel_shuffle_patch_size
-        num_tokens = x.shape[1]
-        side = int(round(math.sqrt(num_tokens * ph * pw)))
-        if side * side != num_tokens * ph * pw or side % ph or side % pw:
+    def _grid(self, num_tokens, channels):
+        if num_tokens is None:
+            raise ValueError("IRevNetAdaptor needs a static number of tokens.")
+        if channels is not None and channels != self.num_channels:
             raise ValueError(
-                f"IRevNetAdaptor needs a square token grid; received {num_tokens} tokens "
-                f"with pixel_shuffle_patch_size {(ph, pw)}."
+                f"IRevNetAdaptor(num_channels={self.num_channels}) received tokens with "
+                f"{channels} channels."
             )
-        return pixel_unshuffle(x, (ph, pw), (side // ph, side // pw))
+        return token_grid(num_tokens, self.pixel_shuffle_patch_size)
+
+    def _to_grid(self, x):
+        # x: (B, L, C) -> (B, h, w, C)   (`b (h w) c -> b h w c`)
+        h, w = self._grid(x.shape[1], x.shape[2])
+        return ops.reshape(x, (ops.shape(x)[0], h, w, self.num_channels))
 
     def _to_tokens(self, x):
-        return pixel_shuffle(x, self.pixel_shuffle_patch_size)
+        # (B, h, w, C) -> (B, h·w, C)
+        h, w = x.shape[1], x.shape[2]
+        return ops.reshape(x, (ops.shape(x)[0], h * w, x.shape[3]))
 
     def build(self, input_shape):
-        ph, pw = self.pixel_shuffle_patch_size
-        num_tokens = input_shape[1] if input_shape[1] is not None else 1
-        side = int(round(math.sqrt(num_tokens * ph * pw)))
-        grid = (input_shape[0], side, side, self.num_channels)
+        # Convs and norms do not depend on the grid size; without a static
+        # token count any valid grid builds the same weights.
+        num_tokens = input_shape[1]
+        if num_tokens is None:
+            h = w = 1
+        else:
+            h, w = self._grid(num_tokens, input_shape[2])
+        grid = (input_shape[0], h, w, self.num_channels)
         for block in self.blocks:
             if not block.built:
                 block.build(grid)
         self.built = True
 
     def forward(self, x, training=None):
-        """x (B, L, C·ph·pw) -> (B, L, C·ph·pw)."""
+        """x (B, L, C) -> (B, L, C)."""
         if not self.built:
             self.build(tuple(x.shape))
         x = self._to_grid(ops.cast(x, self.compute_dtype))

@@ -51,8 +51,9 @@ def test_vae_fixture_parity(name):
     assert not problems, "\n".join(problems)
 
 
-def test_adaptor_fixture_parity():
-    cdir, config = _config("adaptor")
+@pytest.mark.parametrize("name", ["adaptor", "adaptor_pixelshuffle"])
+def test_adaptor_fixture_parity(name):
+    cdir, config = _config(name)
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
     got = fixtures_vae.run_adaptor(cdir, config, want)
     problems = [p for k in sorted(want) if (p := checker.compare(k, got.get(k), want[k]))]
