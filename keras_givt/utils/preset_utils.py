@@ -137,4 +137,7 @@ def resolve_preset(preset, files=None):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    from keras_givt.utils import keras_hub_registry
+
+    keras_hub_registry.register_preset(preset, entry)  # keras-hub finds it by name from now on.
     return target

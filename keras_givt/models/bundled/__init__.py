@@ -59,6 +59,9 @@ def registry_entries():
 
 def register_bundled_presets():
     """Adds the bundled models to `keras_givt.utils.preset_utils.PRESETS`."""
+    from keras_givt.utils import keras_hub_registry
     from keras_givt.utils.preset_utils import register_presets
 
     register_presets(registry_entries())
+    # keras-hub's loaders find every preset that has a local folder by name.
+    keras_hub_registry.register_all()
