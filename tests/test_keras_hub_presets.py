@@ -74,3 +74,19 @@ def test_readme_preset_table_is_current():
     assert table == preset_table.table(), (
         "README.md's preset table is stale: regenerate it with `python tools/preset_table.py`"
     )
+
+
+def test_every_class_with_from_preset_lists_its_presets():
+    import inspect
+
+    listed = set()
+    for name in keras_givt.__all__:
+        cls = getattr(keras_givt, name)
+        if inspect.isclass(cls) and hasattr(cls, "from_preset"):
+            presets = cls.presets
+            assert isinstance(presets, dict) and presets, name
+            for preset, metadata in presets.items():
+                assert preset in preset_utils.PRESETS, (name, preset)
+                assert metadata.get("description"), (name, preset)
+            listed.update(presets)
+    assert listed == set(preset_utils.PRESETS)

@@ -32,6 +32,7 @@ import math
 
 import keras
 from keras import ops
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
@@ -277,6 +278,13 @@ class BetaVAE(keras.Model):
             height, width, channels = vae.image_size
             return vae.build_for_image_size((height, width), channels)
         return vae.build_for_image_size(default_image_size(vae))
+
+    @classproperty
+    def presets(cls):
+        """Built-in presets of this class: `{name: metadata}`."""
+        from keras_givt.utils import preset_utils
+
+        return {k: v["metadata"] for k, v in preset_utils.presets_for((cls.__name__,)).items()}
 
     @classmethod
     def from_preset(cls, preset):

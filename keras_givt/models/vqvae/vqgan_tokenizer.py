@@ -30,6 +30,7 @@ of plain `fit` is one simultaneous GAN step on every backend.
 
 import keras
 from keras import ops
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.layers.vector_quantizer import VectorQuantizer
 from keras_givt.layers.vector_quantizer import codebook_statistics
@@ -358,6 +359,13 @@ class VQGANTokenizer(keras.Model):
         from keras_givt.conversion import maskgit
 
         return maskgit.tokenizer_from_checkpoint(path, config, image_size=image_size, **kwargs)
+
+    @classproperty
+    def presets(cls):
+        """Built-in presets of this class: `{name: metadata}`."""
+        from keras_givt.utils import preset_utils
+
+        return {k: v["metadata"] for k, v in preset_utils.presets_for((cls.__name__,)).items()}
 
     @classmethod
     def from_preset(cls, preset):
