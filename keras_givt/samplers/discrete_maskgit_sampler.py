@@ -18,7 +18,7 @@ Per step s (ratio r = (s + 1) / S), on the current tokens (−1 = masked):
 import keras
 from keras import ops
 
-from keras_givt.samplers.mask_schedules import bottom_k_mask
+from keras_givt.samplers.mask_schedules import cutoff_mask
 from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
 from keras_givt.samplers.random_utils import seeded_fori_loop
 
@@ -70,7 +70,7 @@ def discrete_maskgit_decode(
         mask_len = ops.maximum(1.0, ops.minimum(num_unknown - 1.0, mask_len))
         confidence = chosen + choice_temperature * (1.0 - ratio) * _gumbel((B, L), seed_generator)
         confidence = ops.where(unknown, confidence, _INF)
-        masking = bottom_k_mask(confidence, mask_len)  # (B, L)
+        masking = cutoff_mask(confidence, mask_len)  # (B, L), maskgit's strict cut
         nxt = ops.where(masking, MASK_ID, sampled)
         last = s == num_steps - 1
         count = ops.where(last, 0.0, ops.sum(ops.cast(masking, "float32"), axis=1))  # (B,)

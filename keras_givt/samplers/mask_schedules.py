@@ -48,18 +48,91 @@ def mask_len_schedule(seq_len, num_steps, method="cosine"):
     return ops.floor(float(seq_len) * mask_ratio(steps, method))
 
 
-def bottom_k_mask(confidence, k):
-    """True for the `k (B, 1)` least confident positions of `confidence (B, L)`.
+def _row_k(k, batch):
+    # k: scalar, (B,) or (B, 1), int or float -> (B, 1) int32.
+    k = ops.reshape(ops.cast(k, "int32"), (-1, 1))
+    return ops.broadcast_to(k, (batch, 1))
 
-    Ties with the k-th smallest value stay unmasked (strict `<`), as
-    big_vision's `_get_bottom_k_mask`.
+
+def bottom_k_mask(confidence, k):
+    """True for exactly the `k` least confident positions per row.
+
+    big_vision's `parallel_decode._get_bottom_k_mask`: positions ordered by a
+    stable argsort of `confidence`, the first `k` masked, so ties are broken by
+    index (the lower index is masked first) and exactly min(k, L) positions
+    are True, also when values tie (e.g. the +inf of known tokens).
+
+    Implemented without relying on a stable sort (TensorFlow's argsort is not
+    stable): with v the k-th smallest value, every position < v is masked and
+    the first (k − #{< v}) positions equal to v, by index.
+
+    Args:
+        confidence: (B, L) float tensor.
+        k: int (scalar), (B,) or (B, 1) int/float tensor; values < 0 mask
+            nothing, values >= L mask everything.
+
+    Returns:
+        (B, L) bool tensor.
     """
     confidence = ops.cast(confidence, "float32")
+    batch, length = ops.shape(confidence)[0], ops.shape(confidence)[-1]
+    k = _row_k(k, batch)  # (B, 1)
     sorted_conf = ops.sort(confidence, axis=-1)
-    length = ops.shape(confidence)[-1]
-    k = ops.clip(ops.cast(k, "int32"), 0, length - 1)
+    idx = ops.clip(k - 1, 0, length - 1)
+    cut = ops.take_along_axis(sorted_conf, idx, axis=-1)  # (B, 1): k-th smallest value
+    less = confidence < cut
+    equal = confidence == cut
+    num_less = ops.sum(ops.cast(less, "int32"), axis=-1, keepdims=True)
+    equal_i = ops.cast(equal, "int32")
+    equal_rank = ops.cumsum(equal_i, axis=-1) - equal_i  # ties before this one, by index
+    mask = less | (equal & (equal_rank < k - num_less))
+    return mask & (k > 0)
+
+
+def cutoff_mask(confidence, k):
+    """google-research/maskgit's `mask_by_random_topk` cut: `confidence < sorted[k]`.
+
+    Positions strictly below the k-th smallest value (0-based index k) are
+    True, so ties with it stay unmasked and fewer than k positions may be
+    masked. Used by the discrete MaskGIT sampler, whose reference (maskgit)
+    does this; big_vision's GIVT-MaskGIT uses `bottom_k_mask`.
+
+    Args:
+        confidence: (B, L) float tensor.
+        k: (B, 1) int/float tensor (or scalar), clipped to [0, L − 1].
+
+    Returns:
+        (B, L) bool tensor.
+    """
+    confidence = ops.cast(confidence, "float32")
+    batch, length = ops.shape(confidence)[0], ops.shape(confidence)[-1]
+    sorted_conf = ops.sort(confidence, axis=-1)
+    k = ops.clip(_row_k(k, batch), 0, length - 1)
     cut = ops.take_along_axis(sorted_conf, k, axis=-1)  # (B, 1)
     return confidence < cut
+
+
+def training_mask_counts(keep, seq_len, method="cosine"):
+    """Masked-token count per example of big_vision's masked training mask.
+
+    big_vision `givt.Model.get_input_mask_training` /
+    `_random_mask_with_ratios`: ratio = `mask_ratio(keep, method)` (clipped to
+    [1e-6, 1]) and the mask holds the positions i < ratio · L, i.e.
+    ⌈ratio · L⌉ of them (at least 1, at most L), in float32.
+
+    Args:
+        keep: (B,) float tensor; big_vision draws it from
+            U[0, 1 − min_masking_rate_training).
+        seq_len: int. L.
+        method: schedule name (`mask_ratio`'s `method`).
+
+    Returns:
+        (B, 1) int32 tensor.
+    """
+    ratio = ops.clip(mask_ratio(keep, method), 0.0, 1.0)
+    threshold = ops.expand_dims(ratio * float(seq_len), -1)  # (B, 1)
+    indices = ops.cast(ops.arange(seq_len), "float32")[None, :]  # (1, L)
+    return ops.sum(ops.cast(indices < threshold, "int32"), axis=-1, keepdims=True)
 
 
 MASKGIT_METHODS = ("uniform", "cosine", "pow<k>", "log", "exp")

@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_givt.models.givt.givt_task import GIVTTask
 from keras_givt.samplers.mask_schedules import bottom_k_mask
+from keras_givt.samplers.mask_schedules import training_mask_counts
 from keras_givt.samplers.mask_schedules import mask_ratio
 from keras_givt.samplers.maskgit_sampler import maskgit_generate
 
@@ -17,10 +18,9 @@ from keras_givt.samplers.maskgit_sampler import maskgit_generate
 class GIVTMaskGIT(GIVTTask):
     """GIVT-MaskGIT task: masked `fit`, parallel `generate`, `inpaint`.
 
-    Training follows big_vision: per example a ratio r ~ U[0, 1) is mapped
-    through the cosine schedule and floored at the backbone's
-    `min_masking_rate_training`; that fraction of positions (at least one),
-    chosen uniformly, is masked, and the NLL is averaged over the masked
+    Training follows big_vision: per example a kept fraction r ~ U[0, 1 − m)
+    (m = the backbone's `min_masking_rate_training`) is mapped through the
+    cosine schedule, and ⌈ratio · L⌉ positions, chosen uniformly, are masked, and the NLL is averaged over the masked
     positions only. Labels are dropped with `drop_labels_probability` for CFG.
 
     Args:
@@ -54,14 +54,20 @@ class GIVTMaskGIT(GIVTTask):
         super().__init__(backbone, vae=vae, adaptor=adaptor, preprocessor=preprocessor, seed=seed, **kwargs)
 
     def training_mask(self, batch_size):
-        """big_vision's random training mask, (B, L) bool (True = masked)."""
+        """big_vision's random training mask, (B, L) bool (True = masked).
+
+        As `givt.Model.get_input_mask_training`: keep ~ U[0, 1 − m) with
+        m = `min_masking_rate_training`, ratio = cosine(keep) (so ratio >
+        cos(π/2 · (1 − m)), ≈ 0.454 for m = 0.3), and ⌈ratio · L⌉ positions,
+        chosen uniformly, are masked (`training_mask_counts`).
+        """
         L = self.backbone.seq_len
-        r = keras.random.uniform((batch_size,), seed=self.seed_generator)
-        ratio = ops.maximum(mask_ratio(r, "cosine"), self.backbone.min_masking_rate_training)
-        num = ops.maximum(ops.floor(ratio * L), 1.0)  # (B,)
+        max_keep = 1.0 - float(self.backbone.min_masking_rate_training)
+        keep = keras.random.uniform((batch_size,), maxval=max_keep, seed=self.seed_generator)
+        num = training_mask_counts(keep, L, "cosine")  # (B, 1)
         scores = keras.random.uniform((batch_size, L), seed=self.seed_generator)
-        # The `num` lowest random scores are masked.
-        return bottom_k_mask(scores, ops.expand_dims(num, 1))
+        # The `num` lowest random scores are masked (a uniform random subset).
+        return bottom_k_mask(scores, num)
 
     def call(self, inputs, training=False):
         tokens, labels = self.latents_from_inputs(inputs)
