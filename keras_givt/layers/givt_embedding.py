@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.layers.transformer_block import FlatDense
 
 
@@ -169,6 +170,10 @@ class GIVTEmbedding(keras.layers.Layer):
         if self.style == "masked" and length is not None:
             length += 1
         return (tokens_shape[0], length, self.emb_dim)
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -27,6 +27,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.utils.tensor_utils import update_slice
 
 
@@ -61,6 +62,10 @@ class FlatDense(keras.layers.Dense):
         if self.activation is not None:
             y = self.activation(y)
         return y
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too (Dense's own spec needs tensors; layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -102,6 +107,10 @@ class FlaxLayerNorm(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()
@@ -198,6 +207,13 @@ class GIVTAttention(keras.layers.Layer):
         if self.use_bias:
             y = y + ops.cast(self.out.bias, self.compute_dtype)
         return y
+
+    def compute_output_shape(self, x_shape, kv_shape=None, attention_mask_shape=None):
+        return tuple(x_shape[:-1]) + (self.hidden_dim,)
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def call(self, x, kv=None, attention_mask=None, is_causal=False, training=None):
         kv = x if kv is None else kv
@@ -394,6 +410,10 @@ class PreLNTransformerBlock(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -509,6 +529,10 @@ class GIVTDecoderBlock(PreLNTransformerBlock):
 
     def compute_output_shape(self, x_shape, encoded_shape=None):
         return x_shape
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()

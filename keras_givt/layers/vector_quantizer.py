@@ -28,6 +28,7 @@ D code dim, K codebook size.
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.utils.validation import check_choice
 from keras_givt.utils.validation import check_positive_int
 
@@ -244,6 +245,10 @@ class VectorQuantizer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape), tuple(input_shape[:-1])
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs, dtypes=(self.compute_dtype, "int32"))
 
     def get_config(self):
         config = super().get_config()

@@ -16,6 +16,7 @@ the encoder-decoder GIVT. Semantics (`Encoder1DBlock`, `MlpBlock`):
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import PreLNTransformerBlock
 
@@ -139,6 +140,10 @@ class ViTEncoder(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update({"num_layers": self.num_layers, **self._block_kwargs()})
@@ -249,6 +254,10 @@ class PatchViTEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_patches, self.hidden_dim)
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()

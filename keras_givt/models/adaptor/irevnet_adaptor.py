@@ -30,6 +30,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vae.vae_layers import flax_conv
 from keras_givt.utils import validation
@@ -151,6 +152,10 @@ class IRevNetBlock(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -270,6 +275,10 @@ class IRevNetAdaptor(keras.Model):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = {

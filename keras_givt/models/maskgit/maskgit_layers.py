@@ -16,6 +16,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import softmax_attention
 
@@ -99,6 +100,10 @@ class MaskGITTransformerLayer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -163,6 +168,10 @@ class MaskGITEmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.hidden_size,)
 
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -210,3 +219,7 @@ class MaskGITMLMHead(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.vocab_size,)
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)

@@ -17,6 +17,7 @@ Semantics follow big_vision (itself the MaskGIT VQGAN CNN):
 import keras
 from keras import ops
 
+from keras_givt.layers.output_spec import output_spec_from_shapes
 ACTIVATIONS = {
     "swish": lambda x: x * ops.sigmoid(x),
     "silu": lambda x: x * ops.sigmoid(x),
@@ -92,6 +93,10 @@ class FlaxGroupNorm(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update({"num_groups": self.num_groups, "epsilon": self.epsilon})
@@ -145,6 +150,10 @@ class ResBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)
+
+    def compute_output_spec(self, *args, **kwargs):
+        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
+        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()
