@@ -4,6 +4,9 @@
 #                 then the fixture checker on every backend
 #   make check  - the big_vision fixture checker on every backend
 #   make demo   - the bundled GIVT-Causal: a class-conditional Fashion-MNIST grid with CFG + FD-CNN
+#                 (needs no data set: the real-data floors ship in the package)
+#   make data   - the real Fashion-MNIST (Debian package dataset-fashion-mnist) used by some tests;
+#                 installed with apt-get when missing and possible (root), else a note
 #   make bench  - benchmarks/bench.py on the current KERAS_BACKEND
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,8 +16,10 @@ STAMP := $(VENV)/.stack-$(shell cat requirements/constraints.txt setup.cfg | sha
 BACKENDS ?= jax tensorflow torch
 PYTEST_ARGS ?= -m "not large" -q
 FIXTURES ?= $(wildcard tests/fixtures/big_vision tests/fixtures/big_vision_uvim tests/fixtures/maskgit)
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test check venv bench demo clean-venv
+.PHONY: test check venv bench demo data clean-venv
 
 $(STAMP): requirements/constraints.txt setup.cfg
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +34,20 @@ $(STAMP): requirements/constraints.txt setup.cfg
 
 venv: $(STAMP)
 
-test: $(STAMP)
+data:
+	@if [ -f $(FASHION_MNIST_DIR)/t10k-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST: $(FASHION_MNIST_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing the Debian package dataset-fashion-mnist (real Fashion-MNIST for the tests)..."; \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || \
+			echo "warning: apt-get could not install dataset-fashion-mnist; tests that need it are skipped."; \
+	else \
+		echo "note: Fashion-MNIST is not installed and apt-get is not usable here (needs root):"; \
+		echo "      run 'sudo apt-get install dataset-fashion-mnist' (or set KERAS_GIVT_DATA_DIR);"; \
+		echo "      until then the tests that need it are skipped."; \
+	fi
+
+test: $(STAMP) data
 	@set -e; for b in $(BACKENDS); do \
 		echo "=== pytest on KERAS_BACKEND=$$b"; \
 		KERAS_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS); \

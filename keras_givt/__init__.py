@@ -29,6 +29,7 @@ _CLASSES = {
     "BetaVAE": "keras_givt.models.vae.vae_backbone",
     "IRevNetAdaptor": "keras_givt.models.adaptor.irevnet_adaptor",
     "ImagePreprocessor": "keras_givt.models.image_preprocessor",
+    "ImagePreprocessor": "keras_givt.models.image_preprocessor",
 }
 _SUBPACKAGES = ("layers", "models", "samplers", "metrics", "datasets")
 

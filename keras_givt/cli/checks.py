@@ -127,8 +127,10 @@ def _npz_shape(z, key):
 
     try:
         with z.zip.open(key + ".npy") as f:
-            version = np.lib.format.read_magic(f)
-            shape, _, _ = np.lib.format._read_array_header(f, version)
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, _ = read(f)
             return tuple(shape)
     except Exception:
         return None

@@ -17,6 +17,7 @@ from keras import ops
 from keras_hub.models import Task
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
 from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
 from keras_givt.utils import preset_utils
 
@@ -109,22 +110,105 @@ class GenerationTask(Task):
         return labels
 
     # --- Training --------------------------------------------------------
+    # `fit`/`evaluate` run every batch through the preprocessor and
+    # `check_batch` on the host (`training_checks.checked_dataset`), pull
+    # the first batch through before Keras traces anything, and stop on a
+    # non-finite loss with the last good weights restored
+    # (`training_checks.NonFiniteLossGuard`).
 
     def _default_optimizer(self):
         """The optimizer of `compile(optimizer="auto")`."""
         raise NotImplementedError
 
-    def compile(self, optimizer="auto", **kwargs):
-        """Compiles with the task's own loss.
+    # What `compile` says when given a `loss`/`metrics` (the task's own loss).
+    loss_description = "its own loss"
 
-        `optimizer="auto"` takes the task's default optimizer
-        (`_default_optimizer`); a `loss` argument is ignored.
+    def compile(self, optimizer="auto", loss=None, metrics=None, **kwargs):
+        """Compiles with the task's own loss (`compute_loss`).
+
+        Args:
+            optimizer: "auto" (the task's default optimizer,
+                `_default_optimizer`), or a Keras optimizer (instance,
+                name or config).
+            loss: None or "auto" only: the task trains on its own loss; any
+                other value is refused with a `ValueError`.
+            metrics: None or [] only: the batches carry no targets to compare
+                predictions with (the task's loss is reported as `loss`);
+                anything else is refused with a `ValueError`.
+            **kwargs: other `keras.Model.compile` arguments (e.g.
+                `jit_compile`, `steps_per_execution`); `loss_weights` and
+                `weighted_metrics` are refused like `loss`/`metrics`.
         """
-        if optimizer == "auto":
+        name = type(self).__name__
+        if loss is not None and not (isinstance(loss, str) and loss == "auto"):
+            raise ValueError(
+                f"`loss` cannot be set: {name} trains on {self.loss_description} "
+                "(`compute_loss`); leave `loss` unset (or 'auto'), or subclass and override "
+                f"`compute_loss`. Received: loss={loss!r}"
+            )
+        if metrics is not None and not (isinstance(metrics, (list, tuple, dict)) and not metrics):
+            raise ValueError(
+                f"`metrics` are not supported: {name}'s batches carry no targets to compare "
+                "predictions with; its loss is reported as `loss`. Received: "
+                f"metrics={metrics!r}"
+            )
+        for arg in ("loss_weights", "weighted_metrics"):
+            if kwargs.get(arg) is not None:
+                raise ValueError(
+                    f"`{arg}` is not supported: {name} trains on {self.loss_description}. "
+                    f"Received: {arg}={kwargs[arg]!r}"
+                )
+            kwargs.pop(arg, None)
+        if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = self._default_optimizer()
-        kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
         self.generate_functions = {}
+
+    def check_batch(self, batch, where):
+        """Checks one preprocessed batch (numpy) before it reaches the model.
+
+        Raises a `ValueError` starting with `where` and naming the entry and
+        the value. Subclasses check structure, shapes, dtypes, value ranges
+        and labels; the base class accepts everything.
+        """
+
+    def preprocess_samples(self, x, y=None, sample_weight=None, where=None):
+        """`preprocessor(x, y, sample_weight)`, or the batch as it is without one."""
+        if getattr(self, "_samples_preprocessed", False) or self.preprocessor is None:
+            return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        from keras_givt.models.image_preprocessor import ImagePreprocessor
+
+        if isinstance(self.preprocessor, ImagePreprocessor):
+            return self.preprocessor(x, y=y, sample_weight=sample_weight, where=where)
+        return super().preprocess_samples(x, y, sample_weight)
+
+    def _checked(self, dataset, role):
+        from keras_givt.models import training_checks
+
+        return training_checks.checked_dataset(
+            dataset, self.preprocess_samples, self.check_batch, role
+        )
+
+    def _batched_dataset(self, x, y, sample_weight, batch_size, shuffle):
+        """A batched `tf.data.Dataset` of `x`/`(x, y)` arrays or a dataset; None otherwise."""
+        import tensorflow as tf
+
+        from keras_givt.models import training_checks
+
+        if isinstance(x, tf.data.Dataset):
+            if y is not None or sample_weight is not None:
+                raise ValueError(
+                    "`y` and `sample_weight` must be None when `x` is a dataset (its elements "
+                    f"carry them). Received: y={training_checks.describe(y)}, "
+                    f"sample_weight={training_checks.describe(sample_weight)}"
+                )
+            return x
+        if not (_is_array_dict(x) or _is_array(x)):
+            return None
+        arrays = _flat_arrays(x, y, sample_weight)
+        if shuffle is None:
+            return _ordered_dataset(arrays, batch_size or 32).map(_unflatten)
+        return _array_dataset(arrays, batch_size or 32, shuffle).map(_unflatten)
 
     def fit(
         self,
@@ -135,29 +219,96 @@ class GenerationTask(Task):
         shuffle=True,
         validation_split=None,
         validation_data=None,
+        sample_weight=None,
+        callbacks=None,
         **kwargs,
     ):
-        """`keras.Model.fit`; a dict of arrays is reshuffled every epoch.
+        """`keras.Model.fit` with the task's preprocessing and checks.
 
-        keras-hub's `Task.fit` batches in-memory arrays into a fixed-order
-        dataset, which silently ignores `shuffle`. Here a dict of arrays
-        (`{"latents" or "images" or "tokens", "labels", ...}`) becomes a
-        `tf.data` pipeline that draws a new order each epoch when
-        `shuffle=True` (Keras' default; seeded by `keras.utils.set_random_seed`).
-        `validation_split` takes the last fraction of the examples before
-        shuffling, as in Keras. Datasets are passed through unchanged.
+        Args:
+            x: a dict of arrays (`{"latents" or "images" or "tokens",
+                "labels", ...}`), images (with `y`), or a batched
+                `tf.data.Dataset` of dicts or `(images, labels)` pairs; with a
+                `preprocessor` (the bundled presets carry one) raw uint8 or
+                float images of any size work. Other inputs (generators,
+                `PyDataset`) go to Keras unchecked.
+            y: labels (GIVT, MaskGIT) or targets (UViM) when `x` are arrays.
+            shuffle: arrays are reshuffled every epoch when True (Keras'
+                default; keras-hub's array batching ignored it), seeded by
+                `keras.utils.set_random_seed`.
+            validation_split: the last fraction of the arrays, as in Keras.
+            Other arguments as `keras.Model.fit`.
+
+        Every batch goes through the preprocessor and `check_batch` on the
+        host; the first one before Keras traces anything, so a wrong batch
+        raises a `ValueError` naming it and leaves the model untouched. A
+        non-finite loss stops training with a `NonFiniteLossError` naming
+        the step, with the weights and optimizer state of the step before
+        restored.
         """
-        if _is_array_dict(x) and y is None:
-            arrays = {k: np.asarray(v) for k, v in x.items()}
-            if validation_split and validation_data is None:
-                arrays, validation_data = _split_last(arrays, validation_split)
-                validation_split = None
-            x = _array_dataset(arrays, batch_size or 32, shuffle)
-            batch_size = None
-        return super().fit(
-            x, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle,
-            validation_split=validation_split, validation_data=validation_data, **kwargs,
-        )  # fmt: skip
+        from keras_givt.models import training_checks
+
+        val_batch_size = batch_size or 32
+        if validation_split and validation_data is None and (_is_array_dict(x) or _is_array(x)):
+            arrays = _flat_arrays(x, y, sample_weight)
+            arrays, held_out = _split_last(arrays, validation_split)
+            x, y, sample_weight = _unflatten_numpy(arrays)
+            validation_data = _unflatten_numpy(held_out)
+            validation_split = None
+        train = self._batched_dataset(x, y, sample_weight, batch_size, shuffle)
+        if train is not None:
+            x, y, sample_weight, batch_size = self._checked(train, "training"), None, None, None
+        if validation_data is not None:
+            val_x, val_y, val_sw = _unpack_validation(validation_data)
+            val = self._batched_dataset(val_x, val_y, val_sw, val_batch_size, None)
+            if val is not None:
+                validation_data = self._checked(val, "validation")
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, training_checks.NonFiniteLossGuard) for c in callbacks):
+            callbacks.append(training_checks.NonFiniteLossGuard())
+        if self.optimizer is None:
+            self.compile()
+        with training_checks.translate_data_errors():
+            if train is not None:
+                next(iter(x))  # The first batch, checked before anything is traced.
+            saved = _jax_values(self)
+            self._samples_preprocessed = train is not None
+            try:
+                return super().fit(
+                    x, y, batch_size=batch_size, epochs=epochs,
+                    shuffle=False if train is not None else shuffle,
+                    validation_split=validation_split, validation_data=validation_data,
+                    sample_weight=sample_weight, callbacks=callbacks, **kwargs,
+                )  # fmt: skip
+            except BaseException:
+                training_checks.restore_purged_jax_variables(saved)
+                raise
+            finally:
+                self._samples_preprocessed = False
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        """`keras.Model.evaluate` with the task's preprocessing and batch checks (as `fit`)."""
+        from keras_givt.models import training_checks
+
+        if kwargs.get("_use_cached_eval_dataset", False):
+            return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs)
+        data = self._batched_dataset(x, y, sample_weight, batch_size, None)
+        if data is not None:
+            x, y, sample_weight, batch_size = self._checked(data, "evaluation"), None, None, None
+        with training_checks.translate_data_errors():
+            if data is not None:
+                next(iter(x))
+            saved = _jax_values(self)
+            self._samples_preprocessed = data is not None
+            try:
+                return super().evaluate(
+                    x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
+                )
+            except BaseException:
+                training_checks.restore_purged_jax_variables(saved)
+                raise
+            finally:
+                self._samples_preprocessed = False
 
     # --- Compiled generation ----------------------------------------------
 
@@ -386,3 +537,89 @@ def _array_dataset(arrays, batch_size, shuffle):
         lambda i: {k: tf.gather(t, i) for k, t in tensors.items()},
         num_parallel_calls=tf.data.AUTOTUNE,
     ).prefetch(tf.data.AUTOTUNE)
+
+
+# --- fit/evaluate inputs ------------------------------------------------------
+
+_X, _Y, _SW = "__x__", "__y__", "__sample_weight__"
+
+
+def _is_array(x):
+    """An in-memory array (numpy or backend tensor), not a dict or dataset."""
+    return not isinstance(x, (dict, str, bytes)) and hasattr(x, "shape") and hasattr(x, "__array__")
+
+
+def _flat_arrays(x, y, sample_weight):
+    """`x` (array or dict of arrays), `y`, `sample_weight` as one flat dict of numpy arrays.
+
+    A dict `x` alone keeps its keys; otherwise entries are keyed `__x__`,
+    `__x__/<key>`, `__y__` (`__y__/<key>`) and `__sample_weight__`.
+    """
+    if _is_array_dict(x) and y is None and sample_weight is None:
+        return {k: np.asarray(v) for k, v in x.items()}
+    flat = {}
+    for prefix, value in ((_X, x), (_Y, y), (_SW, sample_weight)):
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{prefix}/{k}": np.asarray(v) for k, v in value.items()})
+        else:
+            flat[prefix] = np.asarray(keras.ops.convert_to_numpy(value))
+    return flat
+
+
+def _unflatten(flat):
+    """Inverse of `_flat_arrays` on one batch: `x` or `(x, y[, sample_weight])`."""
+    if not any(k == p or k.startswith(p + "/") for k in flat for p in (_X, _Y, _SW)):
+        return flat
+    parts = {}
+    for prefix in (_X, _Y, _SW):
+        if prefix in flat:
+            parts[prefix] = flat[prefix]
+        else:
+            sub = {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + "/")}
+            parts[prefix] = sub or None
+    if parts[_Y] is None and parts[_SW] is None:
+        return parts[_X]
+    if parts[_SW] is None:
+        return parts[_X], parts[_Y]
+    return parts[_X], parts[_Y], parts[_SW]
+
+
+def _unflatten_numpy(flat):
+    """`(x, y, sample_weight)` of a flat dict of arrays (see `_flat_arrays`)."""
+    out = _unflatten(flat)
+    if not isinstance(out, tuple):
+        return out, None, None
+    return tuple(out) + (None,) * (3 - len(out))
+
+
+def _unpack_validation(validation_data):
+    if isinstance(validation_data, tuple):
+        if len(validation_data) not in (1, 2, 3):
+            raise ValueError(
+                "`validation_data` must be x, (x, y) or (x, y, sample_weight). Received: a tuple "
+                f"of {len(validation_data)} entries"
+            )
+        return tuple(validation_data) + (None,) * (3 - len(validation_data))
+    return validation_data, None, None
+
+
+def _ordered_dataset(arrays, batch_size):
+    """Batches of `arrays` in order (validation / evaluation)."""
+    import tensorflow as tf
+
+    sizes = {k: len(v) for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"All arrays must have the same number of examples; received {sizes}.")
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
+
+
+def _jax_values(model):
+    """jax: (variable, value) of the model's state, to undo a purge by a failed first step."""
+    if keras.config.backend() != "jax":
+        return []
+    variables = list(model.variables) + list(model.metrics_variables)
+    if model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    return [(v, v._value) for v in variables]

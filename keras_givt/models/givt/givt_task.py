@@ -6,11 +6,13 @@ Dimension letters: B batch, H/W image size, C channels, L tokens, D token dim.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.givt.givt_backbone import GIVTBackbone
 from keras_givt.models.givt.givt_loss import givt_nll
+from keras_givt.models import training_checks
 
 
 class GIVTTask(GenerationTask):
@@ -45,8 +47,9 @@ class GIVTTask(GenerationTask):
         # === Layers ===
         self.vae = vae
         self.adaptor = adaptor
-        if vae is not None:
-            vae.trainable = False
+        # Frozen on every backend (the adaptor is a fixed flow here too).
+        training_checks.freeze(vae)
+        training_checks.freeze(adaptor)
         self.built = True  # Every sub-model is built at construction.
         if compile:
             self.compile()
@@ -99,6 +102,75 @@ class GIVTTask(GenerationTask):
         return feed
 
     # --- Training --------------------------------------------------------
+
+    loss_description = "the GIVT mixture negative log-likelihood of the latents"
+
+    def check_batch(self, batch, where):
+        """Checks a preprocessed fit/evaluate batch (numpy) before the model sees it.
+
+        Accepts a dict with `"latents"` (B, L, D) finite floats or `"images"`
+        (B, H, W, C) floats in [-1, 1] at the VAE's size, plus `"labels"`
+        (B,) ints in [0, num_labels) for class-conditional models (and
+        `"input_mask"` (B, L) bools for masked models); no `y`.
+        """
+        name = type(self).__name__
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        if not isinstance(x, dict) or y is not None:
+            raise ValueError(
+                f"{where}: {name} takes dicts {{'latents' (B, L, D) or 'images' (B, H, W, C) in "
+                "[-1, 1], 'labels' (B,)}; received "
+                f"{training_checks.describe(batch)}. For (images, labels) pairs or raw uint8 "
+                "images attach a preprocessor (`model.preprocessor = "
+                "keras_givt.ImagePreprocessor(...)`; the bundled presets carry one)."
+            )
+        bb = self.backbone
+        allowed = {"latents", "images", "labels"} | ({"input_mask"} if bb.style == "masked" else set())
+        unknown = sorted(set(x) - allowed)
+        if unknown:
+            raise ValueError(
+                f"{where}: unexpected key(s) {unknown} in the batch; {name} takes "
+                f"{sorted(allowed)}. Received keys: {sorted(x)}"
+            )
+        if ("latents" in x) == ("images" in x):
+            raise ValueError(
+                f"{where}: pass exactly one of x['latents'] and x['images']. Received keys: "
+                f"{sorted(x)}"
+            )
+        if "latents" in x:
+            data = np.asarray(x["latents"])
+            check = training_checks.check_array
+            check(where, "x['latents']", data, shape=(None, bb.seq_len, bb.out_dim))
+        else:
+            if self.vae is None:
+                raise ValueError(
+                    f"{where}: x['images'] needs a VAE (`vae=`) to encode them; this {name} has "
+                    "none: pass x['latents']."
+                )
+            data = np.asarray(x["images"])
+            size = getattr(self.vae, "image_size", None)
+            shape = (None,) + tuple(size) if size else (None, None, None, None)
+            hint = training_checks.image_range_hint(data, -1.0, 1.0)
+            training_checks.check_array(
+                where, "x['images']", data, shape=shape, kind="image", low=-1.0, high=1.0, hint=hint
+            )
+        batch_size = data.shape[0]
+        if bb.num_labels is None:
+            if "labels" in x:
+                raise ValueError(
+                    f"{where}: this {name} is unconditional (num_labels=None) but the batch has "
+                    "x['labels']. Drop them."
+                )
+        elif "labels" not in x:
+            raise ValueError(
+                f"{where}: this {name} is class-conditional (num_labels={bb.num_labels}): the "
+                f"batch needs x['labels']. Received keys: {sorted(x)}"
+            )
+        else:
+            training_checks.label_array(where, "x['labels']", x["labels"], bb.num_labels, batch_size)
+        if "input_mask" in x:
+            training_checks.check_array(
+                where, "x['input_mask']", x["input_mask"], shape=(batch_size, bb.seq_len), kind="bool"
+            )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = givt_nll(self.backbone, y_pred["logits"], y_pred["tokens"], y_pred.get("input_mask"))

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_givt.models import training_checks
 from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
 from keras_givt.samplers.discrete_maskgit_sampler import discrete_maskgit_decode
@@ -91,8 +92,7 @@ class MaskGITImageGenerator(GenerationTask):
         super().__init__(backbone, preprocessor, seed, sampling_defaults, **kwargs)
         # === Layers ===
         self.tokenizer = tokenizer
-        if tokenizer is not None:
-            tokenizer.trainable = False
+        training_checks.freeze(tokenizer)  # Frozen on every backend.
         # === Config ===
         self.label_smoothing = label_smoothing
         self.label_dropout = label_dropout
@@ -173,6 +173,79 @@ class MaskGITImageGenerator(GenerationTask):
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
         return loss
+
+    loss_description = "the label-smoothed cross-entropy of the masked tokens"
+
+    def check_batch(self, batch, where):
+        """Checks a preprocessed fit/evaluate batch (numpy) before the model sees it.
+
+        Accepts a dict with `"tokens"` (B, L) or (B, h, w) ints in
+        [0, codebook_size) or `"images"` (B, H, W, C) floats in [0, 1] at the
+        tokenizer's size, plus `"labels"` (B,) ints in [0, num_classes) for
+        class-conditional models (and an optional `"mask"` (B, L) of bools);
+        no `y`.
+        """
+        name = type(self).__name__
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        if not isinstance(x, dict) or y is not None:
+            raise ValueError(
+                f"{where}: {name} takes dicts {{'tokens' (B, L) or 'images' (B, H, W, C) in "
+                "[0, 1], 'labels' (B,)}; received "
+                f"{training_checks.describe(batch)}. For (images, labels) pairs or raw uint8 "
+                "images attach a preprocessor (`model.preprocessor = "
+                "keras_givt.ImagePreprocessor(..., output_range=(0, 1))`; the bundled presets "
+                "carry one)."
+            )
+        bb = self.backbone
+        allowed = {"tokens", "images", "labels", "mask"}
+        unknown = sorted(set(x) - allowed)
+        if unknown:
+            raise ValueError(
+                f"{where}: unexpected key(s) {unknown} in the batch; {name} takes "
+                f"{sorted(allowed)}. Received keys: {sorted(x)}"
+            )
+        if ("tokens" in x) == ("images" in x):
+            raise ValueError(
+                f"{where}: pass exactly one of x['tokens'] and x['images']. Received keys: {sorted(x)}"
+            )
+        if "tokens" in x:
+            data = np.asarray(x["tokens"])
+            flat = data.reshape(data.shape[0], -1) if data.ndim >= 2 else data
+            training_checks.check_array(
+                where, "x['tokens']", flat, shape=(None, bb.seq_len), kind="int", low=0,
+                high=bb.codebook_size,
+            )  # fmt: skip
+        else:
+            if self.tokenizer is None:
+                raise ValueError(
+                    f"{where}: x['images'] needs a tokenizer (`tokenizer=`); this {name} has "
+                    "none: pass x['tokens']."
+                )
+            data = np.asarray(x["images"])
+            size = getattr(self.tokenizer, "image_size", None)
+            shape = (None,) + tuple(size) if size else (None, None, None, None)
+            training_checks.check_array(
+                where, "x['images']", data, shape=shape, kind="image", low=0.0, high=1.0,
+                hint=training_checks.image_range_hint(data, 0.0, 1.0),
+            )  # fmt: skip
+        batch_size = data.shape[0]
+        if "labels" in x:
+            if bb.num_classes == 0:
+                raise ValueError(
+                    f"{where}: this {name} is unconditional (num_classes=0) but the batch has "
+                    "x['labels']. Drop them."
+                )
+            training_checks.label_array(where, "x['labels']", x["labels"], bb.num_classes, batch_size)
+        elif bb.num_classes > 0:
+            raise ValueError(
+                f"{where}: this {name} is class-conditional (num_classes={bb.num_classes}): the "
+                f"batch needs x['labels']. Received keys: {sorted(x)}"
+            )
+        if "mask" in x:
+            training_checks.check_array(
+                where, "x['mask']", np.asarray(x["mask"]).reshape(batch_size, -1),
+                shape=(batch_size, bb.seq_len), kind="bool",
+            )  # fmt: skip
 
     def _default_optimizer(self):
         """AdamW(1e-4, weight decay 0.045 as MaskGIT, clipnorm 1)."""
