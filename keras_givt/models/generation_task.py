@@ -464,6 +464,40 @@ class GenerationTask(Task):
 
     # --- Presets -----------------------------------------------------------
 
+    def _task_weights_skip(self):
+        # The backbone (its own file) and the optimizer: presets hold weights
+        # only, so loading one never warns "Skipping variable loading for
+        # optimizer" and never restores a stale step count / learning rate.
+        skip = list(self.backbone._flatten_layers())
+        if getattr(self, "optimizer", None) is not None:
+            skip.append(self.optimizer)
+        return skip
+
+    def save_task_weights(self, filepath):
+        """keras-hub's `save_task_weights`, without the optimizer state."""
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(
+                f"The filename must end in `.weights.h5`. Received: filepath={filepath}"
+            )
+        if not self.has_task_weights():
+            raise ValueError(f"Task {self} has no weights not in the `backbone`.")
+        keras.saving.save_weights(self, filepath, objects_to_skip=self._task_weights_skip())
+
+    def load_task_weights(self, filepath):
+        """keras-hub's `load_task_weights`, ignoring any optimizer state in the
+        file; a truncated file or one that does not fit this config raises a
+        `ValueError` naming the file and the config."""
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(
+                f"The filename must end in `.weights.h5`. Received: filepath={filepath}"
+            )
+
+        def load():
+            keras.saving.load_weights(self, filepath, objects_to_skip=self._task_weights_skip())
+
+        preset_utils.load_weights_checked(self, filepath, load)
+
+
     @classproperty
     def presets(cls):
         """Built-in presets of this task (published checkpoints and bundled models)."""

@@ -90,6 +90,69 @@ def download(url, what="checkpoint"):
         ) from e
 
 
+def _checked_local(preset):
+    """`preset`, after checking the files of a local preset folder.
+
+    A truncated or corrupt weights / config / `.keras` file raises a
+    `ValueError` naming it (`keras_givt.utils.file_checks`) instead of a bare
+    h5py/zip error from inside Keras. Other handles pass through.
+    """
+    if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
+        from keras_givt.utils import file_checks
+
+        file_checks.check_preset_dir(preset)
+    return preset
+
+
+def load_weights_checked(model, filepath, load, config_path=None):
+    """Runs `load()` (which loads `filepath` into `model`); a mismatch names both.
+
+    Keras reports a weights file that does not fit the model built from the
+    config (another layer count or width) as e.g. "Layer 'dense' expected 2
+    variables, but received 0" or a shape mismatch in `assign`, naming
+    neither the file nor the config. This re-raises it as a `ValueError`
+    naming the weights file, the config (file and its size arguments) and
+    Keras' message.
+
+    Args:
+        model: the model being loaded.
+        filepath: the weights file.
+        load: callable with no arguments doing the load.
+        config_path: optional path of the config the model was built from
+            (default: `config.json` beside `filepath`, if present).
+    """
+    from keras_givt.utils import file_checks
+
+    filepath = os.fspath(filepath)
+    if os.path.isfile(filepath):
+        file_checks.check_file(filepath)
+    try:
+        return load()
+    except ValueError as e:
+        if config_path is None:
+            folder = os.path.dirname(os.path.abspath(filepath))
+            for name in ("task.json", "config.json"):
+                candidate = os.path.join(folder, name)
+                if os.path.isfile(candidate):
+                    config_path = candidate
+                    break
+        try:
+            config = model.get_config()
+        except Exception:
+            config = {}
+        sizes = {
+            k: v
+            for k, v in config.items()
+            if isinstance(v, (int, float, list, tuple)) and not isinstance(v, bool)
+        }
+        source = f" {config_path!r}" if config_path else ""
+        raise ValueError(
+            f"The weights file {filepath!r} does not match the {type(model).__name__} built "
+            f"from the config{source} ({', '.join(f'{k}={v!r}' for k, v in sizes.items())}): "
+            f"different layer count or widths? Keras says: {e}"
+        ) from e
+
+
 def resolve_preset(preset, files=None):
     """A keras-hub preset directory for `preset` (converting big_vision files once).
 
@@ -99,13 +162,13 @@ def resolve_preset(preset, files=None):
             (to convert files downloaded by hand).
     """
     if not isinstance(preset, str) or preset not in PRESETS:
-        return preset
+        return _checked_local(preset)
     entry = PRESETS[preset]
     if "path" in entry:  # A keras-hub preset folder shipped inside the package.
-        return entry["path"]
+        return _checked_local(entry["path"])
     target = os.path.join(cache_root(), preset)
     if os.path.exists(os.path.join(target, "config.json")):
-        return target
+        return _checked_local(target)
     local, downloaded = {}, []
     for key, url in entry["files"].items():
         if (files or {}).get(key):
@@ -141,3 +204,29 @@ def resolve_preset(preset, files=None):
 
     keras_hub_registry.register_preset(preset, entry)  # keras-hub finds it by name from now on.
     return target
+
+
+def strip_optimizer_state(path):
+    """Rewrites a Keras `.weights.h5` file without its `optimizer` group.
+
+    Every other group, dataset and attribute is copied unchanged (datasets
+    bit for bit). Returns True if the file held optimizer state.
+
+    Args:
+        path: str or path-like, the `.weights.h5` file (rewritten in place).
+    """
+    import h5py
+
+    path = os.fspath(path)
+    with h5py.File(path, "r") as src:
+        if "optimizer" not in src:
+            return False
+        tmp = path + ".tmp"
+        with h5py.File(tmp, "w") as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for key in src:
+                if key != "optimizer":
+                    src.copy(src[key], dst, name=key)
+    os.replace(tmp, path)
+    return True

@@ -475,6 +475,17 @@ class GIVTBackbone(Backbone):
             if v["class"] in ("GIVTCausal", "GIVTMaskGIT", "GIVTBackbone")
         }
 
+    def load_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.load_weights`; a file that does not fit this config
+        (layer count, widths) or is truncated raises a `ValueError` naming the
+        file and the config (`preset_utils.load_weights_checked`)."""
+        from keras_givt.utils import preset_utils
+
+        def load():
+            return super(GIVTBackbone, self).load_weights(filepath, *args, **kwargs)
+
+        return preset_utils.load_weights_checked(self, filepath, load)
+
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """Loads a backbone from a built-in name, keras-hub handle or directory."""
