@@ -96,11 +96,16 @@ def read_npz(path):
     A leading `params/` (full train-state files) is stripped.
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"The big_vision npz checkpoint {path!r} does not exist.")
     try:
         with np.load(path, allow_pickle=False) as data:
             params = {k: np.asarray(data[k]) for k in data.files}
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
-        raise ValueError(f"Could not read the big_vision npz checkpoint {path!r}: {e}") from e
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+        raise ValueError(
+            f"The big_vision npz checkpoint {path!r} is truncated or corrupt "
+            f"({os.path.getsize(path)} bytes): {type(e).__name__}: {e}"
+        ) from e
     if params and all(k.startswith("params/") for k in params):
         params = {k[len("params/") :]: v for k, v in params.items()}
     return params
@@ -170,7 +175,18 @@ def givt_weight_map(backbone):
 
 
 def assign_checked(weight_map, params, what="checkpoint"):
-    """Assigns `params` to `weight_map` after checking names and shapes."""
+    """Assigns `params` to `weight_map` after checking every array.
+
+    Refused (nothing is assigned), each with the array's name: a missing or
+    unexpected array, a shape other than the model's, a non-numeric dtype,
+    and NaN or ±inf entries (a corrupt or diverged checkpoint).
+
+    Args:
+        weight_map: `{name: (keras variable, expected shape)}`.
+        params: `{name: array}` read from the checkpoint.
+        what: str, the checkpoint in messages (e.g. "GIVT checkpoint
+            '/path/params.npz'").
+    """
     expected = set(weight_map)
     received = set(params)
     missing = sorted(expected - received)
@@ -188,11 +204,26 @@ def assign_checked(weight_map, params, what="checkpoint"):
             f"{len(extra)} unexpected in total: {extra[:8]}. Was it saved for another config?"
         )
     for name in sorted(expected):
-        shape = tuple(params[name].shape)
-        if shape != weight_map[name][1]:
+        shape = tuple(np.shape(params[name]))
+        if shape != tuple(weight_map[name][1]):
             raise ValueError(
                 f"Array {name!r} of the {what} has shape {shape}; the model expects "
-                f"{weight_map[name][1]}. Was it saved for another config?"
+                f"{tuple(weight_map[name][1])}. Was it saved for another config?"
+            )
+    for name in sorted(expected):
+        value = np.asarray(params[name])
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise TypeError(
+                f"Array {name!r} of the {what} has dtype {value.dtype}; expected a float array."
+            )
+        finite = np.isfinite(value)
+        if not finite.all():
+            nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(
+                f"Array {name!r} of the {what} holds {nan} NaN and {inf} inf of "
+                f"{value.size} entries (first at index {first}: {value[first]!r}); "
+                "the checkpoint is corrupt or diverged. Nothing was loaded."
             )
     for name, (variable, _) in weight_map.items():
         value = np.asarray(params[name], dtype="float32").reshape(tuple(variable.shape))
@@ -201,7 +232,9 @@ def assign_checked(weight_map, params, what="checkpoint"):
 
 def load_givt_params(backbone, params):
     """Loads big_vision GIVT params (dict or npz path) into `backbone`."""
+    what = "GIVT checkpoint"
     if not isinstance(params, dict):
+        what = f"GIVT checkpoint {os.fspath(params)!r}"
         params = read_npz(params)
     params = dict(params)
     if any(k.startswith("decoder/EncDecBlock/") for k in params):
@@ -209,7 +242,7 @@ def load_givt_params(backbone, params):
     if any(k.startswith("encoder/encoderblock/") for k in params):
         # big_vision's ViT encoder scans on axis 0 (unlike the GIVT decoder).
         params = _unscan(params, "encoder/encoderblock", backbone.num_layers, axis=0, sep="_")
-    assign_checked(givt_weight_map(backbone), params, what="GIVT checkpoint")
+    assign_checked(givt_weight_map(backbone), params, what=what)
     return backbone
 
 

@@ -10,6 +10,8 @@ The order of `inout_specs` fixes the one-hot and logit channel order; the
 converter orders the entries by input channel (see `vit_vae_kwargs`).
 """
 
+import os
+
 from keras_givt.conversion.big_vision import _unscan
 from keras_givt.conversion.big_vision import assign_checked
 from keras_givt.conversion.big_vision import read_npz
@@ -103,11 +105,13 @@ def vit_vae_weight_map(vae):
 
 def load_vit_vae_params(vae, params):
     """Loads big_vision ViT-VAE params (dict or npz path) into `vae`."""
+    what = "ViT-VAE checkpoint"
     if not isinstance(params, dict):
+        what = f"ViT-VAE checkpoint {os.fspath(params)!r}"
         params = read_npz(params)
     params = dict(params)
     for prefix, depth in (("encoder", vae.enc_depth), ("decoder", vae.dec_depth)):
         if any(k.startswith(f"{prefix}/encoderblock/") for k in params):
             params = _unscan(params, f"{prefix}/encoderblock", depth, axis=0, sep="_")
-    assign_checked(vit_vae_weight_map(vae), params, what="ViT-VAE checkpoint")
+    assign_checked(vit_vae_weight_map(vae), params, what=what)
     return vae

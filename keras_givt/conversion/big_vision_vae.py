@@ -135,9 +135,11 @@ def read_vae_params(path, use_ema_params=True):
 
 def load_vae_params(vae, params, use_ema_params=True):
     """Loads big_vision VAE params (dict, npz or msgpack path) into a built `vae`."""
+    what = "VAE checkpoint"
     if not isinstance(params, dict):
+        what = f"VAE checkpoint {os.fspath(params)!r}"
         params = read_vae_params(params, use_ema_params=use_ema_params)
-    assign_checked(vae_weight_map(vae), params, what="VAE checkpoint")
+    assign_checked(vae_weight_map(vae), params, what=what)
     return vae
 
 
@@ -146,7 +148,9 @@ def load_adaptor_params(adaptor, params):
 
     GIVT params holding `params_adaptor/...` are accepted too.
     """
+    what = "adaptor checkpoint"
     if not isinstance(params, dict):
+        what = f"adaptor checkpoint {os.fspath(params)!r}"
         params = read_npz(params)
     if any(k.startswith("params_adaptor/") for k in params):
         params = {
@@ -154,7 +158,7 @@ def load_adaptor_params(adaptor, params):
             for k, v in params.items()
             if k.startswith("params_adaptor/")
         }
-    assign_checked(adaptor_weight_map(adaptor), params, what="adaptor checkpoint")
+    assign_checked(adaptor_weight_map(adaptor), params, what=what)
     return adaptor
 
 

@@ -81,9 +81,11 @@ def tokenizer_weight_map(tokenizer):
 
 def load_tokenizer_params(tokenizer, params):
     """Loads MaskGIT VQGAN params (dict or checkpoint path) into a built tokenizer."""
+    what = "MaskGIT tokenizer checkpoint"
     if not isinstance(params, dict):
+        what = f"{what} {os.fspath(params)!r}"
         params = read_params(params)
-    assign_checked(tokenizer_weight_map(tokenizer), params, what="MaskGIT tokenizer checkpoint")
+    assign_checked(tokenizer_weight_map(tokenizer), params, what=what)
     return tokenizer
 
 
@@ -165,9 +167,11 @@ def backbone_weight_map(backbone):
 
 def load_backbone_params(backbone, params):
     """Loads MaskGIT transformer params (dict or checkpoint path)."""
+    what = "MaskGIT transformer checkpoint"
     if not isinstance(params, dict):
+        what = f"{what} {os.fspath(params)!r}"
         params = read_params(params)
-    assign_checked(backbone_weight_map(backbone), params, what="MaskGIT transformer checkpoint")
+    assign_checked(backbone_weight_map(backbone), params, what=what)
     return backbone
 
 
