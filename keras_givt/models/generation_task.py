@@ -20,6 +20,7 @@ from keras_hub.src.utils.python_utils import classproperty
 from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
 from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
 from keras_givt.utils import preset_utils
+from keras_givt.utils import validation
 
 
 class GenerationTask(Task):
@@ -48,6 +49,7 @@ class GenerationTask(Task):
     inpaint_token_description = "tokens"
 
     def __init__(self, backbone, preprocessor=None, seed=None, sampling_defaults=None, **kwargs):
+        class_names = kwargs.pop("class_names", None)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -60,6 +62,7 @@ class GenerationTask(Task):
         self.seed = seed
         self.sampling_defaults = dict(sampling_defaults or {})
         self.generate_functions = {}
+        self.class_names = class_names  # Optional names of the classes (labels by name).
 
     # --- Data ------------------------------------------------------------
 
@@ -90,23 +93,21 @@ class GenerationTask(Task):
     def _label_array(self, labels, num_samples, num_classes):
         """`labels` as an int32 numpy (B,), checked to lie in [0, num_classes).
 
-        One label is repeated `num_samples` times; otherwise `num_samples`
-        (when given) must be the number of labels.
+        Labels are ids (integer-valued numbers) or, when the task has
+        `class_names`, names. One label is repeated `num_samples` times;
+        otherwise `num_samples` (when given) must be the number of labels.
         """
-        labels = np.asarray(keras.ops.convert_to_numpy(labels)).astype("int32").reshape(-1)
+        labels = validation.check_labels("labels", labels, num_classes, self.class_names)
+        num_samples = validation.check_int("num_samples", num_samples, 1, allow_none=True)
         if num_samples is not None:
             if labels.size == 1:
-                labels = labels.repeat(int(num_samples))
+                labels = labels.repeat(num_samples)
             elif labels.size != num_samples:
                 raise ValueError(
                     f"`num_samples` ({num_samples}) must match the number of labels "
-                    f"({labels.size}) or labels must be a single class."
+                    f"({labels.size}) or labels must be a single class. Received: "
+                    f"num_samples={num_samples}, labels={labels.tolist()}"
                 )
-        bad = (labels < 0) | (labels >= num_classes)
-        if bad.any():
-            raise ValueError(
-                f"`labels` must be in [0, {num_classes}); received {labels[bad].tolist()}."
-            )
         return labels
 
     # --- Training --------------------------------------------------------
@@ -310,6 +311,55 @@ class GenerationTask(Task):
             finally:
                 self._samples_preprocessed = False
 
+    # --- Summary -------------------------------------------------------------
+
+    def summary(self, *args, **kwargs):
+        """`keras.Model.summary`, with the output shapes of the nested image models.
+
+        The frozen VAE / tokenizer / adaptor are built but never called
+        symbolically, so Keras would print "?" for them; their output shape is
+        computed once here (for an input of their recorded size) and shown.
+        """
+        patched = []
+        for name in self.nested_models:
+            layer = getattr(self, name, None)
+            if layer is None or layer._inbound_nodes or hasattr(layer, "output_shape"):
+                continue
+            shape = self._summary_input_shape(layer)
+            if shape is None:
+                continue
+            shape, dtype = shape
+            try:
+                out = layer.compute_output_spec(keras.KerasTensor(shape, dtype=dtype))
+            except Exception:  # A shape we cannot show: leave Keras' "?".
+                continue
+            finally:
+                layer._clear_losses()
+            shapes = keras.tree.map_structure(lambda t: tuple(t.shape), out)
+            patched.append((layer, layer._build_shapes_dict))
+            layer._build_shapes_dict = {"input_shape": shape}
+            object.__setattr__(layer, "compute_output_shape", lambda input_shape, s=shapes: s)
+        try:
+            return super().summary(*args, **kwargs)
+        finally:
+            for layer, build_shapes in patched:
+                layer._build_shapes_dict = build_shapes
+                object.__delattr__(layer, "compute_output_shape")
+
+    def _summary_input_shape(self, layer):
+        """`(shape, dtype)` a nested model is shown with in `summary`, or None."""
+        size = getattr(layer, "image_size", None)
+        if size and len(size) == 3:
+            return (None,) + tuple(int(v) for v in size), "float32"
+        specs = getattr(layer, "inout_specs", None)
+        if specs and getattr(layer, "input_size", None):  # A label-map VAE (UViM).
+            channels = max(channel for channel, _ in specs.values()) + 1
+            return (None,) + tuple(layer.input_size) + (channels,), "int32"
+        build_shape = (layer._build_shapes_dict or {}).get("input_shape")
+        if build_shape is not None:
+            return (None,) + tuple(build_shape[1:]), "float32"
+        return None
+
     # --- Compiled generation ----------------------------------------------
 
     # torch on CPU: intra-op threads used by `generate` (None: torch's
@@ -381,10 +431,9 @@ class GenerationTask(Task):
         return fn(inputs)
 
     def _set_seed(self, seed):
+        seed = validation.check_seed("seed", seed)
         if seed is None:
             return
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"`seed` must be an int or None; received {seed!r}.")
         state = self.seed_generator.state
         state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
 
@@ -399,7 +448,8 @@ class GenerationTask(Task):
 
         When it is, `_check_cfg_support` checks that the model can guide.
         """
-        if cfg_weight is None or float(cfg_weight) == 0.0:
+        cfg_weight = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
+        if cfg_weight is None or cfg_weight == 0.0:
             return False
         self._check_cfg_support(cfg_weight)
         return True
@@ -408,13 +458,192 @@ class GenerationTask(Task):
         """Raises a `ValueError` when the model cannot use guidance."""
 
     def _check_num_steps(self, num_steps):
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"`num_steps` must be an int >= 1; received num_steps={num_steps!r}.")
+        return validation.check_int("num_steps", num_steps, 1)
 
-    def _generation_outputs(self, tokens, counts, return_tokens, return_num_masked):
-        """Images (or `tokens`), with the per-step masked `counts` when asked."""
-        out = tokens if return_tokens else self.decode_tokens(tokens)
+    def _generation_outputs(self, tokens, counts, return_tokens, return_num_masked, image_range=None):
+        """Images in `image_range` (or `tokens`), with the per-step masked `counts` when asked."""
+        out = tokens if return_tokens else self._decode_to_range(tokens, image_range)
         return (out, counts) if return_num_masked else out
+
+    # --- Generation arguments ----------------------------------------------
+    # `generate`/`inpaint` check every argument here, on the host, once per
+    # call and before any work: errors name the argument as the user passed
+    # it and show the value.
+
+    # Public image convention of `generate`/`inpaint` (inputs and outputs) of
+    # every task: float images in [-1, 1]. `image_range=(0, 1)` per call
+    # gives (and takes) [0, 1] images instead.
+    default_image_range = (-1.0, 1.0)
+    image_ranges = ((-1.0, 1.0), (0.0, 1.0))
+    # The range of the task's own `encode_images`/`decode_tokens`.
+    native_image_range = (-1.0, 1.0)
+    # keras-hub spellings accepted by `generate`/`inpaint`: alias -> argument.
+    keyword_aliases = {"guidance_scale": "cfg_weight"}
+
+    @property
+    def class_names(self):
+        """Names of classes 0..C-1 (list of str) or None.
+
+        Set from the preset's model card by `from_preset` (the bundled
+        Fashion-MNIST presets), or by hand (`model.class_names = [...]`);
+        `generate`/`inpaint` then accept names as `labels`.
+        """
+        return getattr(self, "_class_names", None)
+
+    @class_names.setter
+    def class_names(self, names):
+        if names is not None:
+            num_classes = self._num_classes()
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise TypeError(f"`class_names` must be a list of str. Received: class_names={names!r}")
+            names = list(names)
+            if num_classes is None or len(names) != num_classes or len(set(names)) != len(names):
+                raise ValueError(
+                    f"`class_names` must be {num_classes} distinct names (one per class). "
+                    f"Received: class_names={names!r}"
+                )
+        object.__setattr__(self, "_class_names", names)
+
+    def _num_classes(self):
+        """Number of classes C, or None for an unconditional model."""
+        return getattr(self.backbone, "num_labels", None)
+
+    def _unconditional_label(self):
+        """The label id meaning "no class" (`labels=None`) of a conditional model.
+
+        GIVT: the NOLABEL row of the label table, which exists when the
+        backbone was trained with label dropout; otherwise a ValueError.
+        """
+        ids = getattr(self.backbone, "special_ids", {})
+        if "nolabel" not in ids:
+            raise ValueError(
+                "This model is class-conditional and has no NOLABEL row (it was not trained "
+                "with label dropout, `drop_labels_probability=0`), so it cannot sample "
+                "unconditionally: pass `labels`. Received: labels=None"
+            )
+        return int(ids["nolabel"])
+
+    def _unconditional_labels(self, batch):
+        """Labels (B,) of an unconditional call (None: the model takes none)."""
+        if self._num_classes() is None:
+            return None
+        return np.full((batch,), self._unconditional_label(), "int32")
+
+    def _generation_labels(self, labels, num_samples, batch=None):
+        """`(labels (B,) int32 numpy or None, B, conditional)` of a call.
+
+        `labels=None` on a class-conditional model samples unconditionally
+        (`_unconditional_labels`); `batch` (inpaint) fixes B.
+        """
+        num_samples = validation.check_int("num_samples", num_samples, 1, allow_none=True)
+        if batch is not None:
+            num_samples = batch
+        num_classes = self._num_classes()
+        if labels is not None:
+            if num_classes is None:
+                raise ValueError(
+                    "This model is unconditional: `labels` must be None. Received: "
+                    f"labels={validation._show(labels)}"
+                )
+            if batch is not None:
+                arr = validation.check_labels("labels", labels, num_classes, self.class_names)
+                if arr.size not in (1, batch):
+                    raise ValueError(
+                        f"`labels` must be one label or {batch} labels (one per image). "
+                        f"Received: labels={arr.tolist()}"
+                    )
+            labels = self._label_array(labels, num_samples, num_classes)
+            return labels, int(labels.size), True
+        if num_samples is None:
+            raise ValueError(
+                "Pass `labels` (class ids or names) or `num_samples` (unconditional samples). "
+                "Received: labels=None, num_samples=None"
+            )
+        return self._unconditional_labels(num_samples), num_samples, False
+
+    def _resolve_keywords(self, method, kwargs, **values):
+        """Maps keras-hub aliases in `kwargs` onto `values`; unknown keywords raise.
+
+        `guidance_scale` (keras-hub's `uncond + s·(cond − uncond)`) is
+        `cfg_weight + 1`: it becomes `cfg_weight = guidance_scale − 1`.
+        Returns `values` updated.
+        """
+        import inspect
+
+        valid = [
+            n for n, p in inspect.signature(getattr(self, method)).parameters.items()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]  # fmt: skip
+        aliases = {a: t for a, t in self.keyword_aliases.items() if t in valid}
+        validation.check_keywords(f"{type(self).__name__}.{method}", kwargs, valid, aliases)
+        for alias, value in kwargs.items():
+            if alias not in aliases:
+                continue
+            target = aliases[alias]
+            if values.get(target) is not None:
+                raise TypeError(
+                    f"Pass either `{target}` or its alias `{alias}`, not both. Received: "
+                    f"{target}={values[target]!r}, {alias}={value!r}"
+                )
+            if alias == "guidance_scale":
+                value = validation.check_float("guidance_scale", value) - 1.0
+            values[target] = value
+        return values
+
+    def _check_temperature(self, temperature):
+        """`(temperature float >= 0, greedy)`: temperature 0 is greedy decoding."""
+        temperature = validation.check_float("temperature", temperature, 0.0)
+        return temperature, temperature == 0.0
+
+    def _check_image_range(self, image_range):
+        """`image_range` (None: `default_image_range`) as a (lo, hi) float pair."""
+        if image_range is None:
+            return tuple(self.default_image_range)
+        try:
+            lo, hi = (float(v) for v in image_range)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`image_range` must be a pair such as (-1, 1) or (0, 1). Received: "
+                f"image_range={image_range!r}"
+            )
+        if (lo, hi) not in self.image_ranges:
+            raise ValueError(
+                f"`image_range` must be one of {[tuple(r) for r in self.image_ranges]}. "
+                f"Received: image_range={image_range!r}"
+            )
+        return lo, hi
+
+    def _check_images(self, images, image_range, name="images"):
+        """`images` (B, H, W, C) as float32 numpy, finite and inside `image_range`."""
+        arr = validation.check_finite_array(name, images)
+        if arr.ndim != 4:
+            raise ValueError(
+                f"`{name}` must be (B, H, W, C) images. Received: {name} with shape {arr.shape}"
+            )
+        lo, hi = image_range
+        if arr.size and (arr.min() < lo - 1e-3 or arr.max() > hi + 1e-3):
+            raise ValueError(
+                f"`{name}` must be float images in [{lo:g}, {hi:g}] (`image_range`); received "
+                f"values in [{arr.min():g}, {arr.max():g}]. Rescale them (uint8: x / 127.5 - 1 "
+                f"for [-1, 1], x / 255 for [0, 1]) or pass the matching `image_range`."
+            )
+        return arr
+
+    def _to_native(self, images, image_range):
+        """Images in `image_range` -> the range of `encode_images`."""
+        if tuple(image_range) == tuple(self.native_image_range):
+            return images
+        (lo, hi), (nlo, nhi) = image_range, self.native_image_range
+        return (images - lo) * ((nhi - nlo) / (hi - lo)) + nlo
+
+    def _decode_to_range(self, tokens, image_range):
+        """`decode_tokens(tokens)` mapped into `image_range` (None: the default)."""
+        image_range = self._check_image_range(image_range)
+        x = self.decode_tokens(tokens)
+        if tuple(image_range) == tuple(self.native_image_range):
+            return x
+        (lo, hi), (nlo, nhi) = image_range, self.native_image_range
+        return (ops.cast(x, "float32") - nlo) * ((hi - lo) / (nhi - nlo)) + lo
 
     # --- Editing -----------------------------------------------------------
 
@@ -426,33 +655,78 @@ class GenerationTask(Task):
             raise ValueError(f"seq_len={seq_len} is not a square{hint}.")
         return side, side
 
-    def _inpaint_tokens(self, images, mask, token_grid):
-        """`(tokens, token_mask (B, L) bool)` of an `inpaint` call.
+    def _inpaint_tokens(self, images, mask, token_grid, image_range=None):
+        """`(tokens, token_mask (B, L) bool numpy, pixels, pixel_mask)` of an `inpaint` call.
 
-        Images (B, H, W, C) are encoded by `_encode_for_inpaint` and the
-        pixel mask (B, H, W) mapped onto `token_grid()` (a token is
-        regenerated when any of its pixels is); token inputs (ranks
-        `inpaint_token_ranks`) and their mask go through
-        `_inpaint_token_inputs`.
+        Images (B, H, W, C) in `image_range` are checked, encoded by
+        `_encode_for_inpaint` and the pixel mask (B, H, W), (B, H, W, 1) or
+        (H, W) (True / 1 = regenerate) mapped onto `token_grid()` (a token
+        is regenerated when any of its pixels is); `pixels` (float32 numpy)
+        and `pixel_mask` (B, H, W) bool are returned for pasting back. Token
+        inputs (ranks `inpaint_token_ranks`) and their mask go through
+        `_inpaint_token_inputs`; `pixels` and `pixel_mask` are then None.
         """
-        x = ops.convert_to_tensor(images)
-        if len(x.shape) == 4:
-            tokens = self._encode_for_inpaint(ops.cast(x, "float32"))
-            token_mask = pixel_mask_to_token_mask(mask, token_grid())
-        elif len(x.shape) in self.inpaint_token_ranks:
-            tokens, token_mask = self._inpaint_token_inputs(x, mask)
+        image_range = self._check_image_range(image_range)
+        try:
+            rank = len(images.shape)
+        except (AttributeError, TypeError):
+            rank = np.ndim(images)
+        if rank == 4:
+            pixels = self._check_images(images, image_range)
+            pixel_mask = validation.check_binary_mask("mask", mask)
+            b, height, width = pixels.shape[:3]
+            if pixel_mask.shape == (height, width):
+                pixel_mask = np.broadcast_to(pixel_mask, (b, height, width))
+            elif pixel_mask.shape == (b, height, width, 1):
+                pixel_mask = pixel_mask[..., 0]
+            if pixel_mask.shape != (b, height, width):
+                raise ValueError(
+                    f"`mask` must be a ({b}, {height}, {width}) pixel mask (or ({height}, "
+                    f"{width}), or ({b}, {height}, {width}, 1)) for images of shape "
+                    f"{pixels.shape}, True / 1 = regenerate. Received: mask with shape "
+                    f"{pixel_mask.shape}"
+                )
+            h, w = token_grid()
+            if height % h or width % w:
+                raise ValueError(
+                    f"`images` of size {(height, width)} must be a multiple of the token grid "
+                    f"{(h, w)}. Received: images with shape {pixels.shape}"
+                )
+            token_mask = np.asarray(
+                ops.convert_to_numpy(pixel_mask_to_token_mask(pixel_mask, (h, w)))
+            )
+            if token_mask.any():
+                native = self._to_native(pixels, image_range)
+                tokens = self._encode_for_inpaint(ops.convert_to_tensor(native, "float32"))
+            else:
+                tokens = None  # Everything is known: nothing to encode.
+            return tokens, token_mask, pixels, pixel_mask
+        if rank in self.inpaint_token_ranks:
+            tokens, token_mask = self._inpaint_token_inputs(images, mask)
         else:
             raise ValueError(
-                f"`images` must be (B, H, W, C) images or {self.inpaint_token_description}; "
-                f"received shape {tuple(x.shape)}."
+                f"`images` must be (B, H, W, C) images or {self.inpaint_token_description}. "
+                f"Received: images with shape {tuple(np.shape(images))}"
             )
+        token_mask = np.asarray(ops.convert_to_numpy(token_mask)).astype(bool)
         batch = int(tokens.shape[0])
         seq_len = self.backbone.seq_len
         if tuple(token_mask.shape) != (batch, seq_len):
             raise ValueError(
                 f"The token mask must be ({batch}, {seq_len}); received {tuple(token_mask.shape)}."
+                f" Received: mask with shape {tuple(token_mask.shape)}"
             )
-        return tokens, token_mask
+        return tokens, token_mask, None, None
+
+    def _paste_back(self, decoded, pixels, pixel_mask):
+        """The input `pixels` where `pixel_mask` is False, `decoded` elsewhere."""
+        if tuple(decoded.shape) != tuple(pixels.shape):
+            raise ValueError(
+                f"The decoded images {tuple(decoded.shape)} do not have the input's shape "
+                f"{pixels.shape}: pass `paste_back=False` to get the raw decode."
+            )
+        keep = ops.convert_to_tensor(~pixel_mask[..., None])
+        return ops.where(keep, ops.convert_to_tensor(pixels), ops.cast(decoded, "float32"))
 
     def _encode_for_inpaint(self, images):
         """Tokens of the float32 images (B, H, W, C) that `inpaint` edits."""
@@ -497,6 +771,33 @@ class GenerationTask(Task):
 
         preset_utils.load_weights_checked(self, filepath, load)
 
+    def compile_from_config(self, config):
+        """Compiles from a saved compile config (`.keras` loading) through this
+        class's own `compile`.
+
+        Keras skips compiling a loaded model whose `compile` is overridden and
+        warns "`compile()` was not called as part of model loading"; the
+        task's `compile` accepts every argument Keras saves (loss and metrics
+        stay unset), so it is called here instead.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        config = {k: v for k, v in dict(config or {}).items() if v is not None}
+        self.compile(**config)
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            return
+        # Keras builds the optimizer here, so a file saved before any training
+        # step (2 optimizer variables) warns "Skipping variable loading for
+        # optimizer". Build it only when the saved state is that of a built one.
+        load_own = optimizer.load_own_variables
+
+        def load_own_variables(store):
+            if not optimizer.built and self.built and len(store.keys()) > len(optimizer.variables):
+                optimizer.build(self.trainable_variables)
+            return load_own(store)
+
+        optimizer.load_own_variables = load_own_variables
+
 
     @classproperty
     def presets(cls):
@@ -513,9 +814,13 @@ class GenerationTask(Task):
         MaskGIT) are downloaded with `keras.utils.get_file` and converted
         once into a keras-hub preset directory in the Keras cache.
         """
-        return super().from_preset(
-            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
+        path = preset_utils.resolve_preset(preset)
+        model = super().from_preset(path, load_weights=load_weights, **kwargs)
+        if isinstance(model, GenerationTask) and model.class_names is None:
+            names = _model_card_class_names(path)
+            if names is not None and len(names) == model._num_classes():
+                model.class_names = names
+        return model
 
     # --- Config ------------------------------------------------------------
 
@@ -525,6 +830,8 @@ class GenerationTask(Task):
             layer = getattr(self, name)
             config[name] = None if layer is None else keras.layers.serialize(layer)
         config.update({"seed": self.seed, "sampling_defaults": self.sampling_defaults})
+        if self.class_names is not None:
+            config["class_names"] = list(self.class_names)
         return config
 
     @classmethod
@@ -534,6 +841,25 @@ class GenerationTask(Task):
             if isinstance(config.get(name), dict):
                 config[name] = keras.layers.deserialize(config[name])
         return super().from_config(config)
+
+
+def _model_card_class_names(path):
+    """`class_names` of the `model_card.json` in preset folder `path` (None if absent)."""
+    import json
+    import os
+
+    card_path = os.path.join(path, "model_card.json") if isinstance(path, str) else None
+    if not card_path or not os.path.isfile(card_path):
+        return None
+    try:
+        with open(card_path) as f:
+            card = json.load(f)
+    except (OSError, ValueError):
+        return None
+    names = card.get("class_names") or (card.get("data") or {}).get("class_names")
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def _is_array_dict(x):

@@ -25,6 +25,7 @@ from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.models.givt.givt_task import GIVTTask
 from keras_givt.models.uvim import dense_targets
 from keras_givt.samplers.ar_sampler import ar_generate
+from keras_givt.utils import validation
 
 TASK_TYPES = ("panoptic", "depth", "label_map")
 _SAMPLING_DEFAULTS = {
@@ -166,6 +167,60 @@ class GIVTUViM(GIVTTask):
 
     # --- Training ----------------------------------------------------------
 
+    def check_batch(self, batch, where):
+        """Checks a preprocessed fit/evaluate batch (numpy) before the model sees it.
+
+        Accepts `(images, targets)`: images (B, Hi, Wi, 3) floats in [-1, 1]
+        at the backbone's `input_size` (or a dict with `"images"`), targets
+        as `fit` takes them (label maps (B, H, W, C) of class indices at the
+        VAE's size; depth (B, H, W[, 1]) metres; or a dict with `"latents"`
+        (B, L, D)).
+        """
+        from keras_givt.models import training_checks
+
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        if isinstance(x, dict):
+            unknown = sorted(set(x) - {"images"})
+            if unknown or "images" not in x:
+                raise ValueError(
+                    f"{where}: GIVTUViM takes images (B, H, W, 3) or {{'images': ...}}. "
+                    f"Received keys: {sorted(x)}"
+                )
+            x = x["images"]
+        if y is None:
+            raise ValueError(
+                f"{where}: GIVTUViM.fit needs (images, targets) pairs; the batch has no targets. "
+                f"Received: {training_checks.describe(batch)}"
+            )
+        images = np.asarray(x)
+        h, w = self.backbone.input_size
+        training_checks.check_array(
+            where, "x", images, shape=(None, h, w, 3), kind="image", low=-1.0, high=1.0,
+            hint=training_checks.image_range_hint(images, -1.0, 1.0),
+        )  # fmt: skip
+        batch_size = images.shape[0]
+        bb = self.backbone
+        if isinstance(y, dict):
+            if sorted(y) != ["latents"]:
+                raise ValueError(f"{where}: dict targets must be {{'latents': (B, L, D)}}. Received keys: {sorted(y)}")
+            training_checks.check_array(where, "y['latents']", y["latents"], shape=(batch_size, bb.seq_len, bb.out_dim))
+            return
+        targets = np.asarray(y)
+        vh, vw = self.vae.input_size
+        if self.task_type == "depth":
+            if targets.ndim == 4 and targets.shape[-1] == 1:
+                targets = targets[..., 0]
+            training_checks.check_array(where, "y", targets, shape=(batch_size, vh, vw))
+            return
+        specs = self.vae.inout_specs
+        channels = max(channel for channel, _ in specs.values()) + 1
+        training_checks.check_array(where, "y", targets, shape=(batch_size, vh, vw, channels), kind="int")
+        for name, (channel, num_classes) in specs.items():
+            training_checks.check_array(
+                where, f"y[..., {channel}] ({name})", targets[..., channel], kind="int", low=0,
+                high=num_classes,
+            )  # fmt: skip
+
     def call(self, inputs, training=False):
         """images (B, Hi, Wi, 3) in [-1, 1] -> {"encoded": (B, P, E)}."""
         images = self._images(inputs)
@@ -193,7 +248,7 @@ class GIVTUViM(GIVTTask):
 
     # --- Generation ----------------------------------------------------------
 
-    def generate_step(self, inputs, beam_size, fan_size, stochastic_beams):
+    def generate_step(self, inputs, beam_size, fan_size, stochastic_beams, greedy=False):
         """The compiled body: images -> (tokens (B, L, D), log_prob (B,))."""
         images = inputs["images"]
         encoded = self.backbone.encode(images, training=False)
@@ -208,6 +263,7 @@ class GIVTUViM(GIVTTask):
             fan_size=fan_size,
             stochastic_beams=stochastic_beams,
             encoded=encoded,
+            greedy=greedy,
         )
 
     def generate(
@@ -221,40 +277,63 @@ class GIVTUViM(GIVTTask):
         stochastic_beams=False,
         return_latents=False,
         return_logits=False,
+        image_range=None,
+        **kwargs,
     ):
-        """Predicts dense outputs for `images (B, Hi, Wi, 3)` in [-1, 1].
+        """Predicts dense outputs for `images (B, Hi, Wi, 3)` (or one (Hi, Wi, 3) image).
+
+        Every argument is checked on the host once per call, before any
+        work; a bad value raises a ValueError/TypeError naming it.
 
         Args:
+            images: finite float images in `image_range` ([-1, 1] by default).
             seed: int for reproducible predictions.
-            temperature: multiplies the mixture scales.
-            temperature_probs: multiplies the mixture logits.
-            beam_size, fan_size: beam search (K beams × F candidates).
-            stochastic_beams: sample the surviving beams (Gumbel top-k).
-            return_latents: also return `"latents"` (B, L, D).
-            return_logits: also return the VAE's per-pixel logits
+            temperature: finite float >= 0 multiplying the mixture scales (0:
+                greedy, as `GIVTCausal.generate`).
+            temperature_probs: finite float > 0 multiplying the mixture logits.
+            beam_size, fan_size: positive ints K <= F, beam search (K beams ×
+                F candidates).
+            stochastic_beams: bool. Sample the surviving beams (Gumbel top-k).
+            return_latents: bool. Also return `"latents"` (B, L, D).
+            return_logits: bool. Also return the VAE's per-pixel logits
                 (`"logits/<name>"`).
+            image_range: (-1, 1) (default, the input range of the encoder) or
+                (0, 1): the range of `images`.
 
         Arguments left to None take `sampling_defaults` (big_vision's UViM
         settings). Returns a dict of NumPy arrays: panoptic
         `{"semantics", "instances"}` (B, H, W) int32; depth `{"depth"}`
         (B, H, W) metres; label_map `{"label_map"}` (B, H, W, C).
         """
+        self._resolve_keywords("generate", kwargs)
         bb = self.backbone
-        temperature = self._default("temperature", temperature, 1.0)
-        temperature_probs = self._default("temperature_probs", temperature_probs, 1.0)
-        beam_size = self._default("beam_size", beam_size, 1)
-        fan_size = self._default("fan_size", fan_size, 1)
-        for name, value in (("beam_size", beam_size), ("fan_size", fan_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1; received {name}={value!r}.")
-        images = np.asarray(keras.ops.convert_to_numpy(self._images(images)), "float32")
+        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        temperature_probs = validation.check_float(
+            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
+            0.0, min_inclusive=False,
+        )  # fmt: skip
+        beam_size = validation.check_int("beam_size", self._default("beam_size", beam_size, 1), 1)
+        fan_size = validation.check_int("fan_size", self._default("fan_size", fan_size, 1), 1)
+        if fan_size < beam_size:
+            raise ValueError(
+                "`fan_size` must be >= `beam_size` (each beam proposes F candidates). "
+                f"Received: beam_size={beam_size}, fan_size={fan_size}"
+            )
+        stochastic_beams = validation.check_bool("stochastic_beams", stochastic_beams)
+        return_latents = validation.check_bool("return_latents", return_latents)
+        return_logits = validation.check_bool("return_logits", return_logits)
+        seed = validation.check_seed("seed", seed)
+        image_range = self._check_image_range(image_range)
+        images = self._images(images)
+        if np.ndim(images) == 3:
+            images = np.asarray(keras.ops.convert_to_numpy(images))[None]
+        images = self._check_images(images, image_range)
+        images = self._to_native(images, image_range)
         expected = tuple(bb.input_size) + (3,)
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4 or images.shape[1:] != expected:
+        if images.shape[1:] != expected:
             raise ValueError(
                 f"`images` must have shape (B, {expected[0]}, {expected[1]}, 3); received "
-                f"{images.shape}."
+                f"{images.shape}. Received: images with shape {images.shape}"
             )
         self._set_seed(seed)
         inputs = {
@@ -262,9 +341,9 @@ class GIVTUViM(GIVTTask):
             "temperature": ops.convert_to_tensor(temperature, "float32"),
             "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
         }
-        key = ("uvim", beam_size, fan_size, bool(stochastic_beams))
+        key = ("uvim", beam_size, fan_size, stochastic_beams) + (("greedy",) if greedy else ())
         fn = self._compile_generate(
-            key, lambda x: self.generate_step(x, beam_size, fan_size, bool(stochastic_beams))
+            key, lambda x: self.generate_step(x, beam_size, fan_size, stochastic_beams, greedy)
         )
         tokens, _ = fn(inputs)
         out = self.decode_latents(tokens, return_logits=return_logits)
@@ -298,9 +377,9 @@ class GIVTUViM(GIVTTask):
 
     def predict(self, x, batch_size=32, verbose="auto", seed=None, **generate_kwargs):
         """`generate` over `x` (images, NumPy or tensor) in batches of `batch_size`."""
-        images = np.asarray(keras.ops.convert_to_numpy(self._images(x)), "float32")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be an int >= 1; received {batch_size!r}.")
+        batch_size = validation.check_int("batch_size", batch_size, 1)
+        self._resolve_keywords("generate", generate_kwargs)  # Unknown keywords fail first.
+        images = validation.check_finite_array("x", self._images(x))
         self._set_seed(seed)
         chunks = []
         n = images.shape[0]
