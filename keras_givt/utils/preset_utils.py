@@ -129,9 +129,10 @@ def load_weights_checked(model, filepath, load, config_path=None):
     try:
         return load()
     except ValueError as e:
+        is_task = os.path.basename(filepath).startswith("task")
         if config_path is None:
             folder = os.path.dirname(os.path.abspath(filepath))
-            for name in ("task.json", "config.json"):
+            for name in ("task.json", "config.json") if is_task else ("config.json",):
                 candidate = os.path.join(folder, name)
                 if os.path.isfile(candidate):
                     config_path = candidate
@@ -146,11 +147,37 @@ def load_weights_checked(model, filepath, load, config_path=None):
             if isinstance(v, (int, float, list, tuple)) and not isinstance(v, bool)
         }
         source = f" {config_path!r}" if config_path else ""
+        counts = ""
+        if not is_task:
+            num_arrays = _count_weight_arrays(filepath)
+            if num_arrays is not None:
+                counts = (
+                    f" The file holds {num_arrays} weight arrays; the model has "
+                    f"{len(model.weights)} variables."
+                )
         raise ValueError(
             f"The weights file {filepath!r} does not match the {type(model).__name__} built "
             f"from the config{source} ({', '.join(f'{k}={v!r}' for k, v in sizes.items())}): "
-            f"different layer count or widths? Keras says: {e}"
+            f"different layer count or widths?{counts} Keras says: {e}"
         ) from e
+
+
+def _count_weight_arrays(filepath):
+    """Number of datasets in a Keras `.weights.h5` file outside `optimizer/` (None if unreadable)."""
+    try:
+        import h5py
+
+        count = [0]
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+                count[0] += 1
+
+        with h5py.File(filepath, "r") as f:
+            f.visititems(visit)
+        return count[0]
+    except Exception:
+        return None
 
 
 def resolve_preset(preset, files=None):
