@@ -29,13 +29,23 @@ _NEG = -1e30
 
 
 def sample_from_logits(
-    head, logits, temperature, temperature_probs, seed_generator, logits_uncond=None, cfg_weight=None
+    head,
+    logits,
+    temperature,
+    temperature_probs,
+    seed_generator,
+    logits_uncond=None,
+    cfg_weight=None,
+    greedy=False,
 ):
     """One token per row: `logits (R, M)` -> `(tokens (R, D), log_prob (R,))`.
 
     The log-density is that of the distribution sampled from (tempered; the
     unnormalised guided density with CFG), summed over channels.
+    `greedy=True` (static) returns `greedy_from_logits` instead (no draw).
     """
+    if greedy:
+        return greedy_from_logits(head, logits, logits_uncond, cfg_weight)
     if torch_decoding.sampling_eligible(head):  # Eager torch generation loop.
         out = torch_decoding.sample_from_logits(
             head, logits, temperature, temperature_probs, seed_generator, logits_uncond, cfg_weight
@@ -51,6 +61,41 @@ def sample_from_logits(
     index = guidance.sample_mixture_index(params, seed=seed_generator)
     cfg = guidance.CFGDensity(params, params_u, cfg_weight, mixture_index=index)
     x = cfg.sample(seed=seed_generator)
+    return x, ops.sum(cfg.log_prob(x), axis=-1)
+
+
+def greedy_from_logits(head, logits, logits_uncond=None, cfg_weight=None):
+    """The deterministic "temperature 0" token: `(tokens (R, D), log_prob (R,))`.
+
+    The mean of the most probable mixture component (per channel for
+    per-channel heads; the mean of a full-covariance head), i.e. the limit of
+    sampling as the scale temperature goes to 0 with the component chosen by
+    argmax. With CFG the component is the conditional argmax and the token is
+    the mode of its guided normal (the conditional mean where the guided
+    density is not normalisable). The log-density (beam scores, MaskGIT
+    confidences) is that of the untempered distribution (guided with CFG).
+    """
+    params = head.mixture_params(logits)
+    kind = params["head_type"]
+    if logits_uncond is None:
+        dist = make_keras_distribution(params)
+        if kind == "multivariate":
+            x = params["loc"]
+        else:
+            mix = params["mixture_logits"]  # (R, K) mv_diag, (R, D, K) per channel
+            onehot = ops.one_hot(ops.argmax(mix, axis=-1), ops.shape(mix)[-1], dtype="float32")
+            if kind == "mv_diag":
+                x = ops.sum(ops.expand_dims(onehot, -1) * params["loc"], axis=-2)
+            else:
+                x = ops.sum(onehot * params["loc"], axis=-1)
+        return x, _sum_channels(dist.log_prob(x))
+    params_u = head.mixture_params(logits_uncond)
+    index = None
+    if kind == "mv_diag":
+        index = ops.argmax(params["mixture_logits"], axis=-1)
+    cfg = guidance.CFGDensity(params, params_u, cfg_weight, mixture_index=index)
+    loc, _, ok = cfg.exact_params()
+    x = ops.where(ok, loc, cfg.loc_c)
     return x, ops.sum(cfg.log_prob(x), axis=-1)
 
 
@@ -81,6 +126,7 @@ def ar_generate(
     stochastic_beams=False,
     return_all_beams=False,
     encoded=None,
+    greedy=False,
 ):
     """Samples `(tokens (B, L, D), log_prob (B,))` autoregressively.
 
@@ -100,6 +146,8 @@ def ar_generate(
             instead of the best one.
         encoded: (B, P, E) encoded image for an encoder-decoder backbone
             (UViM), cross-attended at every step; None otherwise.
+        greedy: static bool. Take `greedy_from_logits` tokens (temperature
+            0) instead of sampling.
     """
     head = backbone.head
     L, D = backbone.seq_len, backbone.out_dim
@@ -142,7 +190,7 @@ def ar_generate(
             lc = ops.repeat(lc, F, axis=0)
             lu = None if lu is None else ops.repeat(lu, F, axis=0)
         x, lp = sample_from_logits(
-            head, lc, temperature, temperature_probs, seed_generator, lu, cfg_weight
+            head, lc, temperature, temperature_probs, seed_generator, lu, cfg_weight, greedy
         )  # (R·F, D), (R·F,)
         # Prefix tokens are forced; they add nothing to the scores (all beams
         # share them).

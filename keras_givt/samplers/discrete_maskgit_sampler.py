@@ -39,8 +39,13 @@ def discrete_maskgit_decode(
     schedule="cosine",
     choice_temperature=4.5,
     temperature=1.0,
+    greedy=False,
 ):
     """Fills the −1 entries of `tokens (B, L)` int32 in `num_steps` steps.
+
+    `greedy` (static): temperature 0, every position takes its argmax code
+    (confidences are the untempered log-probabilities; `temperature` is
+    ignored).
 
     `logits_fn(tokens (B, L)) -> (B, L, K)` float logits. Returns
     `(tokens (B, L) int32, num_masked (B, S) float32)`, `num_masked[:, s]`
@@ -57,10 +62,14 @@ def discrete_maskgit_decode(
     def step(s, carry):
         cur, final, history = carry
         unknown = cur == MASK_ID  # (B, L)
-        logits = ops.cast(logits_fn(cur), "float32") / temperature  # (B, L, K)
-        sampled = ops.cast(
-            ops.argmax(logits + _gumbel(ops.shape(logits), seed_generator), axis=-1), "int32"
-        )
+        logits = ops.cast(logits_fn(cur), "float32")  # (B, L, K)
+        if greedy:
+            sampled = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        else:
+            logits = logits / temperature
+            sampled = ops.cast(
+                ops.argmax(logits + _gumbel(ops.shape(logits), seed_generator), axis=-1), "int32"
+            )
         sampled = ops.where(unknown, sampled, cur)
         log_probs = ops.log_softmax(logits, axis=-1)
         chosen = ops.take_along_axis(log_probs, ops.expand_dims(sampled, -1), axis=-1)[..., 0]

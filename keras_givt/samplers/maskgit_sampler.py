@@ -38,8 +38,13 @@ def maskgit_generate(
     temperature=1.0,
     temperature_probs=1.0,
     cfg_weight=None,
+    greedy=False,
 ):
     """Fills the `unknown (B, L)` positions of `tokens (B, L, D)`.
+
+    `greedy` (static): every position takes its temperature-0 token
+    (`ar_sampler.greedy_from_logits`); the Gumbel noise on the confidences
+    still follows `choice_temperature`.
 
     Returns `(tokens (B, L, D), num_masked (B, S))` where `num_masked[:, s]`
     is the number of positions still masked after step s.
@@ -74,7 +79,7 @@ def maskgit_generate(
         flat_u = None if lu is None else ops.reshape(lu, (-1, m))
         x, lp = sample_from_logits(
             head, ops.reshape(lc, (-1, m)), temperature, temperature_probs, seed_generator,
-            flat_u, cfg_weight,
+            flat_u, cfg_weight, greedy,
         )
         x = ops.reshape(x, ops.shape(tokens))
         confidence = ops.reshape(lp, (B, L))

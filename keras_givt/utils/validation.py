@@ -177,7 +177,7 @@ def _show(value, limit=120):
 
         if isinstance(value, np.ndarray) or hasattr(value, "shape") and hasattr(value, "dtype"):
             arr = np.asarray(value)
-            text = np.array2string(arr.reshape(-1)[:8], separator=", ")
+            text = np.array2string(arr.reshape(-1)[:8], separator=", ", max_line_width=10**6)
             if arr.size > 8:
                 text = text[:-1] + ", ...]"
             return f"{text} (shape {tuple(arr.shape)}, dtype {arr.dtype})"
@@ -348,10 +348,11 @@ def check_binary_mask(name, mask):
         return arr
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"`{name}` must be a bool (or 0/1) array. Received: {name}={_show(arr)}")
-    if not np.all((arr == 0) | (arr == 1)):
+    bad = ~((arr == 0) | (arr == 1))
+    if np.any(bad):
         raise ValueError(
             f"`{name}` must be bool or hold only 0 and 1 (1 / True = regenerate). Received: "
-            f"{name}={_show(arr)}"
+            f"{name}={_show(arr)} with other values {np.unique(arr[bad])[:8].tolist()}"
         )
     return arr.astype(bool)
 
@@ -370,7 +371,7 @@ def check_keywords(method, kwargs, valid, aliases=None):
     aliases = aliases or {}
     valid = sorted(valid)
     for key in kwargs:
-        if key in aliases:
+        if key in aliases or key in valid:
             continue
         close = difflib.get_close_matches(key, valid + sorted(aliases), n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""

@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_givt.models.givt.givt_task import GIVTTask
 from keras_givt.samplers.ar_sampler import ar_generate
+from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -50,7 +51,7 @@ class GIVTCausal(GIVTTask):
         logits = self.backbone(self._backbone_inputs(tokens, labels), training=training)
         return {"logits": logits, "tokens": tokens}
 
-    def generate_step(self, inputs, use_cfg, beam_size, fan_size, stochastic_beams):
+    def generate_step(self, inputs, use_cfg, beam_size, fan_size, stochastic_beams, greedy=False):
         """The compiled body: `inputs` dict of tensors -> (tokens, log_prob)."""
         labels = inputs.get("labels")
         batch = ops.shape(inputs["prefix"])[0]
@@ -67,6 +68,7 @@ class GIVTCausal(GIVTTask):
             beam_size=beam_size,
             fan_size=fan_size,
             stochastic_beams=stochastic_beams,
+            greedy=greedy,
         )
 
     def generate(
@@ -83,52 +85,94 @@ class GIVTCausal(GIVTTask):
         prefix=None,
         return_latents=False,
         return_log_probs=False,
+        image_range=None,
+        **kwargs,
     ):
         """Samples images (or latents) autoregressively.
 
+        Every argument is checked on the host once per call, before any
+        work; a bad value raises a ValueError/TypeError naming it.
+
         Args:
-            labels: int or (B,) ints (class-conditional models).
-            num_samples: B, for unconditional models or to repeat one label.
-            seed: int for reproducible samples; None continues the task's
-                seed generator.
-            temperature: multiplies the mixture scales (big_vision's
-                `temperature_scales`).
-            temperature_probs: multiplies the mixture logits (inverse
-                temperature of the component choice).
-            cfg_weight: density-based CFG weight w (None or 0: no guidance).
-                Needs a backbone with `drop_labels_probability > 0`.
-            beam_size, fan_size: beam search with K beams of F sampled
-                candidates each (1, 1: plain sampling).
-            stochastic_beams: keep K candidates sampled without replacement
-                by score instead of the top K.
-            prefix: (B, P, D) latents fixing the first P tokens (image
-                completion; e.g. `model.encode_images(images, sample=False)[:, :P]`).
-            return_latents: return the (B, L, D) latents instead of images.
-            return_log_probs: also return the (B,) log-density of the
+            labels: class-conditional models: one label or a 1-D sequence of
+                labels, each an int id in [0, num_labels) (integer-valued
+                floats such as 3.0 accepted) or a class name when the model
+                has `class_names` (e.g. `["Sneaker", "Bag"]` for the bundled
+                Fashion-MNIST presets). None samples unconditionally through
+                the NOLABEL row (models trained with label dropout; refused
+                otherwise) and needs `num_samples`; guidance is then off.
+            num_samples: positive int B, for unconditional sampling or to
+                repeat one label B times.
+            seed: int (numpy ints accepted) for reproducible samples; None
+                continues the task's seed generator.
+            temperature: finite float >= 0 multiplying the mixture scales
+                (big_vision's `temperature_scales`). 0 is greedy decoding:
+                every token is the mean of its most probable mixture
+                component (the mode of the guided normal with CFG), no
+                randomness; beam scores then use the untempered density.
+            temperature_probs: finite float > 0 multiplying the mixture
+                logits (inverse temperature of the component choice).
+            cfg_weight: finite float w of density-based CFG (None or 0: no
+                guidance). Needs a backbone with `drop_labels_probability > 0`
+                and labels. keras-hub's `guidance_scale=s` is accepted as
+                `cfg_weight = s - 1` (s = 1: no guidance).
+            beam_size, fan_size: positive ints K <= F: beam search with K
+                beams of F sampled candidates each (1, 1: plain sampling).
+            stochastic_beams: bool. Keep K candidates sampled without
+                replacement by score instead of the top K.
+            prefix: (B, P, D) finite latents fixing the first P <= L tokens
+                (image completion; e.g.
+                `model.encode_images(images, sample=False)[:, :P]`).
+            return_latents: bool. Return the (B, L, D) latents instead of images.
+            return_log_probs: bool. Also return the (B,) log-density of the
                 generated (non-prefix) tokens under the sampling density.
+            image_range: (-1, 1) (default, the convention of every task's
+                `generate`/`inpaint`) or (0, 1): the range of the returned images.
 
         Arguments left to None take the preset's `sampling_defaults`
         (e.g. t=0.95, CFG 0.4 for `givt_causal_imagenet256`), else 1.0 /
         no guidance. Changing a numeric argument (temperature, CFG weight, ...) does not
         retrace; the function is compiled once per mode and batch size.
         """
+        cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
         bb = self.backbone
-        temperature = self._default("temperature", temperature, 1.0)
-        temperature_probs = self._default("temperature_probs", temperature_probs, 1.0)
-        cfg_weight = self._default("cfg_weight", cfg_weight, None)
-        labels, batch = self._normalize_labels(labels, num_samples)
-        for name, value in (("beam_size", beam_size), ("fan_size", fan_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1; received {name}={value!r}.")
+        explicit_cfg = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
+        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        temperature_probs = validation.check_float(
+            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
+            0.0, min_inclusive=False,
+        )  # fmt: skip
+        beam_size = validation.check_int("beam_size", beam_size, 1)
+        fan_size = validation.check_int("fan_size", fan_size, 1)
+        if fan_size < beam_size:
+            raise ValueError(
+                "`fan_size` must be >= `beam_size` (each beam proposes F candidates). "
+                f"Received: beam_size={beam_size}, fan_size={fan_size}"
+            )
+        stochastic_beams = validation.check_bool("stochastic_beams", stochastic_beams)
+        return_latents = validation.check_bool("return_latents", return_latents)
+        return_log_probs = validation.check_bool("return_log_probs", return_log_probs)
+        seed = validation.check_seed("seed", seed)
+        image_range = self._check_image_range(image_range)
+        if prefix is not None:
+            prefix = self._prefix_tokens(prefix)
+            if labels is None and num_samples is None:
+                num_samples = int(prefix.shape[0])
+        labels, batch, conditional = self._generation_labels(labels, num_samples)
+        if not conditional and explicit_cfg not in (None, 0.0):
+            raise ValueError(
+                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
+                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
+            )
+        cfg_weight = self._default("cfg_weight", cfg_weight, None) if conditional else None
         use_cfg = self._check_cfg(cfg_weight)
         prefix_arr = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         prefix_len = 0
         if prefix is not None:
-            prefix = self._prefix_tokens(prefix)
             if prefix.shape[0] != batch or prefix.shape[1] > bb.seq_len or prefix.shape[2] != bb.out_dim:
                 raise ValueError(
                     f"`prefix` must have shape ({batch}, P <= {bb.seq_len}, {bb.out_dim}); "
-                    f"received {prefix.shape}."
+                    f"Received: prefix with shape {prefix.shape}"
                 )
             prefix_len = prefix.shape[1]
             prefix_arr[:, :prefix_len] = prefix
@@ -138,21 +182,23 @@ class GIVTCausal(GIVTTask):
             "prefix_len": ops.convert_to_tensor(prefix_len, "int32"),
             "temperature": ops.convert_to_tensor(temperature, "float32"),
             "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
-            "cfg_weight": ops.convert_to_tensor(cfg_weight if use_cfg else 0.0, "float32"),
+            "cfg_weight": ops.convert_to_tensor(float(cfg_weight) if use_cfg else 0.0, "float32"),
         }
         if labels is not None:
             inputs["labels"] = ops.convert_to_tensor(labels, "int32")
-        key = ("ar", use_cfg, beam_size, fan_size, bool(stochastic_beams))
+        key = ("ar", use_cfg, beam_size, fan_size, stochastic_beams) + (("greedy",) if greedy else ())
         fn = self._compile_generate(
             key,
-            lambda x: self.generate_step(x, use_cfg, beam_size, fan_size, bool(stochastic_beams)),
+            lambda x: self.generate_step(x, use_cfg, beam_size, fan_size, stochastic_beams, greedy),
         )
         tokens, log_probs = fn(inputs)
-        out = tokens if return_latents else self.decode_tokens(tokens)
+        out = tokens if return_latents else self._decode_to_range(tokens, image_range)
         return (out, log_probs) if return_log_probs else out
 
     def _prefix_tokens(self, prefix):
-        prefix = keras.ops.convert_to_numpy(prefix).astype("float32")
+        prefix = validation.check_finite_array("prefix", prefix)
         if prefix.ndim != 3:
-            raise ValueError(f"`prefix` must be (B, P, D) latents; received shape {prefix.shape}.")
+            raise ValueError(
+                f"`prefix` must be (B, P, D) latents. Received: prefix with shape {prefix.shape}"
+            )
         return prefix

@@ -12,6 +12,7 @@ from keras_givt.samplers.mask_schedules import bottom_k_mask
 from keras_givt.samplers.mask_schedules import training_mask_counts
 from keras_givt.samplers.mask_schedules import mask_ratio
 from keras_givt.samplers.maskgit_sampler import maskgit_generate
+from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -79,7 +80,7 @@ class GIVTMaskGIT(GIVTTask):
         logits = self.backbone(self._backbone_inputs(tokens, labels, input_mask), training=training)
         return {"logits": logits, "tokens": tokens, "input_mask": input_mask}
 
-    def generate_step(self, inputs, use_cfg, num_steps, schedule):
+    def generate_step(self, inputs, use_cfg, num_steps, schedule, greedy=False):
         return maskgit_generate(
             self.backbone,
             inputs.get("labels"),
@@ -92,18 +93,35 @@ class GIVTMaskGIT(GIVTTask):
             temperature=inputs["temperature"],
             temperature_probs=inputs["temperature_probs"],
             cfg_weight=inputs["cfg_weight"] if use_cfg else None,
+            greedy=greedy,
         )
 
+    def _sampling_args(self, num_steps, schedule, choice_temperature, temperature,
+                       temperature_probs, seed):
+        """Checked `(num_steps, schedule, choice_temperature, temperature,
+        temperature_probs, greedy, seed)` with the preset's defaults."""
+        num_steps = self._check_num_steps(self._default("num_steps", num_steps, 16))
+        schedule = check_schedule(self._default("schedule", schedule, "cosine"))
+        choice_temperature = validation.check_float(
+            "choice_temperature", self._default("choice_temperature", choice_temperature, 1.0), 0.0
+        )
+        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        temperature_probs = validation.check_float(
+            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
+            0.0, min_inclusive=False,
+        )  # fmt: skip
+        seed = validation.check_seed("seed", seed)
+        return num_steps, schedule, choice_temperature, temperature, temperature_probs, greedy, seed
+
     def _run(self, labels, tokens, unknown, num_steps, schedule, choice_temperature,
-             temperature, temperature_probs, cfg_weight, seed):
-        num_steps = self._default("num_steps", num_steps, 16)
-        schedule = self._default("schedule", schedule, "cosine")
-        choice_temperature = self._default("choice_temperature", choice_temperature, 1.0)
-        temperature = self._default("temperature", temperature, 1.0)
-        temperature_probs = self._default("temperature_probs", temperature_probs, 1.0)
-        cfg_weight = self._default("cfg_weight", cfg_weight, None)
-        self._check_num_steps(num_steps)
-        mask_ratio(0.5, schedule)  # Validates the schedule name.
+             temperature, temperature_probs, cfg_weight, seed, conditional=None):
+        num_steps, schedule, choice_temperature, temperature, temperature_probs, greedy, seed = (
+            self._sampling_args(num_steps, schedule, choice_temperature, temperature,
+                                temperature_probs, seed)
+        )  # fmt: skip
+        if conditional is None:
+            conditional = labels is not None
+        cfg_weight = self._default("cfg_weight", cfg_weight, None) if conditional else None
         use_cfg = self._check_cfg(cfg_weight)
         inputs = {
             "tokens": ops.convert_to_tensor(tokens, "float32"),
@@ -111,11 +129,20 @@ class GIVTMaskGIT(GIVTTask):
             "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
             "temperature": ops.convert_to_tensor(temperature, "float32"),
             "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
-            "cfg_weight": ops.convert_to_tensor(cfg_weight if use_cfg else 0.0, "float32"),
+            "cfg_weight": ops.convert_to_tensor(float(cfg_weight) if use_cfg else 0.0, "float32"),
         }
         if labels is not None:
             inputs["labels"] = ops.convert_to_tensor(labels, "int32")
-        return self._generate_compiled("maskgit", inputs, seed, use_cfg, num_steps, schedule)
+        mode = (use_cfg, num_steps, schedule) + ((True,) if greedy else ())
+        return self._generate_compiled("maskgit", inputs, seed, *mode)
+
+    def _check_unconditional_cfg(self, conditional, cfg_weight):
+        explicit = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
+        if not conditional and explicit not in (None, 0.0):
+            raise ValueError(
+                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
+                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
+            )
 
     def generate(
         self,
@@ -130,31 +157,50 @@ class GIVTMaskGIT(GIVTTask):
         seed=None,
         return_latents=False,
         return_num_masked=False,
+        image_range=None,
+        **kwargs,
     ):
         """Generates images (or latents) in `num_steps` parallel steps.
 
+        Every argument is checked on the host once per call, before any
+        work; a bad value raises a ValueError/TypeError naming it.
+
         Args:
-            labels, num_samples: as `GIVTCausal.generate`.
-            num_steps: S (default 16).
-            schedule: "cosine" (big_vision, default), "pow:N", "linear" or
-                "arccos".
-            choice_temperature: Gumbel noise scale of the confidence,
-                annealed by (1 − ratio) (big_vision's t_C; 35 at 256²;
-                default 1).
-            Arguments left to None take the preset's `sampling_defaults`.
-            temperature, temperature_probs, cfg_weight: as GIVT-Causal.
+            labels, num_samples: as `GIVTCausal.generate` (ids or class
+                names; `labels=None` with `num_samples=N` samples
+                unconditionally through the NOLABEL row).
+            num_steps: positive int S (default 16).
+            schedule: "cosine" (big_vision, default), "pow:N" (N > 0),
+                "linear" or "arccos".
+            choice_temperature: finite float >= 0, the Gumbel noise scale of
+                the confidence, annealed by (1 − ratio) (big_vision's t_C; 35
+                at 256²; default 1; 0 = reveal the most confident first).
+            temperature: finite float >= 0 (0: greedy, as `GIVTCausal.generate`).
+            temperature_probs: finite float > 0.
+            cfg_weight: finite float (keras-hub's `guidance_scale = 1 + cfg_weight`
+                is accepted as an alias).
             seed: int for reproducibility.
-            return_latents: return (B, L, D) latents instead of images.
-            return_num_masked: also return (B, S), the masked count after
-                each step.
+            return_latents: bool. Return (B, L, D) latents instead of images.
+            return_num_masked: bool. Also return (B, S), the masked count
+                after each step.
+            image_range: (-1, 1) (default) or (0, 1): the range of the
+                returned images.
+
+        Arguments left to None take the preset's `sampling_defaults`.
         """
-        labels, batch = self._normalize_labels(labels, num_samples)
+        cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
+        self._sampling_args(num_steps, schedule, choice_temperature, temperature, temperature_probs, seed)
+        return_latents = validation.check_bool("return_latents", return_latents)
+        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
+        image_range = self._check_image_range(image_range)
+        labels, batch, conditional = self._generation_labels(labels, num_samples)
+        self._check_unconditional_cfg(conditional, cfg_weight)
         bb = self.backbone
         tokens = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         unknown = np.ones((batch, bb.seq_len), bool)
-        out, counts = self._run(labels, tokens, unknown, num_steps, schedule,
-                                choice_temperature, temperature, temperature_probs, cfg_weight, seed)
-        return self._generation_outputs(out, counts, return_latents, return_num_masked)
+        out, counts = self._run(labels, tokens, unknown, num_steps, schedule, choice_temperature,
+                                temperature, temperature_probs, cfg_weight, seed, conditional)
+        return self._generation_outputs(out, counts, return_latents, return_num_masked, image_range)
 
     def inpaint(
         self,
@@ -170,30 +216,89 @@ class GIVTMaskGIT(GIVTTask):
         seed=None,
         return_latents=False,
         token_grid=None,
+        paste_back=True,
+        image_range=None,
+        return_num_masked=False,
+        **kwargs,
     ):
         """Regenerates the masked region of real images, keeping the rest.
 
+        Every argument is checked on the host once per call, before any
+        work; a bad value raises a ValueError/TypeError naming it.
+
         Args:
-            images: (B, H, W, C) in [-1, 1], or (B, L, D) latents.
-            mask: (B, H, W) pixel mask (True = regenerate), or (B, L) token
-                mask when `images` are latents. Outpainting is the same call
-                with the mask outside the kept region; class-conditional
-                editing passes another `labels`.
+            images: (B, H, W, C) float images in `image_range` ([-1, 1] by
+                default), or (B, L, D) latents.
+            mask: which part to regenerate: True / 1 = regenerate, False / 0
+                = keep (bool, or numbers that are all 0 or 1). A (B, H, W)
+                pixel mask ((H, W) applies to every image; (B, H, W, 1) is
+                accepted) with images, a (B, L) token mask with latents. A
+                token is regenerated when any of its pixels is. All False:
+                the input comes back unchanged (nothing is sampled); all
+                True: plain generation. Outpainting is the same call with the
+                mask outside the kept region; class-conditional editing
+                passes another `labels`.
+            labels: one label or B labels (ids or class names); None on a
+                class-conditional model edits without a class (NOLABEL row).
+            num_steps, schedule, choice_temperature, temperature,
+            temperature_probs, cfg_weight, seed: as `generate`.
+            return_latents: bool. Return the (B, L, D) latents.
             token_grid: (h, w) of the latent grid; default square √L × √L.
+            paste_back: bool. True (default): the returned images hold the
+                input's known pixels unchanged (bit-identical to the float32
+                input) and the decode only where `mask` is True; False: the
+                raw decode of all tokens (known pixels change by the VAE's
+                reconstruction error).
+            image_range: (-1, 1) (default) or (0, 1): the range of `images`
+                and of the returned images.
+            return_num_masked: bool. Also return (B, S), the masked count
+                after each step.
         Returns:
             Images (or latents); unmasked tokens are bit-identical to the
             encoding of the input (the posterior mean).
         """
-        tokens, token_mask = self._inpaint_tokens(
+        cfg_weight = self._resolve_keywords("inpaint", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
+        self._sampling_args(num_steps, schedule, choice_temperature, temperature, temperature_probs, seed)
+        return_latents = validation.check_bool("return_latents", return_latents)
+        paste_back = validation.check_bool("paste_back", paste_back)
+        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
+        image_range = self._check_image_range(image_range)
+        if token_grid is not None:
+            token_grid = validation.check_int_pair("token_grid", token_grid)
+        tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
             images,
             mask,
             lambda: token_grid or self._square_token_grid(": pass `token_grid=(h, w)`"),
+            image_range,
         )
-        if labels is not None or self.backbone.num_labels is not None:
-            labels, _ = self._normalize_labels(labels, int(tokens.shape[0]))
-        out, _ = self._run(labels, tokens, token_mask, num_steps, schedule, choice_temperature,
-                           temperature, temperature_probs, cfg_weight, seed)
-        return out if return_latents else self.decode_tokens(out)
+        batch = token_mask.shape[0]
+        labels, _, conditional = self._generation_labels(labels, None, batch=batch)
+        self._check_unconditional_cfg(conditional, cfg_weight)
+        num_steps = self._check_num_steps(self._default("num_steps", num_steps, 16))
+        if not token_mask.any():  # Everything known: the input comes back.
+            counts = ops.zeros((batch, num_steps), "float32")
+            if pixels is not None and (paste_back or return_latents):
+                if not return_latents:
+                    out = ops.convert_to_tensor(pixels)
+                    return (out, counts) if return_num_masked else out
+                tokens = self._encode_for_inpaint(
+                    ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
+                )
+            out = tokens
+        else:
+            out, counts = self._run(labels, tokens, token_mask, num_steps, schedule,
+                                    choice_temperature, temperature, temperature_probs,
+                                    cfg_weight, seed, conditional)
+        if return_latents:
+            return (out, counts) if return_num_masked else out
+        if tokens is None:  # All known from images with paste_back=False.
+            out = self._encode_for_inpaint(
+                ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
+            )
+        decoded = self._decode_to_range(out, image_range)
+        if paste_back and pixels is not None:
+            decoded = self._paste_back(decoded, pixels, pixel_mask)
+        return (decoded, counts) if return_num_masked else decoded
 
     # --- Editing -----------------------------------------------------------
 
@@ -201,4 +306,36 @@ class GIVTMaskGIT(GIVTTask):
         return self.encode_images(images, sample=False)  # The posterior mean.
 
     def _inpaint_token_inputs(self, latents, mask):
-        return ops.cast(latents, "float32"), ops.convert_to_tensor(mask, "bool")
+        latents = validation.check_finite_array("images", latents)
+        bb = self.backbone
+        if latents.shape[1:] != (bb.seq_len, bb.out_dim):
+            raise ValueError(
+                f"`images` as latents must be (B, {bb.seq_len}, {bb.out_dim}). Received: "
+                f"images with shape {latents.shape}"
+            )
+        token_mask = validation.check_binary_mask("mask", mask)
+        if token_mask.shape == (bb.seq_len,):
+            token_mask = np.broadcast_to(token_mask, (latents.shape[0], bb.seq_len))
+        return latents, token_mask
+
+
+def check_schedule(schedule):
+    """A GIVT-MaskGIT `schedule` name: "cosine", "linear", "arccos" or "pow:N" (N > 0)."""
+    if not isinstance(schedule, str):
+        raise TypeError(
+            f"`schedule` must be a str, one of ('cosine', 'linear', 'arccos', 'pow:N'). "
+            f"Received: schedule={schedule!r}"
+        )
+    ok = schedule in ("cosine", "linear", "arccos")
+    if schedule.startswith("pow:"):
+        try:
+            exponent = float(schedule[4:])
+            ok = np.isfinite(exponent) and exponent > 0
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(
+            "`schedule` must be one of 'cosine', 'linear', 'arccos' or 'pow:N' with a number "
+            f"N > 0 (e.g. 'pow:2'). Received: schedule={schedule!r}"
+        )
+    return schedule

@@ -28,7 +28,9 @@ from keras_givt.models import training_checks
 from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
 from keras_givt.samplers.discrete_maskgit_sampler import discrete_maskgit_decode
+from keras_givt.samplers.mask_schedules import MASKGIT_METHODS
 from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
+from keras_givt.utils import validation
 from keras_givt.utils.validation import check_probability
 
 
@@ -67,6 +69,9 @@ class MaskGITImageGenerator(GenerationTask):
     )
     inpaint_token_ranks = (2, 3)
     inpaint_token_description = "(B, L) tokens"
+    # `encode_images`/`decode_tokens` (the VQGAN) work in [0, 1]; `generate`/
+    # `inpaint` images follow `GenerationTask.default_image_range`, [-1, 1].
+    native_image_range = (0.0, 1.0)
 
     def __init__(
         self,
@@ -253,7 +258,7 @@ class MaskGITImageGenerator(GenerationTask):
 
     # --- Generation -------------------------------------------------------------
 
-    def generate_step(self, inputs, use_cfg, num_steps, schedule):
+    def generate_step(self, inputs, use_cfg, num_steps, schedule, greedy=False):
         bb = self.backbone
         labels = inputs["labels"]
         cfg_weight = inputs["cfg_weight"]
@@ -277,30 +282,36 @@ class MaskGITImageGenerator(GenerationTask):
             schedule=schedule,
             choice_temperature=inputs["choice_temperature"],
             temperature=inputs["temperature"],
+            greedy=greedy,
         )
 
+    def _sampling_args(self, num_steps, schedule, choice_temperature, temperature, seed):
+        """Checked `(num_steps, schedule, choice_temperature, temperature, greedy, seed)`."""
+        num_steps = self._check_num_steps(self._default("num_steps", num_steps, 12))
+        schedule = check_schedule(self._default("schedule", schedule, "cosine"))
+        choice_temperature = validation.check_float(
+            "choice_temperature", self._default("choice_temperature", choice_temperature, 4.5), 0.0
+        )
+        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        seed = validation.check_seed("seed", seed)
+        return num_steps, schedule, choice_temperature, temperature, greedy, seed
+
     def _run(self, tokens, labels, num_steps, schedule, choice_temperature, temperature,
-             cfg_weight, seed):
-        num_steps = self._default("num_steps", num_steps, 12)
-        schedule = self._default("schedule", schedule, "cosine")
-        choice_temperature = self._default("choice_temperature", choice_temperature, 4.5)
-        temperature = self._default("temperature", temperature, 1.0)
-        cfg_weight = self._default("cfg_weight", cfg_weight, 0.0)
-        self._check_num_steps(num_steps)
-        maskgit_mask_ratio(0.5, 4, schedule)  # Validates the schedule name.
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; received temperature={temperature!r}.")
+             cfg_weight, seed, conditional=True):
+        num_steps, schedule, choice_temperature, temperature, greedy, seed = self._sampling_args(
+            num_steps, schedule, choice_temperature, temperature, seed
+        )
+        cfg_weight = self._default("cfg_weight", cfg_weight, 0.0) if conditional else None
         use_cfg = self._check_cfg(cfg_weight)
         inputs = {
             "tokens": ops.convert_to_tensor(tokens, "int32"),
             "labels": ops.convert_to_tensor(labels, "int32"),
             "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
-            "temperature": ops.convert_to_tensor(temperature, "float32"),
-            "cfg_weight": ops.convert_to_tensor(cfg_weight if use_cfg else 0.0, "float32"),
+            "temperature": ops.convert_to_tensor(temperature if not greedy else 1.0, "float32"),
+            "cfg_weight": ops.convert_to_tensor(float(cfg_weight) if use_cfg else 0.0, "float32"),
         }
-        return self._generate_compiled(
-            "discrete_maskgit", inputs, seed, use_cfg, num_steps, schedule
-        )
+        mode = (use_cfg, num_steps, schedule) + ((True,) if greedy else ())
+        return self._generate_compiled("discrete_maskgit", inputs, seed, *mode)
 
     def _check_cfg_support(self, cfg_weight):
         """Guidance needs a class-conditional model trained with label dropout."""
@@ -311,15 +322,34 @@ class MaskGITImageGenerator(GenerationTask):
                 f"label_dropout={self.label_dropout}."
             )
 
+    def _num_classes(self):
+        return self.backbone.num_classes or None
+
+    def _unconditional_label(self):
+        if self.label_dropout <= 0:
+            raise ValueError(
+                "This model is class-conditional and was not trained with label dropout "
+                "(label_dropout=0), so it cannot sample without a class: pass `labels`. "
+                "Received: labels=None"
+            )
+        return -1
+
+    def _unconditional_labels(self, batch):
+        # The class token of -1 is the mask token ("no class"), also the input
+        # of an unconditional (num_classes=0) model.
+        label = -1 if self._num_classes() is None else self._unconditional_label()
+        return np.full((batch,), label, "int32")
+
     def _normalize_labels(self, labels, num_samples):
-        nc = self.backbone.num_classes
-        if labels is None:
-            if num_samples is None:
-                raise ValueError("Pass `labels` or `num_samples`.")
-            if nc > 0 and self.label_dropout <= 0:
-                raise ValueError("This model is class-conditional: pass `labels`.")
-            return np.full((int(num_samples),), -1, "int32")
-        return self._label_array(labels, num_samples, nc)
+        return self._generation_labels(labels, num_samples)[0]
+
+    def _check_unconditional_cfg(self, conditional, cfg_weight):
+        explicit = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
+        if not conditional and explicit not in (None, 0.0):
+            raise ValueError(
+                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
+                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
+            )
 
     def generate(
         self,
@@ -333,30 +363,51 @@ class MaskGITImageGenerator(GenerationTask):
         seed=None,
         return_tokens=False,
         return_num_masked=False,
+        image_range=None,
+        **kwargs,
     ):
         """Generates images (or tokens) with MaskGIT's parallel decoding.
 
+        Every argument is checked on the host once per call, before any
+        work; a bad value raises a ValueError/TypeError naming it.
+
         Args:
-            labels: class ids (B,) or one class; None = unconditional
-                (needs `num_samples` and a model trained with label dropout,
-                or `num_classes=0`).
-            num_samples: B when `labels` is one class or None.
-            num_steps: S (default 12, MaskGIT's ImageNet 256 setting).
-            schedule: "cosine" (default), "uniform", "pow<k>", "log", "exp".
-            choice_temperature: Gumbel scale of the confidence, annealed by
-                (1 − ratio) (MaskGIT 4.5).
-            temperature: sampling temperature of the logits.
-            cfg_weight: w of `l_c + w (l_c − l_u)` (0 = off; needs label dropout).
+            labels: one label or a 1-D sequence of labels: int ids in
+                [0, num_classes) (integer-valued floats accepted) or class
+                names when the model has `class_names` (the bundled
+                `vq_maskgit_fashion_mnist`: e.g. `["Sneaker", "Bag"]`).
+                None = unconditional: needs `num_samples` and a model trained
+                with label dropout (the "no class" token), or `num_classes=0`.
+            num_samples: positive int B when `labels` is one class or None.
+            num_steps: positive int S (default 12, MaskGIT's ImageNet 256 setting).
+            schedule: "cosine" (default), "uniform", "pow<k>" (k > 0), "log", "exp".
+            choice_temperature: finite float >= 0, the Gumbel scale of the
+                confidence, annealed by (1 − ratio) (MaskGIT 4.5).
+            temperature: finite float >= 0, the sampling temperature of the
+                logits; 0 is greedy decoding (the argmax code everywhere).
+            cfg_weight: finite float w of `l_c + w (l_c − l_u)` (0 = off;
+                needs label dropout and labels). keras-hub's `guidance_scale
+                = 1 + w` is accepted as an alias.
             seed: int for reproducibility.
-            return_tokens: return (B, L) tokens instead of images in [0, 1].
-            return_num_masked: also return (B, S), the masked count after
-                each step.
+            return_tokens: bool. Return (B, L) tokens instead of images.
+            return_num_masked: bool. Also return (B, S), the masked count
+                after each step.
+            image_range: (-1, 1) (default: the convention of every task's
+                `generate`/`inpaint`, GIVT's included) or (0, 1) (the
+                VQGAN's own range, this method's output before). The range
+                of the returned images.
         """
-        labels = self._normalize_labels(labels, num_samples)
-        tokens = np.full((labels.size, self.backbone.seq_len), -1, "int32")
+        cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
+        self._sampling_args(num_steps, schedule, choice_temperature, temperature, seed)
+        return_tokens = validation.check_bool("return_tokens", return_tokens)
+        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
+        image_range = self._check_image_range(image_range)
+        labels, batch, conditional = self._generation_labels(labels, num_samples)
+        self._check_unconditional_cfg(conditional, cfg_weight)
+        tokens = np.full((batch, self.backbone.seq_len), -1, "int32")
         out, counts = self._run(tokens, labels, num_steps, schedule, choice_temperature,
-                                temperature, cfg_weight, seed)
-        return self._generation_outputs(out, counts, return_tokens, return_num_masked)
+                                temperature, cfg_weight, seed, conditional)
+        return self._generation_outputs(out, counts, return_tokens, return_num_masked, image_range)
 
     def inpaint(
         self,
@@ -371,28 +422,74 @@ class MaskGITImageGenerator(GenerationTask):
         seed=None,
         return_tokens=False,
         return_num_masked=False,
+        paste_back=True,
+        image_range=None,
+        **kwargs,
     ):
         """Regenerates the masked region, keeping every other token.
 
+        Every argument is checked on the host once per call, before any
+        work; a bad value raises a ValueError/TypeError naming it.
+
         Args:
-            images: (B, H, W, C) images in [0, 1], or (B, L) / (B, h, w)
-                token ids.
-            mask: (B, H, W) pixel mask (True = regenerate; a token is
-                regenerated when any of its pixels is), or a (B, L) token
-                mask with token inputs. Outpainting = the mask outside the
-                kept region; class-conditional editing = a box and another
-                `labels`.
-            labels: class ids (None: no class, as `generate`).
+            images: (B, H, W, C) float images in `image_range` ([-1, 1] by
+                default), or (B, L) / (B, h, w) token ids in [0, codebook_size).
+            mask: which part to regenerate: True / 1 = regenerate, False / 0
+                = keep (bool, or numbers that are all 0 or 1). A (B, H, W)
+                pixel mask with images ((H, W) applies to every image;
+                (B, H, W, 1) accepted; a token is regenerated when any of its
+                pixels is), or a (B, L) / (B, h, w) token mask with token
+                inputs. All False: the input comes back unchanged; all True:
+                plain generation. Outpainting = the mask outside the kept
+                region; class-conditional editing = a box and another `labels`.
+            labels: one label or B labels (ids or class names); None: no
+                class (as `generate`).
+            num_steps, schedule, choice_temperature, temperature,
+            cfg_weight, seed: as `generate`.
+            return_tokens: bool. Return the (B, L) tokens.
+            return_num_masked: bool. Also return (B, S) masked counts.
+            paste_back: bool. True (default): the returned images hold the
+                input's known pixels unchanged (bit-identical to the float32
+                input), the decode only where `mask` is True; False: the raw
+                decode of all tokens.
+            image_range: (-1, 1) (default) or (0, 1): the range of `images`
+                and of the returned images.
         Returns:
-            Images in [0, 1] (or tokens); tokens outside the mask are the
-            input's own codes.
+            Images (or tokens); tokens outside the mask are the input's own
+            codes.
         """
-        tokens, token_mask = self._inpaint_tokens(images, mask, lambda: self.token_grid)
-        labels = self._normalize_labels(labels, int(tokens.shape[0]))
-        start = ops.where(token_mask, -1, tokens)
-        out, counts = self._run(start, labels, num_steps, schedule, choice_temperature,
-                                temperature, cfg_weight, seed)
-        return self._generation_outputs(out, counts, return_tokens, return_num_masked)
+        cfg_weight = self._resolve_keywords("inpaint", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
+        num_steps = self._sampling_args(num_steps, schedule, choice_temperature, temperature, seed)[0]
+        return_tokens = validation.check_bool("return_tokens", return_tokens)
+        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
+        paste_back = validation.check_bool("paste_back", paste_back)
+        image_range = self._check_image_range(image_range)
+        tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
+            images, mask, lambda: self.token_grid, image_range
+        )
+        batch = token_mask.shape[0]
+        labels, _, conditional = self._generation_labels(labels, None, batch=batch)
+        self._check_unconditional_cfg(conditional, cfg_weight)
+        if not token_mask.any():  # Everything known: the input comes back.
+            counts = ops.zeros((batch, num_steps), "float32")
+            if pixels is not None and paste_back and not return_tokens:
+                out = ops.convert_to_tensor(pixels)
+                return (out, counts) if return_num_masked else out
+            if tokens is None:
+                tokens = self.encode_images(
+                    ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
+                )
+            out = tokens
+        else:
+            start = ops.where(ops.convert_to_tensor(token_mask), -1, tokens)
+            out, counts = self._run(start, labels, num_steps, schedule, choice_temperature,
+                                    temperature, cfg_weight, seed, conditional)
+        if return_tokens:
+            return (out, counts) if return_num_masked else out
+        decoded = self._decode_to_range(out, image_range)
+        if paste_back and pixels is not None:
+            decoded = self._paste_back(decoded, pixels, pixel_mask)
+        return (decoded, counts) if return_num_masked else decoded
 
     # --- Editing -----------------------------------------------------------
 
@@ -400,9 +497,21 @@ class MaskGITImageGenerator(GenerationTask):
         return self.encode_images(images)
 
     def _inpaint_token_inputs(self, tokens, mask):
+        tokens = validation.check_finite_array("images", tokens, dtype="float64")
+        k = self.backbone.codebook_size
+        if np.any(tokens != np.round(tokens)) or np.any((tokens < 0) | (tokens >= k)):
+            raise ValueError(
+                f"`images` as tokens must be integer code ids in [0, {k}). Received: "
+                f"images={validation._show(tokens)}"
+            )
         batch = tokens.shape[0]
-        tokens = ops.reshape(ops.cast(tokens, "int32"), (batch, -1))
-        return tokens, ops.reshape(ops.convert_to_tensor(mask, "bool"), (batch, -1))
+        tokens = tokens.astype("int32").reshape(batch, -1)
+        token_mask = validation.check_binary_mask("mask", mask)
+        if token_mask.shape == (tokens.shape[1],):
+            token_mask = np.broadcast_to(token_mask, tokens.shape)
+        if token_mask.size == tokens.size:
+            token_mask = token_mask.reshape(batch, -1)
+        return ops.convert_to_tensor(tokens), token_mask
 
     # --- Config ----------------------------------------------------------------------
 
@@ -416,3 +525,24 @@ class MaskGITImageGenerator(GenerationTask):
             }
         )
         return config
+
+
+def check_schedule(schedule):
+    """A MaskGIT `schedule` name: "uniform", "cosine", "log", "exp" or "pow<k>" (k > 0)."""
+    if not isinstance(schedule, str):
+        raise TypeError(
+            f"`schedule` must be a str, one of {MASKGIT_METHODS}. Received: schedule={schedule!r}"
+        )
+    ok = schedule in ("uniform", "cosine", "log", "exp")
+    if schedule.startswith("pow"):
+        try:
+            exponent = float(schedule[3:])
+            ok = np.isfinite(exponent) and exponent > 0
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"`schedule` must be one of {MASKGIT_METHODS} (e.g. 'pow2' for k = 2). "
+            f"Received: schedule={schedule!r}"
+        )
+    return schedule
