@@ -239,19 +239,21 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stops `fit` at the first non-finite loss, undoing that step's update.
+    """Stops `fit` at the first non-finite loss, undoing the update that caused it.
 
     After every step with a finite loss it keeps a copy of the weights,
-    non-trainable state and optimizer state (on jax, of the state the trainer
-    carries between steps). When a step reports a NaN/inf loss, the copy from
-    before that step is written back and a `NonFiniteLossError` names the
-    epoch and step; the model is left as it was after the last good step.
-    The copy costs one device copy of the model and optimizer state per step.
+    non-trainable state (seed, ...) and optimizer state (on jax, of the state
+    the trainer carries between steps); the copy before it is kept too. When
+    a step reports a NaN/inf loss, the newest copy whose weights are all
+    finite is written back (normally the state right before the bad step; the
+    one before that if the previous update had already produced non-finite
+    weights) and a `NonFiniteLossError` names the epoch and step. The copies
+    cost one device copy of the model and optimizer state per step.
     """
 
     def __init__(self):
         super().__init__()
-        self._saved = None
+        self._saved = []  # [(step label, state)], newest last, at most 2.
         self._epoch = 0
 
     # The state the trainer updates, as lists of arrays.
@@ -260,14 +262,19 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         optimizer_vars = list(model.optimizer.variables) if model.optimizer is not None else []
         return list(model.trainable_variables), list(model.non_trainable_variables), optimizer_vars
 
+    def _jax_running(self):
+        model = self.model
+        return (
+            keras.config.backend() == "jax"
+            and getattr(model, "_jax_state", None)
+            and not getattr(model, "_jax_state_synced", True)
+        )
+
     def _snapshot(self):
         from keras import ops
 
-        model = self.model
-        if keras.config.backend() == "jax" and getattr(model, "_jax_state", None) and not getattr(
-            model, "_jax_state_synced", True
-        ):
-            state = model._jax_state
+        if self._jax_running():
+            state = self.model._jax_state
             return {
                 k: [ops.copy(v) for v in state[k]] if state.get(k) is not None else None
                 for k in ("trainable_variables", "non_trainable_variables", "optimizer_variables")
@@ -281,9 +288,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
     def _restore(self, saved):
         model = self.model
-        if keras.config.backend() == "jax" and getattr(model, "_jax_state", None) and not getattr(
-            model, "_jax_state_synced", True
-        ):
+        if self._jax_running():
             state = dict(model._jax_state)
             for k, values in saved.items():
                 if values is not None:
@@ -292,11 +297,22 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             model.jax_state_sync()
             return
         for variables, values in zip(self._variables(), saved.values()):
-            for v, value in zip(variables, values):
+            for v, value in zip(variables, values or []):
                 v.assign(value)
 
+    @staticmethod
+    def _finite(saved):
+        return all(
+            np.isfinite(keras.ops.convert_to_numpy(v)).all()
+            for v in saved["trainable_variables"] or []
+        )
+
+    def _keep(self, label):
+        self._saved = (self._saved + [(label, self._snapshot())])[-2:]
+
     def on_train_begin(self, logs=None):
-        self._saved = self._snapshot()
+        self._saved = []
+        self._keep("the start of training")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -306,16 +322,21 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         if loss is None:
             return
         loss = float(keras.ops.convert_to_numpy(loss))
+        step = f"epoch {self._epoch + 1}, step {batch + 1}"
         if np.isfinite(loss):
-            self._saved = self._snapshot()
+            self._keep(f"after {step}")
             return
-        self._restore(self._saved)
+        good = [(label, saved) for label, saved in self._saved if self._finite(saved)]
         self.model.stop_training = True
+        if good:
+            label, saved = good[-1]
+            self._restore(saved)
+            restored = f"The model and optimizer state were restored to their values {label} (the update of the bad step was not kept)."
+        else:
+            restored = "No finite state was saved to restore: the weights are not finite."
         raise NonFiniteLossError(
-            f"Training stopped at epoch {self._epoch + 1}, step {batch + 1}: the loss is {loss} "
-            "(NaN or inf). The weights and optimizer state were restored to their values "
-            "before this step (the update of the bad step was not kept). Look for NaN/inf in "
-            "this batch's data or latents, or lower the learning rate."
+            f"Training stopped at {step}: the loss is {loss} (NaN or inf). {restored} "
+            "Look for extreme values in this batch's data or latents, or lower the learning rate."
         )
 
 
