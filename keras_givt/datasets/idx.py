@@ -10,6 +10,7 @@ read too for completeness.
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -43,9 +44,17 @@ def read_idx(path):
     ```
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"IDX file {path!r} does not exist.")
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(
+            f"IDX file {path!r} is truncated or corrupt ({os.path.getsize(path)} bytes on disk): "
+            f"{type(e).__name__}: {e}"
+        ) from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"`path` is not an IDX file (bad magic number); received path={path!r}.")
     type_code, nd = data[2], data[3]
@@ -57,7 +66,8 @@ def read_idx(path):
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         raise ValueError(
-            f"IDX file {path!r} has {len(data)} bytes but its header (shape {shape}) needs {expected}."
+            f"IDX file {path!r} is truncated or corrupt: it has {len(data)} bytes but its header "
+            f"(shape {shape}) needs {expected}."
         )
     array = np.frombuffer(data, dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=True)

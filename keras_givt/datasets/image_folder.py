@@ -11,6 +11,7 @@ pipeline runs entirely inside tf.data.
 import os
 
 from keras_givt.datasets import preprocessing
+from keras_givt.utils import validation
 from keras_givt.utils.validation import check_positive_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -41,7 +42,53 @@ def list_image_folder(root):
             f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in class subfolders of root={root!r}; "
             "expected the layout root/<class_name>/<image file>."
         )
+    for path in paths:
+        check_image_file(path)
     return paths, labels, class_names
+
+
+# Content signatures `tf.io.decode_image` accepts (the extension is not trusted).
+_PNG = b"\x89PNG\r\n\x1a\n"
+_JPEG = b"\xff\xd8\xff"
+_OTHER = (b"GIF87a", b"GIF89a", b"BM")
+
+
+def check_image_file(path):
+    """Raises a `ValueError` naming `path` if it cannot be a decodable image.
+
+    Reads only the first and last bytes: the file must start with a PNG,
+    JPEG, GIF or BMP signature, a PNG must end with its IEND chunk and a
+    JPEG hold its end-of-image marker near the end, so renamed non-images,
+    empty and truncated files are caught before the tf.data pipeline (whose
+    decode errors do not name the file). Corruption inside otherwise
+    well-formed files is only found when the pipeline decodes them.
+
+    Args:
+        path: str, the image file.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, size - 1024))
+            tail = f.read()
+    except OSError as e:
+        raise ValueError(f"Image file {path!r} cannot be read: {e}") from e
+    if size == 0:
+        reason = "the file is empty"
+    elif head.startswith(_PNG):
+        reason = None if b"IEND" in tail[-12:] else "truncated PNG (no IEND chunk at the end)"
+    elif head.startswith(_JPEG):
+        reason = None if b"\xff\xd9" in tail else "truncated JPEG (no end-of-image marker)"
+    elif head.startswith(_OTHER):
+        reason = None
+    else:
+        reason = f"not a PNG/JPEG/GIF/BMP image (it starts with {head[:8]!r})"
+    if reason is not None:
+        raise ValueError(
+            f"Image file {path!r} does not decode: {reason} ({size} bytes). "
+            "Remove or replace it."
+        )
 
 
 def image_folder_dataset(
@@ -88,7 +135,9 @@ def image_folder_dataset(
     import tensorflow as tf
 
     image_size = preprocessing.standardize_image_size(image_size)
-    check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
+    pad_value = validation.check_float("pad_value", pad_value, -1.0, 1.0)
+    seed = validation.check_int("seed", seed, min_value=0, allow_none=True)
     preprocessing.check_channels(channels)
     preprocessing.check_resize_mode(resize_mode)
     paths, labels, class_names = list_image_folder(root)
