@@ -284,7 +284,7 @@ class GIVTMaskGIT(GIVTTask):
                 tokens = self._encode_for_inpaint(
                     ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
                 )
-            out = tokens
+            out = None if tokens is None else ops.convert_to_tensor(tokens, "float32")
         else:
             out, counts = self._run(labels, tokens, token_mask, num_steps, schedule,
                                     choice_temperature, temperature, temperature_probs,

@@ -17,7 +17,13 @@ compiled once per (batch shape, number of steps, schedule, CFG on/off) on
 every backend; temperatures and the CFG weight are tensors, so changing them
 does not retrace. Editing: `inpaint` regenerates the tokens under a pixel
 mask (inpainting, outpainting, class-conditional box regeneration with
-another label) and keeps every other token.
+another label) and keeps every other token; the known pixels come back
+unchanged (`paste_back=True`).
+
+Image range: `generate`/`inpaint` take and return images in [-1, 1], the
+convention of every task in the package (GIVT's included); pass
+`image_range=(0, 1)` for the VQGAN's own [0, 1] range (what these methods
+returned before). `fit`, `encode_images` and `decode_tokens` work in [0, 1].
 """
 
 import keras

@@ -151,8 +151,9 @@ def test_editing_keeps_tokens_outside_the_box():
     token_mask[1:3, 0:2] = True
     token_mask = np.broadcast_to(token_mask.reshape(1, 16), (2, 16))
     original = _np(model.encode_images(images))
+    # Images in the VQGAN's own [0, 1]: `image_range=(0, 1)` (the default is [-1, 1]).
     out, counts = model.inpaint(images, mask, labels=[2, 0], num_steps=3, seed=0,
-                                return_tokens=True, return_num_masked=True)
+                                return_tokens=True, return_num_masked=True, image_range=(0, 1))
     out = _np(out)
     np.testing.assert_array_equal(out[~token_mask], original[~token_mask])
     np.testing.assert_array_equal(_np(counts), [_expected_counts(4, 3, "cosine")] * 2)
@@ -160,8 +161,12 @@ def test_editing_keeps_tokens_outside_the_box():
     out2 = _np(model.inpaint(original, ~token_mask, labels=[1, 1], num_steps=4, seed=0,
                              return_tokens=True))
     np.testing.assert_array_equal(out2[token_mask], original[token_mask])
-    edited = _np(model.inpaint(images, mask, labels=[1, 1], num_steps=3, seed=0))
+    edited = _np(model.inpaint(images, mask, labels=[1, 1], num_steps=3, seed=0,
+                               image_range=(0, 1)))
     assert edited.shape == (2, 8, 8, 3) and edited.min() >= 0 and edited.max() <= 1
+    np.testing.assert_array_equal(edited[~mask], images[~mask])  # Known pixels pasted back.
+    signed = _np(model.inpaint(2.0 * images - 1.0, mask, labels=[1, 1], num_steps=3, seed=0))
+    np.testing.assert_allclose(signed, 2.0 * edited - 1.0, atol=1e-5)  # The default [-1, 1].
 
 
 def test_shared_generation_task_config_and_checks():
