@@ -568,6 +568,8 @@ class GenerationTask(Task):
         `cfg_weight + 1`: it becomes `cfg_weight = guidance_scale − 1`.
         Returns `values` updated.
         """
+        if not kwargs:
+            return values
         import inspect
 
         valid = [
