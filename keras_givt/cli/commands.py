@@ -194,7 +194,9 @@ def _load_variables(path, variables, what):
                     f"checkpoint {path!r}: {what} variable {v.path} has shape {value.shape}, the "
                     f"model expects {tuple(v.shape)} (different model configuration?)."
                 )
-            v.assign(value.astype(v.dtype))
+            # A backend-owned copy: on CPU, jax may alias the numpy buffer, and
+            # the trainer donates variable buffers to the compiled step.
+            v.assign(keras.ops.copy(keras.ops.convert_to_tensor(np.array(value, dtype=v.dtype))))
 
 
 def _add_step(segments, step):
@@ -230,6 +232,18 @@ class Checkpointer(keras.callbacks.Callback):
         self.state.setdefault("checkpoint_steps", [])
         self.interrupt_at = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
         self.last_saved = None
+        # Metric sums over the current epoch's batches, including those of an
+        # interrupted run (carried in the checkpoint), so a resumed epoch logs
+        # the same means as an uninterrupted one.
+        self._carry = None
+        self._batches = 0
+        self._sums = {}
+
+    def _epoch_totals(self):
+        carry = self._carry or {"count": 0, "sums": {}}
+        keys = set(carry["sums"]) | set(self._sums)
+        sums = {k: carry["sums"].get(k, 0.0) + self._sums.get(k, 0.0) for k in keys}
+        return {"count": carry["count"] + self._batches, "sums": sums}
 
     @staticmethod
     def exists(out_dir):
@@ -245,7 +259,7 @@ class Checkpointer(keras.callbacks.Callback):
         step = self.step(model)
         if step == self.last_saved:
             return
-        state = dict(self.state, step=step, batches_consumed=step,
+        state = dict(self.state, step=step, batches_consumed=step, partial_epoch=self._epoch_totals(),
                      checkpoint_steps=self.state["checkpoint_steps"] + [step])  # fmt: skip
         tmp = io_utils.new_version_dir(self.dir)
         _save_variables(os.path.join(tmp, "model.npz"), model.variables)
@@ -265,15 +279,24 @@ class Checkpointer(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         _load_variables(os.path.join(self.dir, "optimizer.npz"), model.optimizer.variables, "optimizer")
         self.last_saved = state["step"]
+        self._carry = state.get("partial_epoch")
         return state
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches, self._sums = 0, {}
 
     def on_train_batch_end(self, batch, logs=None):
         model = self.model  # Syncs the JAX state.
         step = self.step(model)
         _add_step(self.state["trained_steps"], step)
-        loss = (logs or {}).get("loss")
+        # Keras' batch logs are running means over the epoch: keep the sums.
+        previous = self._sums.get("loss", 0.0)
+        self._batches += 1
+        self._sums = {k: float(v) * self._batches for k, v in (logs or {}).items()
+                      if isinstance(v, (int, float, np.floating, np.integer)) or np.ndim(v) == 0}  # fmt: skip
+        loss = self._sums.get("loss")
         self.log(event="step", step=step, batches_consumed=step,
-                 loss=None if loss is None else float(loss))  # fmt: skip
+                 loss=None if loss is None else loss - previous)  # fmt: skip
         io_utils.kill_point("step")
         ends_epoch = batch + 1 == (self.params or {}).get("steps")
         if step % self.every == 0 and not ends_epoch:
@@ -284,7 +307,12 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         model = self.model
         step = self.step(model)
-        self.state["history"].append(dict({k: float(v) for k, v in (logs or {}).items()}, step=step))
+        entry = {k: float(v) for k, v in (logs or {}).items()}
+        if self._carry and self._carry["count"]:  # The first epoch after a resume: whole-epoch means.
+            totals = self._epoch_totals()
+            entry.update({k: v / totals["count"] for k, v in totals["sums"].items()})
+        self._carry, self._batches, self._sums = None, 0, {}
+        self.state["history"].append(dict(entry, step=step))
         if step % self.every == 0:
             self.save(model)
 
@@ -343,7 +371,8 @@ def _check_resume_config(args, out_dir, keys):
 def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, record):
     """Runs `fit` up to `total_steps` optimizer steps, resuming mid-epoch if needed.
 
-    `dataset` is the (infinite) training stream; each optimizer step
+    `dataset` is the (infinite, seeded) training stream, or better a function
+    returning a fresh copy of it (see `fresh_stream`); each optimizer step
     consumes one batch. A resumed run skips the batches the checkpointed run
     consumed, so the stream continues where it stopped.
     """
@@ -365,8 +394,12 @@ def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, rec
     record.write()
     t0 = time.time()
 
-    def stream():  # Each `fit` call iterates afresh: skip what earlier steps consumed.
-        return dataset.skip(done) if done else dataset
+    def stream():
+        # Each `fit` call iterates a fresh pipeline (a second iterator over the
+        # same tf.data object would draw another shuffle order) and skips what
+        # earlier steps consumed: the stream is the same with or without resumes.
+        ds = dataset() if callable(dataset) else dataset
+        return ds.skip(done) if done else ds
 
     try:
         epoch = done // steps_per_epoch
@@ -398,6 +431,27 @@ def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, rec
     state["train_time_s"] = state.get("train_time_s", 0.0) + round(time.time() - t0, 3)
     ckpt.save(model)
     return ckpt, ckpt.last_saved
+
+
+def fresh_stream(first, make):
+    """A function returning `first` on its first call, then `make()` (a fresh, identical pipeline)."""
+    pending = [first]
+
+    def stream():
+        return pending.pop() if pending else make()
+
+    return stream
+
+
+def _image_stream(spec, args, first, transform):
+    """`fresh_stream` of the shuffled, repeated training images of `spec`, mapped by `transform`."""
+
+    def make():
+        ds, _, _ = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
+                               drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
+        return transform(ds)
+
+    return fresh_stream(transform(first), make)
 
 
 def _total_steps(args, steps_per_epoch):
@@ -444,7 +498,7 @@ def cmd_train_vae(args, argv):
     spec = data_spec(args)
     ds, n, names = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
                                drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
-    ds = ds.map(lambda b: b["images"])
+    ds = _image_stream(spec, args, ds, lambda d: d.map(lambda b: b["images"]))
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = _total_steps(args, steps_per_epoch)
     down = 2 ** (len(args.channel_multipliers) - 1)
@@ -570,24 +624,45 @@ def read_latents(path):
 MODEL_KEYS_GIVT = ("model", "emb_dim", "num_layers", "num_heads", "mlp_dim", "num_mixtures", "unconditional")
 
 
-def latents_dataset(mu, logvar, labels, batch_size, seed, shuffle=True, repeat=True):
-    """tf.data of `{"latents": mu + exp(logvar/2)·ε (fresh ε per step), "labels"}`.
+def seeded_epoch_order(n, seed):
+    """tf.data of example indices: epoch after epoch, each a permutation drawn statelessly from (seed, epoch).
 
-    Deterministic given `seed`: the order comes from a seeded shuffle and ε
-    of batch i from a stateless draw keyed by (seed, i), so `skip(k)` gives
-    exactly the stream a run that consumed k batches continues with.
+    Unlike `shuffle(reshuffle_each_iteration=True)`, whose orders depend on
+    how many iterators the same dataset object has served, the stream is a
+    pure function of `seed` and the position: `skip(k)` on a fresh copy is
+    exactly the continuation after k elements.
     """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((mu, logvar, labels.astype("int32")))
-    if shuffle:
-        ds = ds.shuffle(len(mu), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+    def epoch(e):
+        key = tf.stack([tf.constant(seed, tf.int64), e])
+        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(tf.range(n), seed=key))
 
-    def sample(i, batch):
-        m, lv, y = batch
+    return tf.data.Dataset.counter().flat_map(epoch)
+
+
+def latents_dataset(mu, logvar, labels, batch_size, seed, shuffle=True, repeat=True):
+    """tf.data of `{"latents": mu + exp(logvar/2)·ε (fresh ε per step), "labels"}`.
+
+    Deterministic given `seed`: the order comes from `seeded_epoch_order`
+    and ε of batch i from a stateless draw keyed by (seed, i), so `skip(k)`
+    gives exactly the stream a run that consumed k batches continues with.
+    """
+    import tensorflow as tf
+
+    mu_t, lv_t, y_t = tf.constant(mu), tf.constant(logvar), tf.constant(labels.astype("int32"))
+    if shuffle and repeat:
+        idx = seeded_epoch_order(len(mu), seed)
+    else:
+        idx = tf.data.Dataset.range(len(mu))
+        if shuffle:
+            idx = idx.shuffle(len(mu), seed=seed)
+        if repeat:
+            idx = idx.repeat()
+    ds = idx.batch(batch_size, drop_remainder=True).enumerate()
+
+    def sample(i, index):
+        m, lv, y = tf.gather(mu_t, index), tf.gather(lv_t, index), tf.gather(y_t, index)
         key = tf.stack([tf.constant(seed, tf.int64), tf.cast(i, tf.int64)])
         eps = tf.random.stateless_normal(tf.shape(m), seed=key, dtype=m.dtype)
         return {"latents": m + tf.exp(0.5 * lv) * eps, "labels": y}
@@ -609,7 +684,8 @@ def cmd_train(args, argv):
         n = len(mu)
         seq_len, out_dim = int(mu.shape[1]), int(mu.shape[2])
         num_labels = int(labels.max()) + 1 if len(meta.get("class_names", [])) == 0 else len(meta["class_names"])
-        ds = latents_dataset(mu, logvar, labels, args.batch_size, args.seed)
+        ds = fresh_stream(latents_dataset(mu, logvar, labels, args.batch_size, args.seed),
+                          lambda: latents_dataset(mu, logvar, labels, args.batch_size, args.seed))  # fmt: skip
         vae_dir = args.vae or meta.get("vae_dir")
         vae = None
         if vae_dir and os.path.isdir(vae_dir):
@@ -621,13 +697,18 @@ def cmd_train(args, argv):
         spec = data_spec(args)
         ds, n, names = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
                                    drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
+        drop = (lambda d: d.map(lambda b: {k: v for k, v in b.items() if k != "labels"})) if args.unconditional \
+            else (lambda d: d)  # fmt: skip
+        ds = _image_stream(spec, args, ds, drop)
         mu, _ = vae.encode(np.zeros((1, args.image_size, args.image_size, args.channels), "float32"))
         seq_len, out_dim = int(mu.shape[1]), int(mu.shape[2])
         num_labels = len(names)
         data_info = {"data": spec, "class_names": names}
     if args.unconditional:
         num_labels = None
-        ds = ds.map(lambda b: {k: v for k, v in b.items() if k != "labels"})
+        if args.latents:
+            make = ds
+            ds = lambda: make().map(lambda b: {k: v for k, v in b.items() if k != "labels"})  # noqa: E731
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = _total_steps(args, steps_per_epoch)
     style = "ar" if args.model == "causal" else "masked"

@@ -45,7 +45,9 @@ def kill_point(name):
     spec = os.environ.get(KILL_ENV)
     if not spec:
         return
-    point, _, nth = spec.partition(":")
+    point, _, nth = spec.rpartition(":")
+    if not nth.isdigit():
+        point, nth = spec, "1"
     if point != name:
         return
     _kill_counts[name] = _kill_counts.get(name, 0) + 1

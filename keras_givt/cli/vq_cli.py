@@ -200,7 +200,7 @@ def _train_vq(args, argv):
     spec = C.data_spec(args)
     ds, n, names = C.load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
                                  drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
-    ds = ds.map(lambda b: _to_unit(b["images"]))
+    ds = C._image_stream(spec, args, ds, lambda d: d.map(lambda b: _to_unit(b["images"])))
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = C._total_steps(args, steps_per_epoch)
     grid = args.image_size // down
@@ -319,8 +319,15 @@ def _train_maskgit(args, argv):
     n, seq_len = tokens.shape
     num_classes = 0 if args.unconditional else len(names)
     data = {"tokens": tokens} if args.unconditional else {"tokens": tokens, "labels": labels}
-    ds = tf.data.Dataset.from_tensor_slices(data).shuffle(n, seed=args.seed, reshuffle_each_iteration=True)
-    ds = ds.repeat().batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    tensors = {k: tf.constant(v) for k, v in data.items()}
+
+    def make_stream():  # A fresh, position-determined pipeline per `fit` call (see `commands._fit`).
+        idx = C.seeded_epoch_order(n, args.seed).batch(args.batch_size, drop_remainder=True)
+        ds = idx.map(lambda i: {k: tf.gather(v, i) for k, v in tensors.items()})
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    ds = make_stream
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = C._total_steps(args, steps_per_epoch)
     backbone = keras_givt.MaskGITBackbone(
