@@ -28,6 +28,7 @@ from keras import ops
 
 from keras_givt.layers import distributions
 from keras_givt.utils.validation import check_positive_int
+from keras_givt.utils import validation
 
 HEAD_TYPES = ("per_channel", "mv_diag", "multivariate")
 
@@ -100,6 +101,10 @@ class GaussianMixtureHead(keras.layers.Layer):
         scale_tol=1e-6,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        out_dim = validation.check_positive_int("out_dim", out_dim)
+        num_mixtures = validation.check_positive_int("num_mixtures", num_mixtures)
+        scale_tol = validation.check_float("scale_tol", scale_tol, 0.0, min_inclusive=False)
         super().__init__(**kwargs)
         check_positive_int("out_dim", out_dim)
         check_positive_int("num_mixtures", num_mixtures)

@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.layers.transformer_block import FlatDense
+from keras_givt.utils import validation
 
 
 def label_table(num_labels, style="ar", mask_style="replace", drop_labels_probability=0.0):
@@ -84,6 +85,12 @@ class GIVTEmbedding(keras.layers.Layer):
         zero_embedding_init=False,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        out_dim = validation.check_positive_int("out_dim", out_dim)
+        emb_dim = validation.check_positive_int("emb_dim", emb_dim)
+        seq_len = validation.check_positive_int("seq_len", seq_len)
+        num_labels = validation.check_positive_int("num_labels", num_labels, allow_none=True)
+        drop_labels_probability = validation.check_float("drop_labels_probability", drop_labels_probability, 0.0, 1.0)
         super().__init__(**kwargs)
         self.out_dim = out_dim
         self.emb_dim = emb_dim

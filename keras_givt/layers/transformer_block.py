@@ -29,6 +29,7 @@ from keras import ops
 
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.utils.tensor_utils import update_slice
+from keras_givt.utils import validation
 
 
 def lecun_normal(fan_in):
@@ -79,6 +80,8 @@ class FlaxLayerNorm(keras.layers.Layer):
     """
 
     def __init__(self, epsilon=1e-6, use_bias=True, use_scale=True, **kwargs):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        epsilon = validation.check_float("epsilon", epsilon, 0.0, min_inclusive=False)
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.use_bias = use_bias
@@ -132,6 +135,10 @@ class GIVTAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, hidden_dim, dropout_rate=0.0, use_bias=False, **kwargs):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         super().__init__(**kwargs)
         if hidden_dim % num_heads:
             raise ValueError(
@@ -343,6 +350,12 @@ class PreLNTransformerBlock(keras.layers.Layer):
     def __init__(
         self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+        layer_norm_epsilon = validation.check_float("layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False)
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads

@@ -31,6 +31,7 @@ from keras import ops
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.utils.validation import check_choice
 from keras_givt.utils.validation import check_positive_int
+from keras_givt.utils import validation
 
 
 def squared_euclidean_distance(a, b):
@@ -112,6 +113,13 @@ class VectorQuantizer(keras.layers.Layer):
         usage_decay=0.99,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        codebook_size = validation.check_positive_int("codebook_size", codebook_size)
+        commitment_cost = validation.check_float("commitment_cost", commitment_cost, 0.0)
+        entropy_loss_ratio = validation.check_float("entropy_loss_ratio", entropy_loss_ratio, 0.0)
+        entropy_temperature = validation.check_float("entropy_temperature", entropy_temperature, 0.0, min_inclusive=False)
+        dead_code_threshold = validation.check_float("dead_code_threshold", dead_code_threshold, 0.0)
+        usage_decay = validation.check_float("usage_decay", usage_decay, 0.0, 1.0)
         super().__init__(**kwargs)
         check_positive_int("codebook_size", codebook_size)
         check_choice("entropy_loss_type", entropy_loss_type, ("softmax", "argmax"))

@@ -19,6 +19,7 @@ from keras import ops
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import PreLNTransformerBlock
+from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -42,6 +43,12 @@ class ViTEncoderBlock(PreLNTransformerBlock):
     def __init__(
         self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+        layer_norm_epsilon = validation.check_float("layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False)
         super().__init__(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon, **kwargs)
 
         # === Layers ===
@@ -98,6 +105,13 @@ class ViTEncoder(keras.layers.Layer):
         layer_norm_epsilon=1e-6,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        num_layers = validation.check_int("num_layers", num_layers, 0)
+        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+        layer_norm_epsilon = validation.check_float("layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False)
         super().__init__(**kwargs)
         self.num_layers = num_layers
         self.hidden_dim = hidden_dim
@@ -209,6 +223,14 @@ class PatchViTEncoder(keras.layers.Layer):
         dropout_rate=0.0,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        validation.check_int_pair("patch_size", patch_size)
+        num_patches = validation.check_positive_int("num_patches", num_patches)
+        num_layers = validation.check_int("num_layers", num_layers, 0)
+        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         super().__init__(**kwargs)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.num_patches = int(num_patches)

@@ -9,7 +9,9 @@ def check_positive_int(name, value, allow_none=False):
         return None
     value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int; received {value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"`{name}` must be an int; received {name}={value!r} ({type(value).__name__})."
+        )
     if value <= 0:
         raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}.")
     return int(value)
@@ -22,7 +24,9 @@ def check_choice(name, value, choices):
 
 def check_probability(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a float; received {value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"`{name}` must be a float; received {name}={value!r} ({type(value).__name__})."
+        )
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1]; received {name}={value!r}.")
 
@@ -380,3 +384,10 @@ def check_keywords(method, kwargs, valid, aliases=None):
             f"Valid keywords: {', '.join(valid)}"
             + (f"; aliases: {', '.join(f'{a} (-> {t})' for a, t in sorted(aliases.items()))}" if aliases else "")
         )
+
+
+def check_int_list(name, value, min_value=1):
+    """A non-empty sequence of ints >= `min_value` (e.g. `channel_multipliers`), as a tuple."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ValueError(f"`{name}` must be a non-empty sequence of ints. Received: {name}={value!r}")
+    return check_int_tuple(name, value, len(value), min_value)

@@ -200,6 +200,10 @@ class IRevNetAdaptor(keras.Model):
         pixel_shuffle_patch_size = validation.check_int_pair(
             "pixel_shuffle_patch_size", pixel_shuffle_patch_size
         )
+        num_channels_bottleneck = validation.check_positive_int(
+            "num_channels_bottleneck", num_channels_bottleneck
+        )
+        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         super().__init__(**kwargs)
         self.num_blocks = num_blocks
         self.num_channels = num_channels

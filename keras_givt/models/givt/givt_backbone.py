@@ -18,7 +18,10 @@ mixture. Style 'ar' is causal: logits at position i predict token i from
 tokens < i; style 'masked' is bidirectional and predicts the masked tokens.
 """
 
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
 from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
@@ -33,10 +36,10 @@ from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTDecoderBlock
 from keras_givt.layers.vit_encoder import PatchViTEncoder
 from keras_givt.utils.tensor_utils import is_concrete
+from keras_givt.utils import validation
 from keras_givt.utils.tensor_utils import to_numpy
 from keras_givt.utils.validation import check_choice
 from keras_givt.utils.validation import check_positive_int
-from keras_givt.utils.validation import check_probability
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -115,23 +118,34 @@ class GIVTBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
-        check_positive_int("seq_len", seq_len)
-        check_positive_int("out_dim", out_dim)
-        check_positive_int("num_labels", num_labels, allow_none=True)
-        check_positive_int("emb_dim", emb_dim)
-        check_positive_int("num_decoder_layers", num_decoder_layers)
-        check_positive_int("num_heads", num_heads)
-        check_positive_int("mlp_dim", mlp_dim)
-        check_positive_int("num_mixtures", num_mixtures)
+        seq_len = check_positive_int("seq_len", seq_len)
+        out_dim = check_positive_int("out_dim", out_dim)
+        num_labels = check_positive_int("num_labels", num_labels, allow_none=True)
+        emb_dim = check_positive_int("emb_dim", emb_dim)
+        num_decoder_layers = check_positive_int("num_decoder_layers", num_decoder_layers)
+        num_heads = check_positive_int("num_heads", num_heads)
+        mlp_dim = check_positive_int("mlp_dim", mlp_dim)
+        num_mixtures = check_positive_int("num_mixtures", num_mixtures)
         check_choice("style", style, ("ar", "masked"))
         check_choice("mask_style", mask_style, ("replace", "concat"))
-        check_probability("drop_labels_probability", drop_labels_probability)
-        check_probability("min_masking_rate_training", min_masking_rate_training)
-        check_probability("dec_dropout_rate", dec_dropout_rate)
-        check_probability("enc_dropout_rate", enc_dropout_rate)
-        num_layers = 0 if num_layers is None else num_layers
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-            raise ValueError(f"`num_layers` must be an int >= 0; received num_layers={num_layers!r}.")
+        scale_tol = validation.check_float("scale_tol", scale_tol, 0.0, min_inclusive=False)
+        drop_labels_probability = validation.check_float(
+            "drop_labels_probability", drop_labels_probability, 0.0, 1.0
+        )
+        min_masking_rate_training = validation.check_float(
+            "min_masking_rate_training", min_masking_rate_training, 0.0, 1.0
+        )
+        dec_dropout_rate = validation.check_rate("dec_dropout_rate", dec_dropout_rate)
+        enc_dropout_rate = validation.check_rate("enc_dropout_rate", enc_dropout_rate)
+        num_layers = validation.check_int("num_layers", 0 if num_layers is None else num_layers, 0)
+        for name, flag in (
+            ("per_channel_mixtures", per_channel_mixtures),
+            ("multivariate", multivariate),
+            ("fix_square_plus", fix_square_plus),
+            ("zero_embedding_init", zero_embedding_init),
+        ):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"`{name}` must be a bool. Received: {name}={flag!r}")
         num_patches = None
         if num_layers > 0:
             input_size, patches = _pair("input_size", input_size), _pair("patches", patches)
@@ -580,15 +594,12 @@ class GIVTBackbone(Backbone):
 
 
 def _pair(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
+    try:
+        return validation.check_int_pair(name, value)
+    except (TypeError, ValueError):
         raise ValueError(
             f"`{name}` must be a pair of positive ints (needed when num_layers > 0); "
             f"received {name}={value!r}."
         )
-    return tuple(value)

@@ -20,6 +20,7 @@ from keras_givt.models.maskgit.maskgit_layers import MaskGITEmbedding
 from keras_givt.models.maskgit.maskgit_layers import MaskGITMLMHead
 from keras_givt.models.maskgit.maskgit_layers import MaskGITTransformerLayer
 from keras_givt.utils.validation import check_positive_int
+from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -63,6 +64,16 @@ class MaskGITBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        codebook_size = validation.check_positive_int("codebook_size", codebook_size)
+        num_classes = validation.check_int("num_classes", num_classes, 0)
+        seq_len = validation.check_positive_int("seq_len", seq_len)
+        hidden_size = validation.check_positive_int("hidden_size", hidden_size)
+        num_layers = validation.check_positive_int("num_layers", num_layers)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        intermediate_size = validation.check_positive_int("intermediate_size", intermediate_size)
+        dropout = validation.check_rate("dropout", dropout)
+        attention_dropout = validation.check_rate("attention_dropout", attention_dropout)
         check_positive_int("codebook_size", codebook_size)
         check_positive_int("seq_len", seq_len)
         check_positive_int("hidden_size", hidden_size)

@@ -19,6 +19,7 @@ from keras import ops
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import softmax_attention
+from keras_givt.utils import validation
 
 LAYERNORM_EPSILON = 1e-12
 
@@ -41,6 +42,11 @@ class MaskGITTransformerLayer(keras.layers.Layer):
 
     def __init__(self, num_heads, intermediate_size, hidden_dropout=0.1, attention_dropout=0.1,
                  **kwargs):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        intermediate_size = validation.check_positive_int("intermediate_size", intermediate_size)
+        hidden_dropout = validation.check_rate("hidden_dropout", hidden_dropout)
+        attention_dropout = validation.check_rate("attention_dropout", attention_dropout)
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
@@ -132,6 +138,11 @@ class MaskGITEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, hidden_size, max_position_embeddings, dropout=0.1, **kwargs):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        vocab_size = validation.check_positive_int("vocab_size", vocab_size)
+        hidden_size = validation.check_positive_int("hidden_size", hidden_size)
+        max_position_embeddings = validation.check_positive_int("max_position_embeddings", max_position_embeddings)
+        dropout = validation.check_rate("dropout", dropout)
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size

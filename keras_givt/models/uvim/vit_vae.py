@@ -41,6 +41,7 @@ from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.vit_encoder import PatchViTEncoder
 from keras_givt.layers.vit_encoder import ViTEncoder
 from keras_givt.models.uvim.resize import resize_grid
+from keras_givt.utils import validation
 
 
 def _normalize_specs(inout_specs):
@@ -118,6 +119,19 @@ class ViTVAE(keras.Model):
         seed=None,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        validation.check_int_pair("input_size", input_size)
+        validation.check_int_pair("patch_size", patch_size)
+        code_len = validation.check_positive_int("code_len", code_len)
+        codeword_dim = validation.check_positive_int("codeword_dim", codeword_dim)
+        width = validation.check_positive_int("width", width)
+        enc_depth = validation.check_int("enc_depth", enc_depth, 0)
+        dec_depth = validation.check_int("dec_depth", dec_depth, 0)
+        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
+        dropout = validation.check_rate("dropout", dropout)
+        beta = validation.check_float("beta", beta, 0.0)
+        seed = validation.check_int("seed", seed, allow_none=True)
         super().__init__(**kwargs)
         self.inout_specs = _normalize_specs(inout_specs)
         self.input_size = [int(v) for v in input_size]

@@ -38,6 +38,7 @@ from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
 from keras_givt.models.vae.vae_layers import pixel_shuffle
 from keras_givt.models.vae.vae_layers import pixel_unshuffle
+from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -82,6 +83,16 @@ class BetaVAE(keras.Model):
         image_size=None,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        codeword_dim = validation.check_positive_int("codeword_dim", codeword_dim)
+        code_len = validation.check_positive_int("code_len", code_len)
+        filters = validation.check_positive_int("filters", filters)
+        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
+        validation.check_int_list("channel_multipliers", channel_multipliers)
+        validation.check_int_pair("pixel_shuffle_patch_size", pixel_shuffle_patch_size)
+        output_dim = validation.check_positive_int("output_dim", output_dim)
+        beta = validation.check_float("beta", beta, 0.0)
+        seed = validation.check_int("seed", seed, allow_none=True)
         if norm_type != "GN":
             raise ValueError(f"Only norm_type='GN' is supported; received {norm_type!r}.")
         if reconstruction_loss not in ("l2", "xent"):

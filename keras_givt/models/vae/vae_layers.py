@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.utils import validation
 ACTIVATIONS = {
     "swish": lambda x: x * ops.sigmoid(x),
     "silu": lambda x: x * ops.sigmoid(x),
@@ -61,6 +62,9 @@ class FlaxGroupNorm(keras.layers.Layer):
     """
 
     def __init__(self, num_groups=32, epsilon=1e-6, **kwargs):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        num_groups = validation.check_positive_int("num_groups", num_groups)
+        epsilon = validation.check_float("epsilon", epsilon, 0.0, min_inclusive=False)
         super().__init__(**kwargs)
         self.num_groups = num_groups
         self.epsilon = epsilon
@@ -114,6 +118,9 @@ class ResBlock(keras.layers.Layer):
     """
 
     def __init__(self, filters, activation_fn="swish", num_groups=32, **kwargs):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        filters = validation.check_positive_int("filters", filters)
+        num_groups = validation.check_positive_int("num_groups", num_groups)
         super().__init__(**kwargs)
         self.filters = filters
         self.activation_fn = activation_fn
@@ -201,6 +208,11 @@ class CNNEncoder(keras.layers.Layer):
         activation_fn="swish",
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        filters = validation.check_positive_int("filters", filters)
+        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
+        validation.check_int_list("channel_multipliers", channel_multipliers)
+        embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
         super().__init__(**kwargs)
         self.filters = filters
         self.num_res_blocks = num_res_blocks
@@ -302,6 +314,11 @@ class CNNDecoder(keras.layers.Layer):
         activation_fn="swish",
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        filters = validation.check_positive_int("filters", filters)
+        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
+        validation.check_int_list("channel_multipliers", channel_multipliers)
+        output_dim = validation.check_positive_int("output_dim", output_dim)
         super().__init__(**kwargs)
         self.filters = filters
         self.num_res_blocks = num_res_blocks

@@ -37,6 +37,7 @@ from keras_givt.layers.vector_quantizer import codebook_statistics
 from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
 from keras_givt.utils.validation import check_choice
+from keras_givt.utils import validation
 
 
 def input_gradient(fn, x):
@@ -127,6 +128,20 @@ class VQGANTokenizer(keras.Model):
         image_size=None,
         **kwargs,
     ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        filters = validation.check_positive_int("filters", filters)
+        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
+        validation.check_int_list("channel_multipliers", channel_multipliers)
+        embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
+        codebook_size = validation.check_positive_int("codebook_size", codebook_size)
+        commitment_cost = validation.check_float("commitment_cost", commitment_cost, 0.0)
+        entropy_loss_ratio = validation.check_float("entropy_loss_ratio", entropy_loss_ratio, 0.0)
+        entropy_temperature = validation.check_float("entropy_temperature", entropy_temperature, 0.0, min_inclusive=False)
+        dead_code_threshold = validation.check_float("dead_code_threshold", dead_code_threshold, 0.0)
+        output_dim = validation.check_positive_int("output_dim", output_dim)
+        perceptual_weight = validation.check_float("perceptual_weight", perceptual_weight, 0.0)
+        adversarial_weight = validation.check_float("adversarial_weight", adversarial_weight, 0.0)
+        r1_gamma = validation.check_float("r1_gamma", r1_gamma, 0.0)
         if norm_type != "GN":
             raise ValueError(f"Only norm_type='GN' is supported; received norm_type={norm_type!r}.")
         check_choice("reconstruction_loss", reconstruction_loss, ("l2", "l1"))
