@@ -358,3 +358,44 @@ def test_generated_images_share_one_range():
     img01 = _np(model.generate(labels=[1], seed=0, image_range=(0.0, 1.0)))
     assert img.shape == (1, 8, 8, 3)
     np.testing.assert_allclose(img01, (img + 1.0) / 2.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("per_channel, multivariate, k", [(True, False, 3), (False, True, 1)])
+def test_greedy_token_of_other_heads(per_channel, multivariate, k):
+    from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
+    from keras_givt.samplers.ar_sampler import greedy_from_logits
+
+    head = GaussianMixtureHead(out_dim=4, num_mixtures=k, per_channel_mixtures=per_channel,
+                               multivariate=multivariate)
+    logits = np.random.default_rng(0).normal(size=(5, head.num_logits)).astype("float32")
+    x, lp = greedy_from_logits(head, ops.convert_to_tensor(logits))
+    params = head.mixture_params(ops.convert_to_tensor(logits))
+    loc = _np(params["loc"])
+    if multivariate:
+        want = loc  # (R, D)
+    else:  # Per channel: the mean of each channel's most probable component.
+        idx = _np(params["mixture_logits"]).argmax(-1)  # (R, D)
+        want = np.take_along_axis(loc, idx[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(_np(x), want, atol=1e-6)
+    want_lp = _np(head.log_prob(ops.convert_to_tensor(logits), x))
+    want_lp = want_lp.sum(-1) if want_lp.ndim == 2 else want_lp
+    np.testing.assert_allclose(_np(lp), want_lp, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_with_guidance_is_the_guided_mode():
+    from keras_givt.samplers import guidance
+    from keras_givt.samplers.ar_sampler import greedy_from_logits
+
+    model = _causal()
+    head = model.backbone.head
+    rng = np.random.default_rng(1)
+    lc = ops.convert_to_tensor(rng.normal(size=(6, head.num_logits)).astype("float32"))
+    lu = ops.convert_to_tensor(rng.normal(size=(6, head.num_logits)).astype("float32"))
+    x, lp = greedy_from_logits(head, lc, lu, 0.5)
+    pc, pu = head.mixture_params(lc), head.mixture_params(lu)
+    idx = ops.argmax(pc["mixture_logits"], axis=-1)
+    cfg = guidance.CFGDensity(pc, pu, 0.5, mixture_index=idx)
+    loc, _, ok = cfg.exact_params()
+    want = np.where(_np(ok), _np(loc), _np(cfg.loc_c))
+    np.testing.assert_allclose(_np(x), want, atol=1e-6)
+    assert np.all(np.isfinite(_np(lp)))
