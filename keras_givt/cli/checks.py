@@ -201,6 +201,34 @@ def check_vae(value, args, flag="--vae"):
     return path
 
 
+def _card_dataset_of(value):
+    """The data set named in a bundled preset's or a model folder's model_card.json (None if unknown)."""
+    from keras_givt.models import bundled
+
+    if value in bundled.BUNDLED:
+        card = bundled.model_card(value)
+    else:
+        path = os.path.join(value, "preset") if os.path.isdir(os.path.join(value, "preset")) else value
+        card = _read_json(os.path.join(path, "model_card.json")) or {}
+    data = (card.get("data") or {}).get("data") or {}
+    if isinstance(data, dict):
+        data = data.get("data")
+    return data if data in BUILTIN_DATA else None
+
+
+def check_fd_cnn_files(dataset):
+    """The FD-CNN classifier weights and test statistics ship in keras_givt/metrics/data/."""
+    import keras_givt
+
+    folder = os.path.join(os.path.dirname(keras_givt.__file__), "metrics", "data")
+    for name in (f"fd_cnn_{dataset}.weights.npz", f"fd_cnn_{dataset}_test_stats.npz"):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise CLIError(
+                f"FD-CNN file missing: {os.path.join(folder, name)!r} (reinstall keras_givt, or regenerate it "
+                f"with `python tools/train_fd_cnn.py --dataset {dataset}`)"
+            )
+
+
 # --- checkpoints -------------------------------------------------------------------
 
 
@@ -264,6 +292,8 @@ def check_args(args):
             )
     if command in ("sample", "evaluate", "demo"):
         resolve_model(args.preset)
+    if command == "demo":
+        check_fd_cnn_files(_card_dataset_of(args.preset) or "fashion_mnist")
     if command == "inpaint":
         resolve_model(args.preset, families=("GIVTMaskGIT",))
     if command in ("train", "train-vae"):
