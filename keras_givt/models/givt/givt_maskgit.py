@@ -21,8 +21,8 @@ class GIVTMaskGIT(GIVTTask):
 
     Training follows big_vision: per example a kept fraction r ~ U[0, 1 − m)
     (m = the backbone's `min_masking_rate_training`) is mapped through the
-    cosine schedule, and ⌈ratio · L⌉ positions, chosen uniformly, are masked, and the NLL is averaged over the masked
-    positions only. Labels are dropped with `drop_labels_probability` for CFG.
+    cosine schedule, ⌈ratio · L⌉ positions, chosen uniformly, are masked, and
+    the NLL is averaged over the masked positions only. Labels are dropped with `drop_labels_probability` for CFG.
 
     Args:
         backbone: a `keras_givt.GIVTBackbone` with `style="masked"`.
