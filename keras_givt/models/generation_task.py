@@ -657,7 +657,7 @@ class GenerationTask(Task):
             raise ValueError(f"seq_len={seq_len} is not a square{hint}.")
         return side, side
 
-    def _inpaint_tokens(self, images, mask, token_grid, image_range=None):
+    def _inpaint_tokens(self, images, mask, token_grid, image_range=None, check_batch=None):
         """`(tokens, token_mask (B, L) bool numpy, pixels, pixel_mask)` of an `inpaint` call.
 
         Images (B, H, W, C) in `image_range` are checked, encoded by
@@ -667,6 +667,8 @@ class GenerationTask(Task):
         and `pixel_mask` (B, H, W) bool are returned for pasting back. Token
         inputs (ranks `inpaint_token_ranks`) and their mask go through
         `_inpaint_token_inputs`; `pixels` and `pixel_mask` are then None.
+        `check_batch(B)` (the call's remaining checks, e.g. labels) runs once
+        the inputs are checked, before anything is encoded.
         """
         image_range = self._check_image_range(image_range)
         try:
@@ -697,6 +699,8 @@ class GenerationTask(Task):
             token_mask = np.asarray(
                 ops.convert_to_numpy(pixel_mask_to_token_mask(pixel_mask, (h, w)))
             )
+            if check_batch is not None:
+                check_batch(b)
             if token_mask.any():
                 native = self._to_native(pixels, image_range)
                 tokens = self._encode_for_inpaint(ops.convert_to_tensor(native, "float32"))
@@ -718,6 +722,8 @@ class GenerationTask(Task):
                 f"The token mask must be ({batch}, {seq_len}); received {tuple(token_mask.shape)}."
                 f" Received: mask with shape {tuple(token_mask.shape)}"
             )
+        if check_batch is not None:
+            check_batch(batch)
         return tokens, token_mask, None, None
 
     def _paste_back(self, decoded, pixels, pixel_mask):

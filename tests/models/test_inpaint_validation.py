@@ -56,9 +56,18 @@ def _box_mask(b=2):
 
 
 def _untouched(model, error, match, **kwargs):
+    """`inpaint(**kwargs)` must fail before encoding, compiling or drawing anything."""
     seed_before = _np(model.seed_generator.state).copy()
-    with pytest.raises(error, match=match):
-        model.inpaint(**kwargs)
+    encoded = []
+    cls = type(model)
+    original = cls._encode_for_inpaint
+    cls._encode_for_inpaint = lambda self, x: encoded.append(1) or original(self, x)
+    try:
+        with pytest.raises(error, match=match):
+            model.inpaint(**kwargs)
+    finally:
+        cls._encode_for_inpaint = original
+    assert encoded == []
     assert model.generate_functions == {}
     np.testing.assert_array_equal(_np(model.seed_generator.state), seed_before)
 

@@ -265,15 +265,21 @@ class GIVTMaskGIT(GIVTTask):
         image_range = self._check_image_range(image_range)
         if token_grid is not None:
             token_grid = validation.check_int_pair("token_grid", token_grid)
+        checked = {}
+
+        def check_batch(batch):  # Labels and guidance, before anything is encoded.
+            checked["labels"] = self._generation_labels(labels, None, batch=batch)
+            self._check_unconditional_cfg(checked["labels"][2], cfg_weight)
+
         tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
             images,
             mask,
             lambda: token_grid or self._square_token_grid(": pass `token_grid=(h, w)`"),
             image_range,
+            check_batch,
         )
         batch = token_mask.shape[0]
-        labels, _, conditional = self._generation_labels(labels, None, batch=batch)
-        self._check_unconditional_cfg(conditional, cfg_weight)
+        labels, _, conditional = checked["labels"]
         num_steps = self._check_num_steps(self._default("num_steps", num_steps, 16))
         if not token_mask.any():  # Everything known: the input comes back.
             counts = ops.zeros((batch, num_steps), "float32")

@@ -470,12 +470,17 @@ class MaskGITImageGenerator(GenerationTask):
         return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
         paste_back = validation.check_bool("paste_back", paste_back)
         image_range = self._check_image_range(image_range)
+        checked = {}
+
+        def check_batch(batch):  # Labels and guidance, before anything is encoded.
+            checked["labels"] = self._generation_labels(labels, None, batch=batch)
+            self._check_unconditional_cfg(checked["labels"][2], cfg_weight)
+
         tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
-            images, mask, lambda: self.token_grid, image_range
+            images, mask, lambda: self.token_grid, image_range, check_batch
         )
         batch = token_mask.shape[0]
-        labels, _, conditional = self._generation_labels(labels, None, batch=batch)
-        self._check_unconditional_cfg(conditional, cfg_weight)
+        labels, _, conditional = checked["labels"]
         if not token_mask.any():  # Everything known: the input comes back.
             counts = ops.zeros((batch, num_steps), "float32")
             if pixels is not None and paste_back and not return_tokens:
