@@ -228,6 +228,8 @@ def checked_dataset(dataset, preprocess_fn, check_fn, role):
             flat = [tf.identity(t) for t in flat]
         return tf.nest.pack_sequence_as(data, flat)
 
+    # `fn` branches on the Python structure only: no AutoGraph conversion.
+    fn = tf.autograph.experimental.do_not_convert(fn)
     return dataset.enumerate().map(fn).prefetch(tf.data.AUTOTUNE)
 
 

@@ -200,3 +200,41 @@ def test_maskgit_image_generator_batches_are_checked():
         model.compile(loss="sparse_categorical_crossentropy")
     history = model.fit(x, y, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_uvim_batches_are_checked():
+    from tests.models.uvim import helpers as uvim_helpers
+
+    model = uvim_helpers.tiny_uvim()
+    images, maps = uvim_helpers.panoptic_data(8)
+    assert len(model.trainable_variables) == len(model.backbone.trainable_variables)
+    cases = [
+        ((images * 127.5 + 127.5, maps), r"Batch 1 .*`x` must be in \[-1, 1\].*0-255 pixels"),
+        ((images[:, :8], maps), r"`x` must have shape \(B, 16, 16, 3\)"),
+        ((images, maps + 5), r"`y\[..., 0\] \(semantics\)` must be in \[0, 5\)"),
+        ((images, None), r"needs \(images, targets\) pairs"),
+    ]
+    for (x, y), match in cases:
+        with pytest.raises(ValueError, match=match):
+            model.fit(x, y, batch_size=8, verbose=0)
+    # 0-255 images are fine through a preprocessor (UViM keeps the targets as `y`).
+    model.preprocessor = ImagePreprocessor(16, pack_labels=False)
+    history = model.fit((images * 127.5 + 127.5).astype("uint8"), maps, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_step_that_fails_to_trace_leaves_the_variables_in_place(monkeypatch):
+    model = _model(preprocessor=False, vae=False)
+    tokens, labels = helpers.digits_tokens(8)
+    before = _weights(model)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken loss")
+
+    monkeypatch.setattr(model, "compute_loss", broken)
+    with pytest.raises(RuntimeError, match="broken loss"):
+        model.fit({"latents": tokens, "labels": labels}, batch_size=4, verbose=0)
+    monkeypatch.undo()
+    for a, b in zip(before, _weights(model)):  # On jax they were purged by the failed step.
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(model.evaluate({"latents": tokens, "labels": labels}, batch_size=4, verbose=0))

@@ -22,7 +22,11 @@ class GIVTTask(GenerationTask):
     optional adaptor (an invertible flow on the latents), all nested in the
     config. `fit` takes dicts with `"latents" (B, L, D)` or `"images"
     (B, H, W, C)` in [-1, 1] (encoded by the VAE, one latent sample per step),
-    plus `"labels" (B,)` for class-conditional models.
+    plus `"labels" (B,)` for class-conditional models. With a
+    `preprocessor` (`keras_givt.ImagePreprocessor`; the bundled presets
+    carry one) `fit` also takes `(images, labels)` of raw uint8 or float
+    images of any size. Every batch is checked before the model sees it
+    (`check_batch`).
     """
 
     backbone_cls = GIVTBackbone
