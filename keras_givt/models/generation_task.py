@@ -18,7 +18,6 @@ from keras_hub.models import Task
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
-from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
 from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
 from keras_givt.utils import preset_utils
 from keras_givt.utils import validation
@@ -35,7 +34,10 @@ class GenerationTask(Task):
 
     Args:
         backbone: the task's `keras_hub.models.Backbone`.
-        preprocessor: None (the tasks take dicts of arrays).
+        preprocessor: None (batches go to the model as they are) or a
+            `keras_givt.ImagePreprocessor` (or any Keras preprocessing layer),
+            mapped over every `fit`/`evaluate` batch: raw images -> the
+            model's image convention, `(images, labels)` -> dicts.
         seed: int or None. Seed of the task's `SeedGenerator`.
         sampling_defaults: dict of `generate` defaults (e.g. from a preset).
     """
@@ -908,92 +910,6 @@ def _array_dataset(arrays, batch_size, shuffle):
         lambda i: {k: tf.gather(t, i) for k, t in tensors.items()},
         num_parallel_calls=tf.data.AUTOTUNE,
     ).prefetch(tf.data.AUTOTUNE)
-
-
-# --- fit/evaluate inputs ------------------------------------------------------
-
-_X, _Y, _SW = "__x__", "__y__", "__sample_weight__"
-
-
-def _is_array(x):
-    """An in-memory array (numpy or backend tensor), not a dict or dataset."""
-    return not isinstance(x, (dict, str, bytes)) and hasattr(x, "shape") and hasattr(x, "__array__")
-
-
-def _flat_arrays(x, y, sample_weight):
-    """`x` (array or dict of arrays), `y`, `sample_weight` as one flat dict of numpy arrays.
-
-    A dict `x` alone keeps its keys; otherwise entries are keyed `__x__`,
-    `__x__/<key>`, `__y__` (`__y__/<key>`) and `__sample_weight__`.
-    """
-    if _is_array_dict(x) and y is None and sample_weight is None:
-        return {k: np.asarray(v) for k, v in x.items()}
-    flat = {}
-    for prefix, value in ((_X, x), (_Y, y), (_SW, sample_weight)):
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            flat.update({f"{prefix}/{k}": np.asarray(v) for k, v in value.items()})
-        else:
-            flat[prefix] = np.asarray(keras.ops.convert_to_numpy(value))
-    return flat
-
-
-def _unflatten(flat):
-    """Inverse of `_flat_arrays` on one batch: `x` or `(x, y[, sample_weight])`."""
-    if not any(k == p or k.startswith(p + "/") for k in flat for p in (_X, _Y, _SW)):
-        return flat
-    parts = {}
-    for prefix in (_X, _Y, _SW):
-        if prefix in flat:
-            parts[prefix] = flat[prefix]
-        else:
-            sub = {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + "/")}
-            parts[prefix] = sub or None
-    if parts[_Y] is None and parts[_SW] is None:
-        return parts[_X]
-    if parts[_SW] is None:
-        return parts[_X], parts[_Y]
-    return parts[_X], parts[_Y], parts[_SW]
-
-
-def _unflatten_numpy(flat):
-    """`(x, y, sample_weight)` of a flat dict of arrays (see `_flat_arrays`)."""
-    out = _unflatten(flat)
-    if not isinstance(out, tuple):
-        return out, None, None
-    return tuple(out) + (None,) * (3 - len(out))
-
-
-def _unpack_validation(validation_data):
-    if isinstance(validation_data, tuple):
-        if len(validation_data) not in (1, 2, 3):
-            raise ValueError(
-                "`validation_data` must be x, (x, y) or (x, y, sample_weight). Received: a tuple "
-                f"of {len(validation_data)} entries"
-            )
-        return tuple(validation_data) + (None,) * (3 - len(validation_data))
-    return validation_data, None, None
-
-
-def _ordered_dataset(arrays, batch_size):
-    """Batches of `arrays` in order (validation / evaluation)."""
-    import tensorflow as tf
-
-    sizes = {k: len(v) for k, v in arrays.items()}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"All arrays must have the same number of examples; received {sizes}.")
-    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
-
-
-def _jax_values(model):
-    """jax: (variable, value) of the model's state, to undo a purge by a failed first step."""
-    if keras.config.backend() != "jax":
-        return []
-    variables = list(model.variables) + list(model.metrics_variables)
-    if model.optimizer is not None:
-        variables += list(model.optimizer.variables)
-    return [(v, v._value) for v in variables]
 
 
 # --- fit/evaluate inputs ------------------------------------------------------
