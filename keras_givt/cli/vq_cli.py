@@ -429,11 +429,12 @@ def generate_images(model, labels, args, batch_size, bar=None):
         n = len(lab)
         if n < chunk:
             lab = np.concatenate([lab, np.zeros(chunk - n, lab.dtype)])
+        # [-1, 1], the range of the GIVT commands and of FD-CNN.
         if model.backbone.num_classes:
-            images = model.generate(labels=lab, seed=args.seed + i, **kwargs)  # [0, 1]
+            images = model.generate(labels=lab, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs)
         else:
-            images = model.generate(num_samples=chunk, seed=args.seed + i, **kwargs)
-        out.append(2.0 * keras.ops.convert_to_numpy(images)[:n] - 1.0)
+            images = model.generate(num_samples=chunk, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs)
+        out.append(keras.ops.convert_to_numpy(images)[:n])
         if bar is not None:
             bar.add(n)
     return np.concatenate(out)

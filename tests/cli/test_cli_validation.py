@@ -260,3 +260,35 @@ def test_cli_error_at_runtime_finishes_the_record_as_failed(tmp_path, capsys):
     with open(out / "inpaint.json") as f:
         record = json.load(f)
     assert record["status"] == "failed" and "could not load fashion_mnist" in record["error"]
+
+
+class _FakeFD:
+    """Stands in for FDCNN: records whether the real-data floor had to be measured."""
+
+    dataset = "fashion_mnist"
+
+    def __init__(self, fail=False):
+        self.fail, self.calls = fail, []
+
+    def floor_at(self, n, seed=0, data_dir=None):
+        self.calls.append(n)
+        if self.fail:
+            raise FileNotFoundError("dataset-fashion-mnist is not installed")
+        return 1.5
+
+
+def test_demo_floor_comes_from_the_shipped_table():
+    from keras_givt.cli.commands import real_floor_at
+    from keras_givt.cli.fd_floors import FLOORS
+
+    # The demo's default N is in the table: no data set is read.
+    fd = _FakeFD(fail=True)
+    value, source = real_floor_at(fd, 1000)
+    assert value == FLOORS["fashion_mnist"][1000] and "shipped table" in source and fd.calls == []
+    assert 0.5 < value < 1.5  # the README's 0.95 at 1k, above the 10k floor
+    assert FLOORS["fashion_mnist"][10000] < FLOORS["fashion_mnist"][1000] < FLOORS["fashion_mnist"][100]
+    # Another N is measured when the data set is there, else reported as unavailable.
+    fd = _FakeFD()
+    assert real_floor_at(fd, 1234) == (1.5, "measured on the train split") and fd.calls == [1234]
+    value, source = real_floor_at(_FakeFD(fail=True), 1234)
+    assert value is None and "not installed" in source

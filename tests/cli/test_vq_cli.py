@@ -29,6 +29,14 @@ def _json(path):
         return json.load(f)
 
 
+def _status(argv):
+    """The exit status of `keras-givt argv`: returned, or raised as SystemExit by a usage error."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("vq_cli")
@@ -62,7 +70,7 @@ def test_train_vq_maskgit_evaluate(workdir):
     assert os.path.isfile(vq / "tokenizer" / "model.keras")
     assert _json(vq / "tokenizer" / "vq.json")["config"]["image_size"] == [8, 8, 1]
     # Existing checkpoint without --resume/--overwrite: a clear error, exit 2.
-    assert main(["train-vq", *data, *DATA, *TINY_VQ, "--steps", "2", "--out", str(vq)]) == 2
+    assert _status(["train-vq", *data, *DATA, *TINY_VQ, "--steps", "2", "--out", str(vq)]) == 2
 
     out = workdir / "maskgit"
     cmd = ["train-maskgit-vq", "--vq", str(vq), *data, *DATA, *TINY_MASKGIT, "--steps", "2",
@@ -72,7 +80,7 @@ def test_train_vq_maskgit_evaluate(workdir):
     run = _json(out / "train-maskgit-vq.json")
     assert run["status"] == "done" and run["metrics"]["step"] == 2
     assert _json(out / "checkpoint" / "state.json")["step"] == 2
-    assert main(cmd) == 2  # Existing checkpoint without --resume/--overwrite.
+    assert _status(cmd) == 2  # Existing checkpoint without --resume/--overwrite.
     with np.load(out / "tokens_train.npz") as z:
         assert z["tokens"].shape == (20, 16) and z["tokens"].max() < 16
     card = _json(out / "preset" / "model_card.json")
@@ -101,7 +109,7 @@ def test_bundled_vq_maskgit_loads_offline():
     assert card["training_command"].startswith("keras-givt train-maskgit-vq")
     model = keras_givt.MaskGITImageGenerator.from_preset("vq_maskgit_fashion_mnist")
     assert model.backbone.seq_len == 16 and model.tokenizer.image_size == [32, 32, 3]
-    images = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0))
+    images = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0, image_range=(0, 1)))
     assert images.shape == (2, 32, 32, 3) and images.min() >= 0.0 and images.max() <= 1.0
-    again = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0))
+    again = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0, image_range=(0, 1)))
     np.testing.assert_array_equal(images, again)
