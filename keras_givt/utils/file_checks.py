@@ -40,6 +40,11 @@ def _require_file(path, kind):
         raise _corrupt(path, kind, "the file is empty")
 
 
+def _touch(obj):
+    # Reads a dataset's header (shape, dtype); groups have none.
+    return (obj.shape, obj.dtype) if hasattr(obj, "shape") else None
+
+
 def check_h5_file(path, kind="weights"):
     """Opens an HDF5 file (`.h5`, `.weights.h5`) and walks all its objects.
 
@@ -61,7 +66,7 @@ def check_h5_file(path, kind="weights"):
     _require_file(path, kind)
     try:
         with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: (obj.shape, obj.dtype) if hasattr(obj, "shape") else None)
+            f.visititems(lambda name, obj: _touch(obj))
     except Exception as e:  # h5py raises OSError, KeyError, RuntimeError, ...
         raise _corrupt(path, kind, f"{type(e).__name__}: {e}") from e
 

@@ -163,7 +163,7 @@ def load_weights_checked(model, filepath, load, config_path=None):
 
 
 def _count_weight_arrays(filepath):
-    """Number of datasets in a Keras `.weights.h5` file outside `optimizer/` (None if unreadable)."""
+    """Datasets in a Keras `.weights.h5` file outside `optimizer/` (None if unreadable)."""
     try:
         import h5py
 

@@ -137,11 +137,17 @@ def test_bundled_weights_hold_no_optimizer_state():
                     assert "optimizer" not in f, path
 
 
+# Keras' torch backend builds the CNN VAE decoder's `ops.repeat` through
+# `np.array(KerasTensor)`, which NumPy 2 flags with this DeprecationWarning on
+# every model construction (not loading): not what these tests are about.
+_KERAS_TORCH_NUMPY2 = "__array__ implementation doesn't accept a copy keyword"
+
+
 def _load_without_warnings(fn):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = fn()
-    messages = [str(w.message) for w in caught]
+    messages = [str(w.message) for w in caught if not str(w.message).startswith(_KERAS_TORCH_NUMPY2)]
     assert not messages, messages
     return out
 
