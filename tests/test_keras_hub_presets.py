@@ -90,3 +90,28 @@ def test_every_class_with_from_preset_lists_its_presets():
                 assert metadata.get("description"), (name, preset)
             listed.update(presets)
     assert listed == set(preset_utils.PRESETS)
+
+
+def test_plain_import_registers_classes_and_presets(tmp_path):
+    """A fresh process: `import keras_givt` alone lets Keras and keras-hub find everything."""
+    import subprocess
+
+    saved = tmp_path / "task.keras"
+    backbone = keras_givt.GIVTBackbone(
+        seq_len=4, out_dim=2, num_labels=3, emb_dim=16, num_decoder_layers=1,
+        num_heads=2, mlp_dim=32, num_mixtures=2,
+    )
+    keras_givt.GIVTCausal(backbone).save(str(saved))
+    code = (
+        "import sys, keras, keras_hub, keras_givt\n"
+        f"task = keras.saving.load_model({str(saved)!r})\n"
+        "assert type(task).__name__ == 'GIVTCausal', type(task)\n"
+        "b = keras_hub.models.Backbone.from_preset('givt_causal_fashion_mnist')\n"
+        "assert type(b).__name__ == 'GIVTBackbone', type(b)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND=keras.config.backend())
+    env.pop("KERAS_GIVT_LAZY_IMPORT", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

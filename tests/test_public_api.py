@@ -52,27 +52,39 @@ def test_star_import_and_version():
         keras_givt.no_such_name
 
 
-def _fresh(code):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+def _fresh(code, **env_vars):
+    env = dict(os.environ, PYTHONPATH=ROOT, **env_vars)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=300, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
 
 
-def test_import_is_light_and_presets_register_on_first_use():
-    # `import keras_givt` loads no backend; touching a model class registers every preset.
+def test_lazy_import_is_light_and_presets_register_on_first_use():
+    # The console script's mode (KERAS_GIVT_LAZY_IMPORT=1, see keras_givt_cli.py): no backend
+    # is loaded by `import keras_givt`; touching a model class loads and registers everything.
     out = _fresh(
         "import sys, keras_givt\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+        "m = keras_givt.GIVTCausal.presets\n"
         "from keras_givt.utils import preset_utils\n"
         "n = len(preset_utils.PRESETS)\n"
-        "m = keras_givt.GIVTCausal.presets\n"
-        "print(heavy, n, 'givt_causal_fashion_mnist' in m, 'givt_causal_imagenet256' in m)"
+        "print(heavy, n, 'givt_causal_fashion_mnist' in m, 'givt_causal_imagenet256' in m)",
+        KERAS_GIVT_LAZY_IMPORT="1",
     )
     heavy, n, bundled, converted = out.rsplit(" ", 3)
     assert heavy == "[]", out  # no backend imported by `import keras_givt`
     assert int(n) >= 18 and bundled == "True" and converted == "True", out
+
+
+def test_plain_import_registers_every_preset():
+    out = _fresh(
+        "import keras_givt\n"
+        "from keras_givt.utils import preset_utils\n"
+        "print(len(preset_utils.PRESETS), 'vq_maskgit_fashion_mnist' in preset_utils.PRESETS)"
+    )
+    n, bundled = out.split(" ")
+    assert int(n) >= 18 and bundled == "True", out
 
 
 def test_presets_registered_when_a_model_module_is_imported_first():

@@ -35,7 +35,7 @@ PLUGINS = ("keras_givt.cli.vq_cli", "keras_givt.cli.uvim_cli")
 
 
 def _version():
-    import keras_givt  # Light: keras is imported on first use of a model.
+    import keras_givt
 
     return keras_givt.__version__
 
@@ -449,7 +449,7 @@ def main(argv=None):
                     sys.stderr.flush()
                     os.execve(
                         sys.executable,
-                        [sys.executable, "-m", "keras_givt.cli.main"] + sys.argv[1:],
+                        [sys.executable, "-m", "keras_givt_cli"] + sys.argv[1:],
                         env,
                     )
                 parser.error(
@@ -466,7 +466,10 @@ def main(argv=None):
     else:
         previous = None
     try:
-        from keras_givt.cli import commands  # Imports keras: after KERAS_BACKEND is set.
+        import keras_givt
+
+        keras_givt._load_all()  # Models and presets (Keras): after KERAS_BACKEND is set.
+        from keras_givt.cli import commands
 
         run = commands.run
         if getattr(args, "_plugin", None):

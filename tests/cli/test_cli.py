@@ -174,7 +174,7 @@ def test_backend_flag_sets_keras_backend(workdir, tmp_path):
     other = "jax" if BACKEND != "jax" else "torch"
     env = dict(os.environ, KERAS_BACKEND=BACKEND)
     out = tmp_path / "z.npz"
-    cmd = [sys.executable, "-m", "keras_givt.cli.main", "encode", "--backend", other,
+    cmd = [sys.executable, "-m", "keras_givt_cli", "encode", "--backend", other,
            "--data", str(workdir / "images"), "--image-size", "16", "--channels", "1",
            "--vae", str(workdir / "vae"), "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -130,7 +130,7 @@ def _cases(r):
 
 _MATRIX_SCRIPT = r"""
 import contextlib, io, json, os, sys
-from keras_givt.cli.main import main
+from keras_givt_cli import main
 results = []
 for argv in json.loads(sys.argv[1]):
     err = io.StringIO()
@@ -187,13 +187,13 @@ def test_help_is_fast_and_loads_no_backend():
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "keras_givt.cli.main", "--help"], env=_env(),
+        proc = subprocess.run([sys.executable, "-m", "keras_givt_cli", "--help"], env=_env(),
                               capture_output=True, text=True, timeout=60)  # fmt: skip
         times.append(time.perf_counter() - t0)
         assert proc.returncode == 0 and "train-vae" in proc.stdout
     assert min(times) < 1.0, times
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom keras_givt.cli.main import main\n"
+        [sys.executable, "-c", "import sys\nfrom keras_givt_cli import main\n"
          "try:\n main(['train', '--help'])\nexcept SystemExit:\n pass\n"
          "print([m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules])"],
         env=_env(), capture_output=True, text=True, timeout=60,
@@ -205,7 +205,7 @@ def test_version():
     import keras_givt
 
     exe = shutil.which("keras-givt", path=os.path.dirname(sys.executable))
-    cmd = [exe] if exe else [sys.executable, "-m", "keras_givt.cli.main"]
+    cmd = [exe] if exe else [sys.executable, "-m", "keras_givt_cli"]
     proc = subprocess.run(cmd + ["--version"], env=_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"keras-givt {keras_givt.__version__}"
