@@ -1,5 +1,6 @@
 """Argument checks that raise clear `ValueError`/`TypeError`s."""
 
+import math
 import numbers
 
 
@@ -391,3 +392,28 @@ def check_int_list(name, value, min_value=1):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
         raise ValueError(f"`{name}` must be a non-empty sequence of ints. Received: {name}={value!r}")
     return check_int_tuple(name, value, len(value), min_value)
+
+
+def check_schedule_name(schedule, names, power_prefix, example):
+    """A mask-schedule name: one of `names`, or `power_prefix` + a number k > 0.
+
+    Args:
+        schedule: the value the user passed as `schedule`.
+        names: the fixed names (e.g. ("cosine", "linear", "arccos")).
+        power_prefix: the prefix of the power schedules ("pow:" or "pow").
+        example: a valid power schedule for the message (e.g. "pow:2").
+    """
+    choices = ", ".join(repr(n) for n in names) + f" or '{power_prefix}k' (k > 0, e.g. {example!r})"
+    if not isinstance(schedule, str):
+        raise TypeError(f"`schedule` must be a str: {choices}. Received: schedule={schedule!r}")
+    ok = schedule in names
+    if schedule.startswith(power_prefix):
+        try:
+            exponent = float(schedule[len(power_prefix) :])
+            ok = math.isfinite(exponent) and exponent > 0
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(f"`schedule` must be one of {choices}. Received: schedule={schedule!r}")
+    return schedule
+

@@ -137,19 +137,11 @@ class GIVTCausal(GIVTTask):
         cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
         bb = self.backbone
         explicit_cfg = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
-        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
-        temperature_probs = validation.check_float(
-            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
-            0.0, min_inclusive=False,
-        )  # fmt: skip
-        beam_size = validation.check_int("beam_size", beam_size, 1)
-        fan_size = validation.check_int("fan_size", fan_size, 1)
-        if fan_size < beam_size:
-            raise ValueError(
-                "`fan_size` must be >= `beam_size` (each beam proposes F candidates). "
-                f"Received: beam_size={beam_size}, fan_size={fan_size}"
+        temperature, greedy, temperature_probs, beam_size, fan_size, stochastic_beams = (
+            self._check_ar_sampling(
+                temperature, temperature_probs, beam_size, fan_size, stochastic_beams
             )
-        stochastic_beams = validation.check_bool("stochastic_beams", stochastic_beams)
+        )
         return_latents = validation.check_bool("return_latents", return_latents)
         return_log_probs = validation.check_bool("return_log_probs", return_log_probs)
         seed = validation.check_seed("seed", seed)

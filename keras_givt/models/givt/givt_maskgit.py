@@ -327,21 +327,4 @@ class GIVTMaskGIT(GIVTTask):
 
 def check_schedule(schedule):
     """A GIVT-MaskGIT `schedule` name: "cosine", "linear", "arccos" or "pow:N" (N > 0)."""
-    if not isinstance(schedule, str):
-        raise TypeError(
-            f"`schedule` must be a str, one of ('cosine', 'linear', 'arccos', 'pow:N'). "
-            f"Received: schedule={schedule!r}"
-        )
-    ok = schedule in ("cosine", "linear", "arccos")
-    if schedule.startswith("pow:"):
-        try:
-            exponent = float(schedule[4:])
-            ok = np.isfinite(exponent) and exponent > 0
-        except ValueError:
-            ok = False
-    if not ok:
-        raise ValueError(
-            "`schedule` must be one of 'cosine', 'linear', 'arccos' or 'pow:N' with a number "
-            f"N > 0 (e.g. 'pow:2'). Received: schedule={schedule!r}"
-        )
-    return schedule
+    return validation.check_schedule_name(schedule, ("cosine", "linear", "arccos"), "pow:", "pow:2")

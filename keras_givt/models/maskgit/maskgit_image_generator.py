@@ -34,7 +34,6 @@ from keras_givt.models import training_checks
 from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
 from keras_givt.samplers.discrete_maskgit_sampler import discrete_maskgit_decode
-from keras_givt.samplers.mask_schedules import MASKGIT_METHODS
 from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
 from keras_givt.utils import validation
 from keras_givt.utils.validation import check_probability
@@ -540,20 +539,4 @@ class MaskGITImageGenerator(GenerationTask):
 
 def check_schedule(schedule):
     """A MaskGIT `schedule` name: "uniform", "cosine", "log", "exp" or "pow<k>" (k > 0)."""
-    if not isinstance(schedule, str):
-        raise TypeError(
-            f"`schedule` must be a str, one of {MASKGIT_METHODS}. Received: schedule={schedule!r}"
-        )
-    ok = schedule in ("uniform", "cosine", "log", "exp")
-    if schedule.startswith("pow"):
-        try:
-            exponent = float(schedule[3:])
-            ok = np.isfinite(exponent) and exponent > 0
-        except ValueError:
-            ok = False
-    if not ok:
-        raise ValueError(
-            f"`schedule` must be one of {MASKGIT_METHODS} (e.g. 'pow2' for k = 2). "
-            f"Received: schedule={schedule!r}"
-        )
-    return schedule
+    return validation.check_schedule_name(schedule, ("uniform", "cosine", "log", "exp"), "pow", "pow2")

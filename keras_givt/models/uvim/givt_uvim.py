@@ -307,19 +307,15 @@ class GIVTUViM(GIVTTask):
         """
         self._resolve_keywords("generate", kwargs)
         bb = self.backbone
-        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
-        temperature_probs = validation.check_float(
-            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
-            0.0, min_inclusive=False,
-        )  # fmt: skip
-        beam_size = validation.check_int("beam_size", self._default("beam_size", beam_size, 1), 1)
-        fan_size = validation.check_int("fan_size", self._default("fan_size", fan_size, 1), 1)
-        if fan_size < beam_size:
-            raise ValueError(
-                "`fan_size` must be >= `beam_size` (each beam proposes F candidates). "
-                f"Received: beam_size={beam_size}, fan_size={fan_size}"
+        temperature, greedy, temperature_probs, beam_size, fan_size, stochastic_beams = (
+            self._check_ar_sampling(
+                temperature,
+                temperature_probs,
+                self._default("beam_size", beam_size, 1),
+                self._default("fan_size", fan_size, 1),
+                stochastic_beams,
             )
-        stochastic_beams = validation.check_bool("stochastic_beams", stochastic_beams)
+        )
         return_latents = validation.check_bool("return_latents", return_latents)
         return_logits = validation.check_bool("return_logits", return_logits)
         seed = validation.check_seed("seed", seed)
