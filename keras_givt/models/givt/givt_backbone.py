@@ -23,9 +23,9 @@ import numbers
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.models.preset_backbone import PresetBackbone
 from keras_givt.layers import torch_decoding
 from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
 from keras_givt.layers.gaussian_mixture_head import num_logits as _num_logits
@@ -43,7 +43,7 @@ from keras_givt.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class GIVTBackbone(Backbone):
+class GIVTBackbone(PresetBackbone):
     """GIVT decoder-only transformer with a Gaussian-mixture output.
 
     Argument names follow big_vision's `givt.Model` fields.
@@ -488,26 +488,6 @@ class GIVTBackbone(Backbone):
             for k, v in preset_utils.PRESETS.items()
             if v["class"] in ("GIVTCausal", "GIVTMaskGIT", "GIVTBackbone")
         }
-
-    def load_weights(self, filepath, *args, **kwargs):
-        """`keras.Model.load_weights`; a file that does not fit this config
-        (layer count, widths) or is truncated raises a `ValueError` naming the
-        file and the config (`preset_utils.load_weights_checked`)."""
-        from keras_givt.utils import preset_utils
-
-        def load():
-            return super(GIVTBackbone, self).load_weights(filepath, *args, **kwargs)
-
-        return preset_utils.load_weights_checked(self, filepath, load)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Loads a backbone from a built-in name, keras-hub handle or directory."""
-        from keras_givt.utils import preset_utils
-
-        return super().from_preset(
-            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
 
     # --- Validation --------------------------------------------------------
 

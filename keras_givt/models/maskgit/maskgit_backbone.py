@@ -13,9 +13,9 @@ onto the tied word embeddings + bias).
 
 import keras
 from keras import ops
-from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.models.preset_backbone import PresetBackbone
 from keras_givt.models.maskgit.maskgit_layers import MaskGITEmbedding
 from keras_givt.models.maskgit.maskgit_layers import MaskGITMLMHead
 from keras_givt.models.maskgit.maskgit_layers import MaskGITTransformerLayer
@@ -24,7 +24,7 @@ from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class MaskGITBackbone(Backbone):
+class MaskGITBackbone(PresetBackbone):
     """MaskGIT's BERT-style transformer (`maskgit.nets.maskgit_transformer.Transformer`).
 
     Args:
@@ -144,27 +144,6 @@ class MaskGITBackbone(Backbone):
             for k, v in preset_utils.PRESETS.items()
             if v["class"] in ("MaskGITImageGenerator", "MaskGITBackbone")
         }
-
-    def load_weights(self, filepath, *args, **kwargs):
-        """`keras.Model.load_weights`; a file that does not fit this config
-        (layer count, widths) or is truncated raises a `ValueError` naming the
-        file and the config (`preset_utils.load_weights_checked`)."""
-        from keras_givt.utils import preset_utils
-
-        def load():
-            return super(MaskGITBackbone, self).load_weights(filepath, *args, **kwargs)
-
-        return preset_utils.load_weights_checked(self, filepath, load)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """A built-in name (MaskGIT URLs, converted once), a keras-hub handle or
-        a local preset directory."""
-        from keras_givt.utils import preset_utils
-
-        return super().from_preset(
-            preset_utils.resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
 
     def get_config(self):
         config = super().get_config()
