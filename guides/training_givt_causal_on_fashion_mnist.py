@@ -48,7 +48,7 @@ from keras import ops
 import keras_givt
 from keras_givt import datasets
 from keras_givt import metrics
-from keras_givt.models.vae.vae_backbone import BetaVAE
+from keras_givt.models.vae.beta_vae import BetaVAE
 
 FAST = bool(os.environ.get("KERAS_GIVT_GUIDE_FAST"))
 OUT_DIR = os.environ.get("GIVT_GUIDE_OUT")  # Figures are saved only when set.

@@ -24,14 +24,14 @@ _CLASSES = {
     "GIVTMaskGIT": "keras_givt.models.givt.givt_maskgit",
     "GIVTUViM": "keras_givt.models.uvim.givt_uvim",
     "ViTVAE": "keras_givt.models.uvim.vit_vae",
-    "MaskGITBackbone": "keras_givt.models.maskgit.maskgit_backbone",
-    "MaskGITImageGenerator": "keras_givt.models.maskgit.maskgit_image_generator",
+    "MaskGITBackbone": "keras_givt.models.vq_maskgit.maskgit_backbone",
+    "MaskGITImageGenerator": "keras_givt.models.vq_maskgit.maskgit_image_generator",
     "VQGANTokenizer": "keras_givt.models.vqvae.vqgan_tokenizer",
-    "BetaVAE": "keras_givt.models.vae.vae_backbone",
+    "BetaVAE": "keras_givt.models.vae.beta_vae",
     "IRevNetAdaptor": "keras_givt.models.adaptor.irevnet_adaptor",
     "ImagePreprocessor": "keras_givt.models.image_preprocessor",
 }
-_SUBPACKAGES = ("layers", "models", "samplers", "metrics", "datasets")
+_SUBPACKAGES = ("layers", "mixture", "models", "samplers", "metrics", "datasets")
 
 __all__ = sorted(_CLASSES) + list(_SUBPACKAGES) + ["__version__"]
 
@@ -41,7 +41,7 @@ _PRESET_REGISTRIES = (
     "keras_givt.models.givt.givt_presets",
     "keras_givt.models.vae.vae_presets",
     "keras_givt.models.vqvae.vqvae_presets",
-    "keras_givt.models.maskgit.maskgit_presets",
+    "keras_givt.models.vq_maskgit.maskgit_presets",
     "keras_givt.models.uvim.uvim_presets",
 )
 _state = {"registered": False, "registering": False, "loaded": False}

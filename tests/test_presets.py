@@ -9,7 +9,7 @@ from keras import ops
 
 import keras_givt
 from keras_givt.models.givt import givt_presets
-from keras_givt.models.vae.vae_backbone import BetaVAE
+from keras_givt.models.vae.beta_vae import BetaVAE
 from keras_givt.utils import preset_utils
 from tests import helpers
 

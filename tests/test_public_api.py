@@ -15,13 +15,13 @@ EXPECTED_CLASSES = {
     "GIVTMaskGIT": "keras_givt.models.givt.givt_maskgit",
     "GIVTUViM": "keras_givt.models.uvim.givt_uvim",
     "ViTVAE": "keras_givt.models.uvim.vit_vae",
-    "MaskGITBackbone": "keras_givt.models.maskgit.maskgit_backbone",
-    "MaskGITImageGenerator": "keras_givt.models.maskgit.maskgit_image_generator",
+    "MaskGITBackbone": "keras_givt.models.vq_maskgit.maskgit_backbone",
+    "MaskGITImageGenerator": "keras_givt.models.vq_maskgit.maskgit_image_generator",
     "VQGANTokenizer": "keras_givt.models.vqvae.vqgan_tokenizer",
-    "BetaVAE": "keras_givt.models.vae.vae_backbone",
+    "BetaVAE": "keras_givt.models.vae.beta_vae",
     "IRevNetAdaptor": "keras_givt.models.adaptor.irevnet_adaptor",
 }
-SUBPACKAGES = ("layers", "models", "samplers", "metrics", "datasets")
+SUBPACKAGES = ("layers", "mixture", "models", "samplers", "metrics", "datasets")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -46,7 +46,7 @@ def test_star_import_and_version():
     for name in list(EXPECTED_CLASSES) + list(SUBPACKAGES) + ["__version__"]:
         assert name in namespace, name
     assert keras_givt.__version__.count(".") == 2
-    assert keras_givt.layers.GaussianMixtureHead is not None
+    assert keras_givt.mixture.GaussianMixtureHead is not None
     assert keras_givt.datasets.load_mnist is not None and keras_givt.metrics.FDCNN is not None
     with pytest.raises(AttributeError, match="no_such_name"):
         keras_givt.no_such_name

@@ -492,7 +492,7 @@ MODEL_KEYS_VAE = ("codeword_dim", "filters", "num_res_blocks", "channel_multipli
 
 
 def cmd_train_vae(args, argv):
-    from keras_givt.models.vae.vae_backbone import BetaVAE
+    from keras_givt.models.vae.beta_vae import BetaVAE
 
     _prepare_out_dir(args, MODEL_KEYS_VAE)
     spec = data_spec(args)
@@ -579,7 +579,7 @@ def save_vae(vae, vae_dir, extra=None):
 
 
 def load_vae(path):
-    from keras_givt.models.vae.vae_backbone import BetaVAE
+    from keras_givt.models.vae.beta_vae import BetaVAE
 
     return load_model_folder(path, BetaVAE, "vae", "vae.json", "--vae", "train-vae")
 

@@ -53,7 +53,7 @@ def default_image_size(vae):
 
 def build_vae(model_kwargs, image_size=None, cls=None):
     if cls is None:
-        from keras_givt.models.vae.vae_backbone import BetaVAE as cls
+        from keras_givt.models.vae.beta_vae import BetaVAE as cls
     vae = cls(**vae_kwargs(model_kwargs))
     vae.build_for_image_size(image_size or default_image_size(vae))
     return vae

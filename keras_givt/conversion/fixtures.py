@@ -13,8 +13,8 @@ from keras import ops
 
 from keras_givt.conversion import big_vision
 from keras_givt.models.givt.givt_loss import givt_nll
-from keras_givt.samplers import guidance
-from keras_givt.samplers import mask_schedules
+from keras_givt.mixture import guidance
+from keras_givt.samplers import schedules
 from keras_givt.utils.tensor_utils import to_numpy
 
 
@@ -150,15 +150,15 @@ def run_functions(cdir, entry, want=None):
     out = {}
     for key in want:
         if key.startswith("schedule/"):
-            out[key] = mask_schedules.mask_ratio(inputs["ratios"], key[len("schedule/") :])
+            out[key] = schedules.mask_ratio(inputs["ratios"], key[len("schedule/") :])
         elif key.startswith("mask_len/"):
             spec = key[len("mask_len/") :]  # seq<L>_steps<N>
             seq_part, steps_part = spec.split("_")
-            out[key] = mask_schedules.mask_len_schedule(
+            out[key] = schedules.mask_len_schedule(
                 int(seq_part[3:]), int(steps_part[5:]), "cosine"
             )
         elif key == "bottom_k/mask":
-            out[key] = mask_schedules.bottom_k_mask(
+            out[key] = schedules.bottom_k_mask(
                 inputs["bottom_k/confidence"], inputs["bottom_k/k"]
             )
     return {k: to_numpy(v) for k, v in out.items()}

@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_givt.conversion import maskgit
-from keras_givt.samplers import mask_schedules
+from keras_givt.samplers import schedules
 from keras_givt.utils.tensor_utils import to_numpy
 
 
@@ -88,7 +88,7 @@ def run_maskgit_functions(cdir, entry, want=None):
         if key.startswith("schedule/"):
             method = key[len("schedule/") :]
             r = np.where(ratios == 0, 1e-3, ratios).astype("float32") if method == "log" else ratios
-            out[key] = mask_schedules.maskgit_mask_ratio(r, total, method)
+            out[key] = schedules.maskgit_mask_ratio(r, total, method)
     return {k: to_numpy(v) for k, v in out.items()}
 
 

@@ -176,7 +176,7 @@ def load_backbone_params(backbone, params):
 
 
 def backbone_from_checkpoint(path, model_kwargs, codebook_size):
-    from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
+    from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
 
     backbone = MaskGITBackbone(**backbone_kwargs(model_kwargs, codebook_size))
     return load_backbone_params(backbone, path)

@@ -1,9 +1,9 @@
-from keras_givt.layers.distributions import DiagonalNormalMixture
-from keras_givt.layers.distributions import MultivariateNormalTriL
-from keras_givt.layers.distributions import NormalMixture
-from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
-from keras_givt.layers.gaussian_mixture_head import square_plus
-from keras_givt.layers.givt_embedding import GIVTEmbedding
+"""Generic layers used by more than one model family.
+
+GIVT's mixture head and densities live in `keras_givt.mixture`; the GIVT
+input embedding in `keras_givt.models.givt.givt_embedding`.
+"""
+
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTAttention
 from keras_givt.layers.transformer_block import GIVTDecoderBlock

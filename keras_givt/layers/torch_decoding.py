@@ -317,7 +317,7 @@ def decode_step(backbone, x, cache, index, encoded=None):
 
 # --- Sampling ---------------------------------------------------------------
 #
-# The per-token draw of `ar_sampler.sample_from_logits` for the two mixture
+# The per-token draw of `autoregressive.sample_from_logits` for the two mixture
 # heads GIVT uses (per-channel and MV-diagonal), with DB-CFG's exact guided
 # normal. Random numbers come from one `torch.Generator` per generation loop,
 # seeded from the task's `SeedGenerator` (a Keras seed draw costs ~0.1 ms on
@@ -387,7 +387,7 @@ def _gumbel_argmax(logits, gen):
 def sample_from_logits(
     head, logits, temperature, temperature_probs, seed_generator, logits_uncond=None, cfg_weight=None
 ):
-    """`ar_sampler.sample_from_logits` (same distribution, torch's RNG), or
+    """`autoregressive.sample_from_logits` (same distribution, torch's RNG), or
     None where the Keras path must handle the step."""
     import torch
 

@@ -18,7 +18,7 @@ from keras_hub.models import Task
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
-from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
+from keras_givt.samplers.masked import pixel_mask_to_token_mask
 from keras_givt.utils import preset_utils
 from keras_givt.utils import validation
 

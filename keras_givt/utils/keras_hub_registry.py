@@ -27,7 +27,7 @@ _TASK_MODULES = {
     "GIVTCausal": "keras_givt.models.givt.givt_causal",
     "GIVTMaskGIT": "keras_givt.models.givt.givt_maskgit",
     "GIVTUViM": "keras_givt.models.uvim.givt_uvim",
-    "MaskGITImageGenerator": "keras_givt.models.maskgit.maskgit_image_generator",
+    "MaskGITImageGenerator": "keras_givt.models.vq_maskgit.maskgit_image_generator",
 }
 
 

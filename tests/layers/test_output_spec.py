@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_givt.layers.givt_embedding import GIVTEmbedding
+from keras_givt.models.givt.givt_embedding import GIVTEmbedding
 from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTAttention
@@ -17,8 +17,8 @@ from keras_givt.layers.vit_encoder import ViTEncoder
 from keras_givt.layers.vit_encoder import ViTEncoderBlock
 from keras_givt.models.adaptor import IRevNetAdaptor
 from keras_givt.models.adaptor import IRevNetBlock
-from keras_givt.models.maskgit.maskgit_layers import MaskGITEmbedding
-from keras_givt.models.maskgit.maskgit_layers import MaskGITTransformerLayer
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITEmbedding
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITTransformerLayer
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vae.vae_layers import ResBlock
 

@@ -12,7 +12,7 @@ from keras import ops
 
 from keras_givt import GIVTBackbone
 from keras_givt.layers import torch_decoding
-from keras_givt.samplers import guidance
+from keras_givt.mixture import guidance
 from keras_givt.utils.tensor_utils import inplace_cache_updates
 from tests import helpers
 from tests.models.uvim import helpers as uvim_helpers

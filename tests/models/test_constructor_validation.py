@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from keras_givt import GIVTBackbone
-from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
-from keras_givt.layers.givt_embedding import GIVTEmbedding
+from keras_givt.mixture.head import GaussianMixtureHead
+from keras_givt.models.givt.givt_embedding import GIVTEmbedding
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTAttention
 from keras_givt.layers.transformer_block import GIVTDecoderBlock
@@ -19,11 +19,11 @@ from keras_givt.layers.vit_encoder import PatchViTEncoder
 from keras_givt.layers.vit_encoder import ViTEncoder
 from keras_givt.models.adaptor import IRevNetAdaptor
 from keras_givt.models.adaptor import IRevNetBlock
-from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
-from keras_givt.models.maskgit.maskgit_layers import MaskGITEmbedding
-from keras_givt.models.maskgit.maskgit_layers import MaskGITTransformerLayer
+from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITEmbedding
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITTransformerLayer
 from keras_givt.models.uvim.vit_vae import ViTVAE
-from keras_givt.models.vae.vae_backbone import BetaVAE
+from keras_givt.models.vae.beta_vae import BetaVAE
 from keras_givt.models.vae.vae_layers import CNNEncoder
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer

@@ -27,10 +27,10 @@ from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.preset_backbone import PresetBackbone
 from keras_givt.layers import torch_decoding
-from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
-from keras_givt.layers.gaussian_mixture_head import num_logits as _num_logits
-from keras_givt.layers.givt_embedding import GIVTEmbedding
-from keras_givt.layers.givt_embedding import label_table
+from keras_givt.mixture.head import GaussianMixtureHead
+from keras_givt.mixture.head import num_logits as _num_logits
+from keras_givt.models.givt.givt_embedding import GIVTEmbedding
+from keras_givt.models.givt.givt_embedding import label_table
 from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import GIVTDecoderBlock
@@ -411,7 +411,7 @@ class GIVTBackbone(PresetBackbone):
         """The per-token Gaussian mixture for `logits (..., M)`.
 
         A TFP `MixtureSameFamily` / `MultivariateNormalTriL` on jax and
-        tensorflow, the `keras_givt.layers.distributions` twin on torch (or
+        tensorflow, the `keras_givt.mixture.distributions` twin on torch (or
         with `use_tfp=False`). float32 under any dtype policy.
         """
         return self.head.distribution(logits, temperature_scales, temperature_probs, use_tfp)

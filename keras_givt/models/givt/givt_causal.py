@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_givt.models.givt.givt_task import GIVTTask
-from keras_givt.samplers.ar_sampler import ar_generate
+from keras_givt.samplers.autoregressive import ar_generate
 from keras_givt.utils import validation
 
 

@@ -8,10 +8,10 @@ import numpy as np
 from keras import ops
 
 from keras_givt.models.givt.givt_task import GIVTTask
-from keras_givt.samplers.mask_schedules import bottom_k_mask
-from keras_givt.samplers.mask_schedules import training_mask_counts
-from keras_givt.samplers.mask_schedules import mask_ratio
-from keras_givt.samplers.maskgit_sampler import maskgit_generate
+from keras_givt.samplers.schedules import bottom_k_mask
+from keras_givt.samplers.schedules import training_mask_counts
+from keras_givt.samplers.schedules import mask_ratio
+from keras_givt.samplers.masked import maskgit_generate
 from keras_givt.utils import validation
 
 

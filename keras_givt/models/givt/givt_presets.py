@@ -97,7 +97,7 @@ def build_from_big_vision(entry, local_files):
     """Builds the task of a preset `entry` from local big_vision files."""
     import keras_givt
     from keras_givt.conversion import big_vision
-    from keras_givt.models.vae.vae_backbone import BetaVAE
+    from keras_givt.models.vae.beta_vae import BetaVAE
 
     backbone = big_vision.givt_backbone_from_big_vision_config(entry["model_kwargs"])
     big_vision.load_givt_params(backbone, local_files["givt"])

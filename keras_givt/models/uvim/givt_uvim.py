@@ -24,7 +24,7 @@ from keras import ops
 from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.models.givt.givt_task import GIVTTask
 from keras_givt.models.uvim import dense_targets
-from keras_givt.samplers.ar_sampler import ar_generate
+from keras_givt.samplers.autoregressive import ar_generate
 from keras_givt.utils import validation
 
 TASK_TYPES = ("panoptic", "depth", "label_map")

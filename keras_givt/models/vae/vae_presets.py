@@ -57,7 +57,7 @@ def registry_entries():
     """Entries for `keras_givt.utils.preset_utils.register_presets`."""
 
     def build(local, config):
-        from keras_givt.models.vae.vae_backbone import BetaVAE
+        from keras_givt.models.vae.beta_vae import BetaVAE
 
         return BetaVAE.from_big_vision_checkpoint(local["vae"], config)
 

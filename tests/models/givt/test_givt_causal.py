@@ -10,8 +10,8 @@ from keras import ops
 
 from keras_givt import GIVTBackbone
 from keras_givt import GIVTCausal
-from keras_givt.samplers import guidance
-from keras_givt.samplers.ar_sampler import ar_generate
+from keras_givt.mixture import guidance
+from keras_givt.samplers.autoregressive import ar_generate
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

@@ -7,8 +7,8 @@ from keras import ops
 
 from keras_givt import GIVTBackbone
 from keras_givt import GIVTMaskGIT
-from keras_givt.samplers import mask_schedules
-from keras_givt.samplers.maskgit_sampler import pixel_mask_to_token_mask
+from keras_givt.samplers import schedules
+from keras_givt.samplers.masked import pixel_mask_to_token_mask
 from tests import helpers
 
 
@@ -35,7 +35,7 @@ def _expected_counts(seq_len, num_steps, schedule, n0=None):
     unknown, out = n0, []
     for s in range(num_steps):
         r = (s + 1) / num_steps
-        ratio = float(_np(mask_schedules.mask_ratio(r, schedule)))
+        ratio = float(_np(schedules.mask_ratio(r, schedule)))
         mask_len = max(min(math.floor(n0 * ratio), unknown - 1), 0)
         out.append(mask_len)
         unknown = mask_len

@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_givt import GIVTBackbone
 from keras_givt import GIVTMaskGIT
-from keras_givt.samplers import mask_schedules
+from keras_givt.samplers import schedules
 from tests import helpers
 
 
@@ -28,7 +28,7 @@ def _reference_bottom_k(confidence, k):
 def test_bottom_k_mask_ties_masks_exactly_k_lowest_index_first():
     conf = np.array([[1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 1.0, 0.0], [np.inf] * 4], "float32")
     k = np.array([[2], [2], [3]], "int32")
-    got = _np(mask_schedules.bottom_k_mask(conf, k))
+    got = _np(schedules.bottom_k_mask(conf, k))
     want = np.array(
         [[1, 1, 0, 0], [0, 1, 0, 1], [1, 1, 1, 0]], bool
     )
@@ -42,21 +42,21 @@ def test_bottom_k_mask_matches_stable_argsort_with_many_ties(seed):
     conf = rng.integers(0, 4, size=(32, 24)).astype("float32")  # Lots of ties.
     conf[rng.random(conf.shape) < 0.2] = np.inf  # Known tokens.
     k = rng.integers(0, 26, size=(32, 1))  # Includes 0 and > L.
-    got = _np(mask_schedules.bottom_k_mask(conf, k.astype("float32")))
+    got = _np(schedules.bottom_k_mask(conf, k.astype("float32")))
     np.testing.assert_array_equal(got, _reference_bottom_k(conf, k[:, 0]))
     np.testing.assert_array_equal(got.sum(1), np.minimum(k[:, 0], 24))
 
 
 def test_bottom_k_mask_scalar_k_broadcasts():
     conf = np.zeros((3, 5), "float32")
-    got = _np(mask_schedules.bottom_k_mask(conf, 2))
+    got = _np(schedules.bottom_k_mask(conf, 2))
     np.testing.assert_array_equal(got, np.tile([True, True, False, False, False], (3, 1)))
 
 
 def test_cutoff_mask_keeps_maskgit_strict_cut():
     # google-research/maskgit: confidence < sorted[k]; ties with the cut stay unmasked.
     conf = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 2.0]], "float32")
-    got = _np(mask_schedules.cutoff_mask(conf, np.array([[2], [2]])))
+    got = _np(schedules.cutoff_mask(conf, np.array([[2], [2]])))
     np.testing.assert_array_equal(got, [[0, 0, 0, 0], [1, 0, 0, 0]])
 
 
@@ -74,7 +74,7 @@ def _count_probabilities(seq_len, min_rate):
 
 def test_training_mask_counts_formula():
     keep = np.array([0.0, 0.3, 0.5, 0.6999, 0.999999, 1.0], "float32")
-    got = _np(mask_schedules.training_mask_counts(keep, 16))[:, 0]
+    got = _np(schedules.training_mask_counts(keep, 16))[:, 0]
     ratio = np.clip(np.cos(np.pi / 2 * keep.astype("float64")), 1e-6, 1.0)
     np.testing.assert_array_equal(got, np.ceil(ratio * 16).astype(int))
     assert got.tolist()[0] == 16 and got.tolist()[-1] == 1  # At least one masked.
@@ -108,5 +108,5 @@ def test_training_mask_distribution_matches_big_vision(min_rate, seq_len, min_co
 def test_training_mask_count_rounds_up():
     # ratio = cos(0.35 pi * 0.99986) = 0.4541 -> 7.27 of 16 -> 8 masked (not 7).
     keep = np.float32(0.6999)
-    count = int(_np(mask_schedules.training_mask_counts(np.array([keep]), 16))[0, 0])
+    count = int(_np(schedules.training_mask_counts(np.array([keep]), 16))[0, 0])
     assert count == 8

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_givt import GIVTUViM
 from keras_givt.models.uvim import dense_targets
-from keras_givt.samplers.ar_sampler import ar_generate
+from keras_givt.samplers.autoregressive import ar_generate
 from tests.models.uvim import helpers
 
 

@@ -26,7 +26,7 @@ All maths runs in float32 whatever the dtype policy.
 import keras
 from keras import ops
 
-from keras_givt.layers import distributions
+from keras_givt.mixture import distributions
 from keras_givt.utils.validation import check_positive_int
 from keras_givt.utils import validation
 
@@ -84,7 +84,7 @@ class GaussianMixtureHead(keras.layers.Layer):
 
     Example:
     ```python
-    head = keras_givt.layers.GaussianMixtureHead(out_dim=4, num_mixtures=3)
+    head = keras_givt.mixture.GaussianMixtureHead(out_dim=4, num_mixtures=3)
     logits = np.random.randn(2, 16, head.num_logits).astype("float32")
     pdf = head.distribution(logits, temperature_scales=0.9)
     nll = -pdf.log_prob(np.zeros((2, 16, 4), "float32"))  # (2, 16, 4)

@@ -18,9 +18,9 @@ Known tokens (already revealed, or given for inpainting) are never changed.
 import keras
 from keras import ops
 
-from keras_givt.samplers.ar_sampler import sample_from_logits
-from keras_givt.samplers.mask_schedules import bottom_k_mask
-from keras_givt.samplers.mask_schedules import mask_ratio
+from keras_givt.samplers.autoregressive import sample_from_logits
+from keras_givt.samplers.schedules import bottom_k_mask
+from keras_givt.samplers.schedules import mask_ratio
 from keras_givt.samplers.random_utils import seeded_fori_loop
 
 _INF = 1e30
@@ -43,7 +43,7 @@ def maskgit_generate(
     """Fills the `unknown (B, L)` positions of `tokens (B, L, D)`.
 
     `greedy` (static): every position takes its temperature-0 token
-    (`ar_sampler.greedy_from_logits`); the Gumbel noise on the confidences
+    (`autoregressive.greedy_from_logits`); the Gumbel noise on the confidences
     still follows `choice_temperature`.
 
     Returns `(tokens (B, L, D), num_masked (B, S))` where `num_masked[:, s]`

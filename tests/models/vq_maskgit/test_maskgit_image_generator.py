@@ -11,7 +11,7 @@ import pytest
 from keras import ops
 
 import keras_givt
-from keras_givt.models.maskgit import maskgit_presets
+from keras_givt.models.vq_maskgit import maskgit_presets
 from keras_givt.models.vqvae import vqvae_presets
 from keras_givt.utils import preset_utils
 from tests.conftest import FIXTURES_DIR

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_givt.layers import distributions
-from keras_givt.layers.gaussian_mixture_head import GaussianMixtureHead
-from keras_givt.layers.gaussian_mixture_head import square_plus
+from keras_givt.mixture import distributions
+from keras_givt.mixture.head import GaussianMixtureHead
+from keras_givt.mixture.head import square_plus
 
 HEADS = {
     "per_channel": dict(out_dim=4, num_mixtures=3, per_channel_mixtures=True),

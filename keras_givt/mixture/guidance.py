@@ -25,7 +25,7 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.distributions import normal_log_prob
+from keras_givt.mixture.distributions import normal_log_prob
 from keras_givt.samplers import random_utils
 from keras_givt.utils.tensor_utils import is_concrete
 

@@ -20,8 +20,8 @@ import keras
 from keras import ops
 
 from keras_givt.layers import torch_decoding
-from keras_givt.layers.distributions import make_keras_distribution
-from keras_givt.samplers import guidance
+from keras_givt.mixture.distributions import make_keras_distribution
+from keras_givt.mixture import guidance
 from keras_givt.samplers.random_utils import seeded_fori_loop
 from keras_givt.utils.tensor_utils import update_slice
 

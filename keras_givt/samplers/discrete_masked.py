@@ -18,8 +18,8 @@ Per step s (ratio r = (s + 1) / S), on the current tokens (−1 = masked):
 import keras
 from keras import ops
 
-from keras_givt.samplers.mask_schedules import cutoff_mask
-from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
+from keras_givt.samplers.schedules import cutoff_mask
+from keras_givt.samplers.schedules import maskgit_mask_ratio
 from keras_givt.samplers.random_utils import seeded_fori_loop
 
 MASK_ID = -1

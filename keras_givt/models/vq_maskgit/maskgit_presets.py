@@ -67,7 +67,7 @@ maskgit_presets = {
 def build_from_maskgit(entry, local_files):
     """The task of a preset `entry` from local MaskGIT checkpoint files."""
     from keras_givt.conversion import maskgit
-    from keras_givt.models.maskgit.maskgit_image_generator import MaskGITImageGenerator
+    from keras_givt.models.vq_maskgit.maskgit_image_generator import MaskGITImageGenerator
 
     backbone = maskgit.backbone_from_checkpoint(
         local_files["transformer"], entry["model_kwargs"], entry["codebook_size"]

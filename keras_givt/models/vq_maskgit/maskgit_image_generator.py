@@ -12,7 +12,7 @@ positions only. With `label_dropout > 0` the class token is replaced by the
 mask token ("no class") with that probability, which enables
 classifier-free guidance at sampling time.
 
-Generation: MaskGIT's parallel decoding (`samplers.discrete_maskgit_sampler`),
+Generation: MaskGIT's parallel decoding (`samplers.discrete_masked`),
 compiled once per (batch shape, number of steps, schedule, CFG on/off) on
 every backend; temperatures and the CFG weight are tensors, so changing them
 does not retrace. Editing: `inpaint` regenerates the tokens under a pixel
@@ -32,9 +32,9 @@ from keras import ops
 
 from keras_givt.models import training_checks
 from keras_givt.models.generation_task import GenerationTask
-from keras_givt.models.maskgit.maskgit_backbone import MaskGITBackbone
-from keras_givt.samplers.discrete_maskgit_sampler import discrete_maskgit_decode
-from keras_givt.samplers.mask_schedules import maskgit_mask_ratio
+from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
+from keras_givt.samplers.discrete_masked import discrete_maskgit_decode
+from keras_givt.samplers.schedules import maskgit_mask_ratio
 from keras_givt.utils import validation
 from keras_givt.utils.validation import check_probability
 

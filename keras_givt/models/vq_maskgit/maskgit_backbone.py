@@ -16,9 +16,9 @@ from keras import ops
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.preset_backbone import PresetBackbone
-from keras_givt.models.maskgit.maskgit_layers import MaskGITEmbedding
-from keras_givt.models.maskgit.maskgit_layers import MaskGITMLMHead
-from keras_givt.models.maskgit.maskgit_layers import MaskGITTransformerLayer
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITEmbedding
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITMLMHead
+from keras_givt.models.vq_maskgit.maskgit_layers import MaskGITTransformerLayer
 from keras_givt.utils.validation import check_positive_int
 from keras_givt.utils import validation
 
