@@ -8,6 +8,7 @@
 #   make data   - the real Fashion-MNIST (Debian package dataset-fashion-mnist) used by some tests;
 #                 installed with apt-get when missing and possible (root), else a note
 #   make bench  - benchmarks/bench.py on the current KERAS_BACKEND
+#   make format - black (pyproject.toml: line length 100) over the tree; `make test` checks it
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +20,7 @@ FIXTURES ?= $(wildcard tests/fixtures/big_vision tests/fixtures/big_vision_uvim 
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test check venv bench demo data clean-venv
+.PHONY: test check venv bench demo data clean-venv format format-check
 
 $(STAMP): requirements/constraints.txt setup.cfg
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,7 +48,15 @@ data:
 		echo "      until then the tests that need it are skipped."; \
 	fi
 
-test: $(STAMP) data
+FORMAT_PATHS := keras_givt tests tools benchmarks guides keras_givt_cli.py
+
+format: $(STAMP)
+	$(PY) -m black -q $(FORMAT_PATHS)
+
+format-check: $(STAMP)
+	$(PY) -m black --check -q $(FORMAT_PATHS)
+
+test: $(STAMP) data format-check
 	@set -e; for b in $(BACKENDS); do \
 		echo "=== pytest on KERAS_BACKEND=$$b"; \
 		KERAS_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS); \

@@ -134,9 +134,7 @@ layout_map = keras_givt.GIVTBackbone.get_layout_map(mesh)
 for key in list(layout_map.keys())[:4]:
     print(f"{key:60s} -> {layout_map[key].axes}")
 
-model_parallel = keras.distribution.ModelParallel(
-    layout_map=layout_map, batch_dim_name="batch"
-)
+model_parallel = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
 with model_parallel.scope():
     model = make_model()
 show_layouts(model, count=10)
@@ -146,9 +144,7 @@ A quick check that the kernel of the first MLP layer is really split: each devic
 holds only its shard.
 """
 
-mlp_kernel = next(
-    v for v in model.backbone.weights if v.path.endswith("mlp_dense_0/kernel")
-)
+mlp_kernel = next(v for v in model.backbone.weights if v.path.endswith("mlp_dense_0/kernel"))
 shards = mlp_kernel.value.addressable_shards
 print(
     f"{mlp_kernel.path}: global {tuple(mlp_kernel.shape)},"

@@ -137,9 +137,7 @@ else:
 
 backbone = causal.backbone
 print(f"{backbone.seq_len} tokens of {backbone.out_dim} channels")
-print(
-    f"{backbone.num_mixtures} mixture components, {backbone.count_params():,} parameters"
-)
+print(f"{backbone.num_mixtures} mixture components, {backbone.count_params():,} parameters")
 
 
 def save_row(images, name):
@@ -241,11 +239,7 @@ keep the top half (the first two rows of the 4x4 token grid) of real test images
 
 channels = causal.vae.output_dim
 test = next(
-    iter(
-        datasets.fashion_mnist_dataset(
-            "test", image_size=32, channels=channels, batch_size=4
-        )
-    )
+    iter(datasets.fashion_mnist_dataset("test", image_size=32, channels=channels, batch_size=4))
 )
 z_real = ops.convert_to_numpy(causal.encode_images(test["images"], sample=False))
 num_prefix = backbone.seq_len // 2
@@ -255,9 +249,7 @@ completed = causal.generate(
     seed=0,
     return_latents=True,
 )
-same = np.allclose(
-    ops.convert_to_numpy(completed)[:, :num_prefix], z_real[:, :num_prefix]
-)
+same = np.allclose(ops.convert_to_numpy(completed)[:, :num_prefix], z_real[:, :num_prefix])
 print("prefix kept:", same)
 
 """
@@ -272,15 +264,11 @@ random. `temperature` and `cfg_weight` work as for GIVT-Causal.
 
 for steps in (2, 4) if FAST else (2, 4, 8, 16):
     start = time.time()
-    images = maskgit.generate(
-        labels=labels, num_steps=steps, choice_temperature=2.0, seed=0
-    )
+    images = maskgit.generate(labels=labels, num_steps=steps, choice_temperature=2.0, seed=0)
     print(f"{steps:2d} steps: {time.time() - start:.2f}s (including compilation)")
     save_row(images, f"maskgit_{steps}_steps.png")
 
-images = maskgit.generate(
-    labels=labels, num_steps=4, cfg_weight=1.0, temperature=0.9, seed=0
-)
+images = maskgit.generate(labels=labels, num_steps=4, cfg_weight=1.0, temperature=0.9, seed=0)
 print("MaskGIT with guidance:", tuple(images.shape))
 
 """

@@ -77,10 +77,7 @@ vae.compile(optimizer=keras.optimizers.Adam(1e-3))
 vae.fit(x_train, batch_size=32, epochs=VAE_EPOCHS, verbose=2)
 
 z_train = np.concatenate(
-    [
-        ops.convert_to_numpy(vae.encode(x_train[i : i + 256])[0])
-        for i in range(0, NUM_TRAIN, 256)
-    ]
+    [ops.convert_to_numpy(vae.encode(x_train[i : i + 256])[0]) for i in range(0, NUM_TRAIN, 256)]
 )
 seq_len, token_dim = z_train.shape[1:]
 print("latents:", z_train.shape)
@@ -252,9 +249,7 @@ z_corners = model.inpaint(
     z_in, corners, labels=y_test, num_steps=NUM_STEPS, seed=3, return_latents=True
 )
 z_corners = ops.convert_to_numpy(z_corners)
-print(
-    "non-corner tokens unchanged:", np.array_equal(z_in[~corners], z_corners[~corners])
-)
+print("non-corner tokens unchanged:", np.array_equal(z_in[~corners], z_corners[~corners]))
 
 """
 ## Conclusion

@@ -177,9 +177,7 @@ history = model.fit(
     epochs=GIVT_EPOCHS,
     verbose=2 if FAST else 0,
 )
-print(
-    f"GIVT trained in {time.time() - start:.0f}s, final NLL {history.history['loss'][-1]:.2f}"
-)
+print(f"GIVT trained in {time.time() - start:.0f}s, final NLL {history.history['loss'][-1]:.2f}")
 
 """
 ## Sample a class-conditional grid
@@ -191,9 +189,7 @@ p(z | c)^(1+w) / p(z)^w, computed exactly for Gaussian mixtures.
 """
 
 labels = np.repeat(np.arange(10), 2 if FAST else 8)
-grid = ops.convert_to_numpy(
-    model.generate(labels=labels, seed=0, temperature=0.95, cfg_weight=0.5)
-)
+grid = ops.convert_to_numpy(model.generate(labels=labels, seed=0, temperature=0.95, cfg_weight=0.5))
 print("samples:", grid.shape)
 
 
@@ -251,9 +247,7 @@ for i in range(0, NUM_SAMPLES, 100):
     samples.append(ops.convert_to_numpy(model.generate(labels=batch_labels, seed=i)))
 samples = np.concatenate(samples)
 fd = metrics.FDCNN("fashion_mnist")
-print(
-    f"FD-CNN of {len(samples)} samples: {fd.distance(samples):.2f} (floor {fd.floor:.2f})"
-)
+print(f"FD-CNN of {len(samples)} samples: {fd.distance(samples):.2f} (floor {fd.floor:.2f})")
 print(
     "FD-CNN of the VAE reconstructions:",
     round(fd.distance(vae.predict(x_test, verbose=0)), 2),

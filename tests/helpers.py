@@ -27,7 +27,9 @@ def tiny_kwargs(**overrides):
 
 def tiny_inputs(backbone, batch=2, seed=0):
     rng = np.random.default_rng(seed)
-    inputs = {"tokens": rng.normal(size=(batch, backbone.seq_len, backbone.out_dim)).astype("float32")}
+    inputs = {
+        "tokens": rng.normal(size=(batch, backbone.seq_len, backbone.out_dim)).astype("float32")
+    }
     if backbone.num_labels is not None:
         inputs["labels"] = rng.integers(0, backbone.num_labels, size=(batch,)).astype("int32")
     if backbone.style == "masked":

@@ -69,9 +69,7 @@ def test_validator_reports_field_order_and_pdf_links(tmp_path):
     )
     path = tmp_path / "order.py"
     path.write_text(text)
-    messages = [
-        m for _, m in validate_guides.validate_file(str(path), check_black=False)
-    ]
+    messages = [m for _, m in validate_guides.validate_file(str(path), check_black=False)]
     assert any("`Title: ...`" in m for m in messages)
     assert any("arxiv" in m for m in messages)
 
@@ -84,9 +82,7 @@ def test_validator_counts_lines_of_code(tmp_path):
     body = "".join(f"x{i} = {i}\n" for i in range(validate_guides.MAX_LOC + 1))
     path = tmp_path / "long.py"
     path.write_text(header + '\n"""\ntext\n"""\n\n' + body)
-    messages = [
-        m for _, m in validate_guides.validate_file(str(path), check_black=False)
-    ]
+    messages = [m for _, m in validate_guides.validate_file(str(path), check_black=False)]
     assert any("lines of code" in m for m in messages)
 
 

@@ -51,8 +51,14 @@ def test_converted_preset_is_registered_once_its_folder_exists(tmp_path, monkeyp
     assert keras_hub_registry.register_preset(name, entry) is False
     # A converted preset folder (here a tiny stand-in saved like the converter does).
     backbone = keras_givt.GIVTBackbone(
-        seq_len=4, out_dim=2, num_labels=3, emb_dim=16, num_decoder_layers=1,
-        num_heads=2, mlp_dim=32, num_mixtures=2,
+        seq_len=4,
+        out_dim=2,
+        num_labels=3,
+        emb_dim=16,
+        num_decoder_layers=1,
+        num_heads=2,
+        mlp_dim=32,
+        num_mixtures=2,
     )
     folder = os.path.join(preset_utils.cache_root(), name)
     keras_givt.GIVTCausal(backbone).save_to_preset(folder)
@@ -71,9 +77,9 @@ def test_converted_preset_is_registered_once_its_folder_exists(tmp_path, monkeyp
 def test_readme_preset_table_is_current():
     table = preset_table.readme_table(os.path.join(ROOT, "README.md"))
     assert table is not None, "README.md lost its preset-table markers"
-    assert table == preset_table.table(), (
-        "README.md's preset table is stale: regenerate it with `python tools/preset_table.py`"
-    )
+    assert (
+        table == preset_table.table()
+    ), "README.md's preset table is stale: regenerate it with `python tools/preset_table.py`"
 
 
 def test_every_class_with_from_preset_lists_its_presets():
@@ -98,8 +104,14 @@ def test_plain_import_registers_classes_and_presets(tmp_path):
 
     saved = tmp_path / "task.keras"
     backbone = keras_givt.GIVTBackbone(
-        seq_len=4, out_dim=2, num_labels=3, emb_dim=16, num_decoder_layers=1,
-        num_heads=2, mlp_dim=32, num_mixtures=2,
+        seq_len=4,
+        out_dim=2,
+        num_labels=3,
+        emb_dim=16,
+        num_decoder_layers=1,
+        num_heads=2,
+        mlp_dim=32,
+        num_mixtures=2,
     )
     keras_givt.GIVTCausal(backbone).save(str(saved))
     code = (
@@ -112,6 +124,7 @@ def test_plain_import_registers_classes_and_presets(tmp_path):
     )
     env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND=keras.config.backend())
     env.pop("KERAS_GIVT_LAZY_IMPORT", None)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

@@ -23,15 +23,19 @@ def local_preset(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     src = tmp_path / "published"
     src.mkdir()
-    shutil.copy(os.path.join(helpers.fixture_dir(GIVT_FIXTURE), "params.npz"),
-                src / "givt_tiny_params.npz")
-    shutil.copy(os.path.join(helpers.fixture_dir(VAE_FIXTURE), "params_malib"),
-                src / "vae_tiny_params")
+    shutil.copy(
+        os.path.join(helpers.fixture_dir(GIVT_FIXTURE), "params.npz"), src / "givt_tiny_params.npz"
+    )
+    shutil.copy(
+        os.path.join(helpers.fixture_dir(VAE_FIXTURE), "params_malib"), src / "vae_tiny_params"
+    )
     entry = {
         "metadata": {"description": "test", "params": 0, "path": "givt"},
         "task": "GIVTCausal",
-        "files": {"givt": (src / "givt_tiny_params.npz").as_uri(),
-                  "vae": (src / "vae_tiny_params").as_uri()},
+        "files": {
+            "givt": (src / "givt_tiny_params.npz").as_uri(),
+            "vae": (src / "vae_tiny_params").as_uri(),
+        },
         "model_kwargs": helpers.fixture_entry(GIVT_FIXTURE)["model_kwargs"],
         "vae_config": helpers.fixture_entry(VAE_FIXTURE)["model_kwargs"],
         "sampling_defaults": {"temperature": 0.95, "cfg_weight": 0.4},
@@ -44,7 +48,9 @@ def local_preset(tmp_path, monkeypatch):
 
 def _fixture_arrays(name):
     d = helpers.fixture_dir(name)
-    return dict(np.load(os.path.join(d, "inputs.npz"))), dict(np.load(os.path.join(d, "outputs.npz")))
+    return dict(np.load(os.path.join(d, "inputs.npz"))), dict(
+        np.load(os.path.join(d, "outputs.npz"))
+    )
 
 
 def test_from_preset_downloads_converts_and_caches(local_preset):
@@ -53,7 +59,9 @@ def test_from_preset_downloads_converts_and_caches(local_preset):
     assert model.sampling_defaults == {"temperature": 0.95, "cfg_weight": 0.4}
     inputs, outputs = _fixture_arrays(GIVT_FIXTURE)
     logits = model.backbone({"tokens": inputs["sequence"], "labels": inputs["labels"]})
-    np.testing.assert_allclose(ops.convert_to_numpy(logits), outputs["logits"], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(logits), outputs["logits"], atol=1e-4, rtol=1e-4
+    )
     vin, vout = _fixture_arrays(VAE_FIXTURE)
     mu, _ = model.vae.encode(vin["images"])
     np.testing.assert_allclose(ops.convert_to_numpy(mu), vout["mu"], atol=1e-4, rtol=1e-4)
@@ -79,8 +87,9 @@ def test_truncated_checkpoint_is_a_clear_error_and_caches_nothing(local_preset):
     root = preset_utils.cache_root()
     assert not os.path.exists(root) or os.listdir(root) == []
     # The bad download was dropped from the cache: a fixed file converts.
-    shutil.copy(os.path.join(helpers.fixture_dir(VAE_FIXTURE), "params_malib"),
-                src / "vae_tiny_params")
+    shutil.copy(
+        os.path.join(helpers.fixture_dir(VAE_FIXTURE), "params_malib"), src / "vae_tiny_params"
+    )
     assert keras_givt.GIVTCausal.from_preset(name).vae is not None
 
 
@@ -92,8 +101,13 @@ def test_offline_error_names_the_url(monkeypatch, tmp_path):
 
 
 def test_builtin_presets_are_listed():
-    assert set(keras_givt.GIVTCausal.presets) == {"givt_causal_imagenet256", "givt_causal_fashion_mnist"}
-    assert {"givt_maskgit_imagenet256", "givt_maskgit_imagenet512"} <= set(keras_givt.GIVTMaskGIT.presets)
+    assert set(keras_givt.GIVTCausal.presets) == {
+        "givt_causal_imagenet256",
+        "givt_causal_fashion_mnist",
+    }
+    assert {"givt_maskgit_imagenet256", "givt_maskgit_imagenet512"} <= set(
+        keras_givt.GIVTMaskGIT.presets
+    )
     for entry in givt_presets.givt_presets.values():
         for url in entry["files"].values():
             assert url.startswith("https://storage.googleapis.com/big_vision/givt/")
@@ -109,7 +123,9 @@ def test_vae_preset_path(tmp_path, monkeypatch):
     config = helpers.fixture_entry(VAE_FIXTURE)["model_kwargs"]
     entries = {
         "test_vae_tiny": {
-            "metadata": {}, "files": {"vae": src.as_uri()}, "task": "BetaVAE",
+            "metadata": {},
+            "files": {"vae": src.as_uri()},
+            "task": "BetaVAE",
             "build": lambda local: BetaVAE.from_big_vision_checkpoint(local["vae"], config),
         }
     }
@@ -118,7 +134,8 @@ def test_vae_preset_path(tmp_path, monkeypatch):
     try:
         vae = BetaVAE.from_preset("test_vae_tiny")
         vin, vout = _fixture_arrays(VAE_FIXTURE)
-        np.testing.assert_allclose(ops.convert_to_numpy(vae.encode(vin["images"])[0]), vout["mu"],
-                                   atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(vae.encode(vin["images"])[0]), vout["mu"], atol=1e-4, rtol=1e-4
+        )
     finally:
         preset_utils.PRESETS.pop("test_vae_tiny")

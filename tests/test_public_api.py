@@ -54,8 +54,9 @@ def test_star_import_and_version():
 
 def _fresh(code, **env_vars):
     env = dict(os.environ, PYTHONPATH=ROOT, **env_vars)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
 
@@ -95,5 +96,9 @@ def test_presets_registered_when_a_model_module_is_imported_first():
         "from keras_givt.utils import preset_utils\n"
         "print(sorted(k for k in preset_utils.PRESETS if k.startswith(('vqgan', 'givt_causal'))))"
     )
-    for name in ("vqgan_tokenizer_imagenet256", "givt_causal_imagenet256", "givt_causal_fashion_mnist"):
+    for name in (
+        "vqgan_tokenizer_imagenet256",
+        "givt_causal_imagenet256",
+        "givt_causal_fashion_mnist",
+    ):
         assert name in out, out

@@ -16,7 +16,7 @@ def _python_blocks():
 
 def test_readme_has_an_offline_example():
     blocks = _python_blocks()
-    assert blocks and "from_preset(\"givt_causal_fashion_mnist\")" in blocks[0]
+    assert blocks and 'from_preset("givt_causal_fashion_mnist")' in blocks[0]
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -45,7 +45,9 @@ def table():
         "| preset | class | params | what it is | weights from |",
         "|---|---|---|---|---|",
     ]
-    for name in sorted(preset_utils.PRESETS, key=lambda n: ("path" not in preset_utils.PRESETS[n], n)):
+    for name in sorted(
+        preset_utils.PRESETS, key=lambda n: ("path" not in preset_utils.PRESETS[n], n)
+    ):
         entry = preset_utils.PRESETS[name]
         rows.append(
             f"| `{name}` | `{entry['class']}` | {_params(entry)} | {_description(entry)} "
@@ -70,8 +72,10 @@ def main(argv=None):
     current = table()
     if args.check:
         if readme_table(args.check) != current:
-            print(f"{args.check}: the preset table is stale; regenerate it with "
-                  "`python tools/preset_table.py`.")
+            print(
+                f"{args.check}: the preset table is stale; regenerate it with "
+                "`python tools/preset_table.py`."
+            )
             return 1
         print(f"{args.check}: the preset table is current.")
         return 0

@@ -35,7 +35,9 @@ def to_model_input(images):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True, choices=fd_cnn.DATASETS)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -43,7 +45,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--floor-examples", type=int, default=10000)
     parser.add_argument("--out-dir", default=fd_cnn.DATA_DIR)
-    parser.add_argument("--data-dir", default=None, help="directory of the IDX files (default: installed package)")
+    parser.add_argument(
+        "--data-dir", default=None, help="directory of the IDX files (default: installed package)"
+    )
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
@@ -59,7 +63,9 @@ def main(argv=None):
         metrics=["accuracy"],
     )
     start = time.time()
-    trainer.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=2)
+    trainer.fit(
+        x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=2
+    )
     train_seconds = time.time() - start
 
     def outputs(x):

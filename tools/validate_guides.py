@@ -47,9 +47,7 @@ def _check_header(lines, problems):
         elif not value.strip():
             problems.append((i + 1, f"header field `{key}` is empty"))
         elif expected in ("Date created", "Last modified") and not DATE_RE.match(value):
-            problems.append(
-                (i + 1, f"`{key}` must be a yyyy/mm/dd date; got {value!r}")
-            )
+            problems.append((i + 1, f"`{key}` must be a yyyy/mm/dd date; got {value!r}"))
         elif expected == "Description":
             if not value[0].isupper():
                 problems.append((i + 1, "the description must be capitalized"))
@@ -81,9 +79,7 @@ def _check_cells(lines, start, problems):
         if in_text:
             if FENCE in line:
                 if stripped != FENCE:
-                    problems.append(
-                        (i + 1, 'close text cells with """ on a line of its own')
-                    )
+                    problems.append((i + 1, 'close text cells with """ on a line of its own'))
                 in_text = False
             continue
         if stripped.startswith(FENCE):
@@ -96,9 +92,7 @@ def _check_cells(lines, start, problems):
                 problems.append((i + 1, 'one-line """ text cells are not allowed'))
                 continue
             if rest not in ("", "shell", "invisible"):
-                problems.append(
-                    (i + 1, 'open text cells with """ on a line of its own')
-                )
+                problems.append((i + 1, 'open text cells with """ on a line of its own'))
             in_text = True
             opened_at = i + 1
             continue
@@ -138,9 +132,7 @@ def validate_file(path, check_black=True):
         if line != line.rstrip():
             problems.append((i + 1, "trailing whitespace"))
         if "arxiv.org/pdf" in line:
-            problems.append(
-                (i + 1, "link arxiv abstract pages (arxiv.org/abs/...), not PDFs")
-            )
+            problems.append((i + 1, "link arxiv abstract pages (arxiv.org/abs/...), not PDFs"))
     if check_black:
         unformatted = _black_problems(path)
         if unformatted is None:
@@ -157,9 +149,7 @@ def collect(paths):
     files = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(
-                os.path.join(p, n) for n in os.listdir(p) if n.endswith(".py")
-            )
+            files += sorted(os.path.join(p, n) for n in os.listdir(p) if n.endswith(".py"))
         else:
             files.append(p)
     return files

@@ -66,7 +66,9 @@ def check_data(value, flag="--data"):
     if value in BUILTIN_DATA:
         return
     if not os.path.exists(value):
-        raise _bad(flag, value, "must be 'fashion_mnist', 'mnist' or an existing image folder; not found")
+        raise _bad(
+            flag, value, "must be 'fashion_mnist', 'mnist' or an existing image folder; not found"
+        )
     if not os.path.isdir(value):
         raise _bad(flag, value, "must be 'fashion_mnist', 'mnist' or an image folder; it is a file")
     classes = sorted(d for d in os.listdir(value) if os.path.isdir(os.path.join(value, d)))
@@ -75,10 +77,11 @@ def check_data(value, flag="--data"):
             if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
                 return
     raise _bad(
-        flag, value,
+        flag,
+        value,
         f"is not an image folder: expected <folder>/<class>/<image{'|'.join(IMAGE_EXTENSIONS)}>, "
         f"found {len(classes)} class subfolders and no images",
-    )  # fmt: skip
+    )
 
 
 def check_dir(value, flag):
@@ -161,7 +164,11 @@ def resolve_model(value, flag="--model", families=GIVT_TASKS, command_hint=None)
                 cls = _task_class(path)
                 _check_family(flag, value, cls, families, command_hint)
                 return "folder", cls
-        raise _bad(flag, value, "is a folder without task.json (expected a preset folder or a training output folder)")
+        raise _bad(
+            flag,
+            value,
+            "is a folder without task.json (expected a preset folder or a training output folder)",
+        )
     if os.path.exists(value):
         raise _bad(flag, value, "is a file; expected a preset name or a model folder")
     if value in bundled.BUNDLED:
@@ -208,7 +215,9 @@ def _card_dataset_of(value):
     if value in bundled.BUNDLED:
         card = bundled.model_card(value)
     else:
-        path = os.path.join(value, "preset") if os.path.isdir(os.path.join(value, "preset")) else value
+        path = (
+            os.path.join(value, "preset") if os.path.isdir(os.path.join(value, "preset")) else value
+        )
         card = _read_json(os.path.join(path, "model_card.json")) or {}
     data = (card.get("data") or {}).get("data") or {}
     if isinstance(data, dict):
@@ -271,7 +280,9 @@ def check_args(args):
         check_out_folder(args.out)
     if command == "train":
         if args.latents is None and not data:
-            raise CLIError("argument --latents: pass --latents FILE (from `encode`) or --data with --vae")
+            raise CLIError(
+                "argument --latents: pass --latents FILE (from `encode`) or --data with --vae"
+            )
         if args.latents is not None and data:
             raise CLIError(f"argument --data: not allowed with --latents; received --data {data!r}")
         if data and args.vae is None:

@@ -57,7 +57,12 @@ class RunRecord:
             if old.get("status") == "running":
                 old["status"] = "killed"
                 old["error"] = "the process ended without finishing this record (killed)"
-            previous.append({k: old.get(k) for k in ("argv", "status", "error", "wall_time_s", "env", "metrics")})
+            previous.append(
+                {
+                    k: old.get(k)
+                    for k in ("argv", "status", "error", "wall_time_s", "env", "metrics")
+                }
+            )
         self.data = {
             "command": args.command,
             "argv": ["keras-givt"] + list(argv),
@@ -131,8 +136,16 @@ def data_spec(args):
     }
 
 
-def load_images(spec, split, batch_size, shuffle=False, seed=None, repeat=False, drop_remainder=False,
-                data_dir=None):
+def load_images(
+    spec,
+    split,
+    batch_size,
+    shuffle=False,
+    seed=None,
+    repeat=False,
+    drop_remainder=False,
+    data_dir=None,
+):
     """`(tf.data of {"images", "labels"}, num_examples, class_names)`."""
     from keras_givt import datasets
 
@@ -145,22 +158,39 @@ def load_images(spec, split, batch_size, shuffle=False, seed=None, repeat=False,
             raise CLIError(f"could not load {data} ({split}): {e}")
         if spec.get("max_examples"):
             images, labels = images[: spec["max_examples"]], labels[: spec["max_examples"]]
-        names = list(datasets.FASHION_MNIST_CLASS_NAMES if data == "fashion_mnist" else datasets.MNIST_CLASS_NAMES)
+        names = list(
+            datasets.FASHION_MNIST_CLASS_NAMES
+            if data == "fashion_mnist"
+            else datasets.MNIST_CLASS_NAMES
+        )
         ds = datasets.arrays_dataset(
-            images, labels, image_size=spec["image_size"], batch_size=batch_size, shuffle=shuffle,
-            seed=seed, channels=spec["channels"], resize_mode=spec["resize_mode"],
-            drop_remainder=drop_remainder, repeat=repeat,
-        )  # fmt: skip
+            images,
+            labels,
+            image_size=spec["image_size"],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            channels=spec["channels"],
+            resize_mode=spec["resize_mode"],
+            drop_remainder=drop_remainder,
+            repeat=repeat,
+        )
         return ds, len(images), names
     from keras_givt.datasets.image_folder import list_image_folder
 
     paths, _, names = list_image_folder(data)
     n = len(paths)
     ds = datasets.image_folder_dataset(
-        data, spec["image_size"], batch_size=batch_size, shuffle=shuffle, seed=seed,
-        channels=spec["channels"], resize_mode=spec["resize_mode"], drop_remainder=drop_remainder,
+        data,
+        spec["image_size"],
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        channels=spec["channels"],
+        resize_mode=spec["resize_mode"],
+        drop_remainder=drop_remainder,
         repeat=repeat and not spec.get("max_examples"),
-    )  # fmt: skip
+    )
     if spec.get("max_examples"):
         n = min(n, spec["max_examples"])
         ds = ds.unbatch().take(n)
@@ -174,7 +204,9 @@ def load_images(spec, split, batch_size, shuffle=False, seed=None, repeat=False,
 
 
 def _save_variables(path, variables):
-    arrays = {f"{i:05d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(variables)}
+    arrays = {
+        f"{i:05d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(variables)
+    }
     arrays["__paths__"] = np.array([v.path for v in variables])
     io_utils.write_npz(path, **arrays)
 
@@ -253,14 +285,21 @@ class Checkpointer(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
     def log(self, **event):
-        io_utils.append_jsonl(self.log_path, dict(event, time=round(time.time(), 3), pid=os.getpid()))
+        io_utils.append_jsonl(
+            self.log_path, dict(event, time=round(time.time(), 3), pid=os.getpid())
+        )
 
     def save(self, model):
         step = self.step(model)
         if step == self.last_saved:
             return
-        state = dict(self.state, step=step, batches_consumed=step, partial_epoch=self._epoch_totals(),
-                     checkpoint_steps=self.state["checkpoint_steps"] + [step])  # fmt: skip
+        state = dict(
+            self.state,
+            step=step,
+            batches_consumed=step,
+            partial_epoch=self._epoch_totals(),
+            checkpoint_steps=self.state["checkpoint_steps"] + [step],
+        )
         tmp = io_utils.new_version_dir(self.dir)
         _save_variables(os.path.join(tmp, "model.npz"), model.variables)
         io_utils.kill_point("checkpoint:partial")
@@ -277,7 +316,9 @@ class Checkpointer(keras.callbacks.Callback):
         _load_variables(os.path.join(self.dir, "model.npz"), model.variables, "model")
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        _load_variables(os.path.join(self.dir, "optimizer.npz"), model.optimizer.variables, "optimizer")
+        _load_variables(
+            os.path.join(self.dir, "optimizer.npz"), model.optimizer.variables, "optimizer"
+        )
         self.last_saved = state["step"]
         self._carry = state.get("partial_epoch")
         return state
@@ -292,11 +333,18 @@ class Checkpointer(keras.callbacks.Callback):
         # Keras' batch logs are running means over the epoch: keep the sums.
         previous = self._sums.get("loss", 0.0)
         self._batches += 1
-        self._sums = {k: float(v) * self._batches for k, v in (logs or {}).items()
-                      if isinstance(v, (int, float, np.floating, np.integer)) or np.ndim(v) == 0}  # fmt: skip
+        self._sums = {
+            k: float(v) * self._batches
+            for k, v in (logs or {}).items()
+            if isinstance(v, (int, float, np.floating, np.integer)) or np.ndim(v) == 0
+        }
         loss = self._sums.get("loss")
-        self.log(event="step", step=step, batches_consumed=step,
-                 loss=None if loss is None else loss - previous)  # fmt: skip
+        self.log(
+            event="step",
+            step=step,
+            batches_consumed=step,
+            loss=None if loss is None else loss - previous,
+        )
         io_utils.kill_point("step")
         ends_epoch = batch + 1 == (self.params or {}).get("steps")
         if step % self.every == 0 and not ends_epoch:
@@ -308,7 +356,9 @@ class Checkpointer(keras.callbacks.Callback):
         model = self.model
         step = self.step(model)
         entry = {k: float(v) for k, v in (logs or {}).items()}
-        if self._carry and self._carry["count"]:  # The first epoch after a resume: whole-epoch means.
+        if (
+            self._carry and self._carry["count"]
+        ):  # The first epoch after a resume: whole-epoch means.
             totals = self._epoch_totals()
             entry.update({k: v / totals["count"] for k, v in totals["sums"].items()})
         self._carry, self._batches, self._sums = None, 0, {}
@@ -359,8 +409,11 @@ def _check_resume_config(args, out_dir, keys):
     """A resumed run must use the model configuration of the checkpointed one."""
     path = os.path.join(out_dir, "checkpoint", "state.json")
     saved = io_utils.read_json(path).get("model_config", {})
-    diff = {k: (saved.get(k), getattr(args, k.replace("-", "_"), None)) for k in keys
-            if k in saved and saved.get(k) != getattr(args, k.replace("-", "_"), None)}
+    diff = {
+        k: (saved.get(k), getattr(args, k.replace("-", "_"), None))
+        for k in keys
+        if k in saved and saved.get(k) != getattr(args, k.replace("-", "_"), None)
+    }
     if diff:
         raise CLIError(
             "--resume with a different model configuration than the checkpoint: "
@@ -380,11 +433,15 @@ def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, rec
     ckpt = Checkpointer(out_dir, every, state)
     done = 0
     if args.resume:
-        state.update({k: v for k, v in ckpt.load(model).items() if k not in ("step", "batches_consumed")})
+        state.update(
+            {k: v for k, v in ckpt.load(model).items() if k not in ("step", "batches_consumed")}
+        )
         ckpt.state = state
         done = ckpt.last_saved
         state.setdefault("resumes", []).append({"from_step": done, "time": round(time.time(), 3)})
-        print(f"Resumed from {ckpt.dir} at step {done} ({done} batches of the data stream consumed).")
+        print(
+            f"Resumed from {ckpt.dir} at step {done} ({done} batches of the data stream consumed)."
+        )
     ckpt.log(event="resume" if args.resume else "start", step=done, total_steps=total_steps)
     if done >= total_steps:
         print(f"Already at step {done} >= {total_steps}: nothing to train.")
@@ -412,21 +469,36 @@ def _fit(model, dataset, args, steps_per_epoch, total_steps, out_dir, state, rec
             done += n
         full = (total_steps - done) // steps_per_epoch
         if full:
-            model.fit(stream(), initial_epoch=epoch, epochs=epoch + full, steps_per_epoch=steps_per_epoch,
-                      callbacks=[ckpt], verbose=args.verbose)  # fmt: skip
+            model.fit(
+                stream(),
+                initial_epoch=epoch,
+                epochs=epoch + full,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=[ckpt],
+                verbose=args.verbose,
+            )
             epoch += full
             done += full * steps_per_epoch
         rest = total_steps - done
         if rest:
             print(f"Epoch {epoch + 1}/{epochs} (last, partial): {rest} steps")
-            model.fit(stream(), epochs=1, steps_per_epoch=rest, callbacks=[ckpt], verbose=args.verbose)
+            model.fit(
+                stream(), epochs=1, steps_per_epoch=rest, callbacks=[ckpt], verbose=args.verbose
+            )
     except KeyboardInterrupt:
         ckpt.save(model)
-        record.finish("interrupted", error="interrupted (Ctrl-C or SIGTERM); checkpoint saved",
-                      step=ckpt.last_saved, train_time_s=round(time.time() - t0, 3),
-                      history=state.get("history", []))  # fmt: skip
-        print(f"\nInterrupted at step {ckpt.last_saved}; checkpoint saved in {ckpt.dir}. "
-              f"Continue with the same command plus --resume.", file=sys.stderr)  # fmt: skip
+        record.finish(
+            "interrupted",
+            error="interrupted (Ctrl-C or SIGTERM); checkpoint saved",
+            step=ckpt.last_saved,
+            train_time_s=round(time.time() - t0, 3),
+            history=state.get("history", []),
+        )
+        print(
+            f"\nInterrupted at step {ckpt.last_saved}; checkpoint saved in {ckpt.dir}. "
+            f"Continue with the same command plus --resume.",
+            file=sys.stderr,
+        )
         raise
     state["train_time_s"] = state.get("train_time_s", 0.0) + round(time.time() - t0, 3)
     ckpt.save(model)
@@ -447,8 +519,16 @@ def _image_stream(spec, args, first, transform):
     """`fresh_stream` of the shuffled, repeated training images of `spec`, mapped by `transform`."""
 
     def make():
-        ds, _, _ = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
-                               drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
+        ds, _, _ = load_images(
+            spec,
+            "train",
+            args.batch_size,
+            shuffle=True,
+            seed=args.seed,
+            repeat=True,
+            drop_remainder=True,
+            data_dir=args.data_dir,
+        )
         return transform(ds)
 
     return fresh_stream(transform(first), make)
@@ -458,8 +538,9 @@ def _total_steps(args, steps_per_epoch):
     return args.steps or args.epochs * steps_per_epoch
 
 
-def _fit_and_save_task(model, dataset, args, argv, steps_per_epoch, total_steps, state, record,
-                       description, card):  # fmt: skip
+def _fit_and_save_task(
+    model, dataset, args, argv, steps_per_epoch, total_steps, state, record, description, card
+):
     """`_fit`, then `<out>/preset` (`save_task`) and the finished run record.
 
     The model card has the common fields (`description`, command line,
@@ -478,8 +559,13 @@ def _fit_and_save_task(model, dataset, args, argv, steps_per_epoch, total_steps,
         **card,
     }
     save_task(model, preset_dir, card)
-    record.finish(step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
-                  final_loss=(state.get("history") or [{}])[-1].get("loss"), preset_dir=preset_dir)  # fmt: skip
+    record.finish(
+        step=step,
+        history=state.get("history", []),
+        train_time_s=state.get("train_time_s"),
+        final_loss=(state.get("history") or [{}])[-1].get("loss"),
+        preset_dir=preset_dir,
+    )
     name = type(model).__name__
     print(f"Saved the model to {preset_dir} (load with {name}.from_preset({preset_dir!r})).")
     return step
@@ -488,7 +574,14 @@ def _fit_and_save_task(model, dataset, args, argv, steps_per_epoch, total_steps,
 # --- train-vae ----------------------------------------------------------------
 
 
-MODEL_KEYS_VAE = ("codeword_dim", "filters", "num_res_blocks", "channel_multipliers", "image_size", "channels")
+MODEL_KEYS_VAE = (
+    "codeword_dim",
+    "filters",
+    "num_res_blocks",
+    "channel_multipliers",
+    "image_size",
+    "channels",
+)
 
 
 def cmd_train_vae(args, argv):
@@ -496,8 +589,16 @@ def cmd_train_vae(args, argv):
 
     _prepare_out_dir(args, MODEL_KEYS_VAE)
     spec = data_spec(args)
-    ds, n, names = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
-                               drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
+    ds, n, names = load_images(
+        spec,
+        "train",
+        args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        repeat=True,
+        drop_remainder=True,
+        data_dir=args.data_dir,
+    )
     ds = _image_stream(spec, args, ds, lambda d: d.map(lambda b: b["images"]))
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = _total_steps(args, steps_per_epoch)
@@ -510,24 +611,35 @@ def cmd_train_vae(args, argv):
     grid = args.image_size // down
     keras.utils.set_random_seed(args.seed)
     vae = BetaVAE(
-        codeword_dim=args.codeword_dim, code_len=grid * grid, filters=args.filters,
-        num_res_blocks=args.num_res_blocks, channel_multipliers=args.channel_multipliers,
-        output_dim=args.channels, beta=args.beta, reconstruction_loss=args.reconstruction_loss,
+        codeword_dim=args.codeword_dim,
+        code_len=grid * grid,
+        filters=args.filters,
+        num_res_blocks=args.num_res_blocks,
+        channel_multipliers=args.channel_multipliers,
+        output_dim=args.channels,
+        beta=args.beta,
+        reconstruction_loss=args.reconstruction_loss,
         seed=args.seed,
-    )  # fmt: skip
+    )
     vae.build_for_image_size(args.image_size, args.channels)
     vae.compile(optimizer=keras.optimizers.Adam(_learning_rate(args, total), global_clipnorm=1.0))
     record = _record(args, argv, args.out, keep_previous=args.resume)
     record.data.update({"data": spec, "num_examples": n, "params": vae.count_params()})
     model_config = {k: getattr(args, k) for k in MODEL_KEYS_VAE}
     state = {"model_config": model_config}
-    print(f"BetaVAE: {vae.count_params():,} params, {grid}x{grid} = {grid * grid} tokens of "
-          f"{args.codeword_dim} dims; {n} images, {total} steps of batch {args.batch_size}.")  # fmt: skip
+    print(
+        f"BetaVAE: {vae.count_params():,} params, {grid}x{grid} = {grid * grid} tokens of "
+        f"{args.codeword_dim} dims; {n} images, {total} steps of batch {args.batch_size}."
+    )
     _, step = _fit(vae, ds, args, steps_per_epoch, total, args.out, state, record)
     # Reconstruction error on held-out data (MNIST-like: the test split).
     split = "test" if _is_builtin(spec["data"]) else "train"
-    test_ds, _, _ = load_images(dict(spec, max_examples=None) if split == "test" else spec, split, 250,
-                                data_dir=args.data_dir)  # fmt: skip
+    test_ds, _, _ = load_images(
+        dict(spec, max_examples=None) if split == "test" else spec,
+        split,
+        250,
+        data_dir=args.data_dir,
+    )
     mse, count = 0.0, 0
     for batch in test_ds.take(4):
         x = batch["images"].numpy()
@@ -538,9 +650,13 @@ def cmd_train_vae(args, argv):
     vae_dir = os.path.join(args.out, "vae")
     save_vae(vae, vae_dir, extra={"data": spec, "class_names": names})
     record.finish(
-        step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
-        reconstruction_mse=mse / max(count, 1), reconstruction_split=split, vae_dir=vae_dir,
-    )  # fmt: skip
+        step=step,
+        history=state.get("history", []),
+        train_time_s=state.get("train_time_s"),
+        reconstruction_mse=mse / max(count, 1),
+        reconstruction_split=split,
+        vae_dir=vae_dir,
+    )
     print(f"Saved the VAE to {vae_dir} (reconstruction MSE {mse / max(count, 1):.4f} on {split}).")
 
 
@@ -565,7 +681,9 @@ def load_model_folder(path, cls, subfolder, info_name, flag, command):
     if os.path.isdir(os.path.join(path, subfolder)):
         path = os.path.join(path, subfolder)
     if not os.path.isfile(os.path.join(path, "model.keras")):
-        raise CLIError(f"{flag} {path!r} has no model.keras (expected a `{command}` output folder).")
+        raise CLIError(
+            f"{flag} {path!r} has no model.keras (expected a `{command}` output folder)."
+        )
     model = cls.from_preset(path)
     info = {}
     if os.path.isfile(os.path.join(path, info_name)):
@@ -604,11 +722,22 @@ def cmd_encode(args, argv):
         bar.add(len(labels[-1]))
     mu, logvar, labels = np.concatenate(mus), np.concatenate(logvars), np.concatenate(labels)
     meta = {"vae_dir": vae_dir, "data": spec, "split": args.split, "class_names": names}
-    io_utils.write_npz(args.out, mu=mu, logvar=logvar, labels=labels.astype("int32"),
-                       meta=np.array(json.dumps(meta)))  # fmt: skip
-    record.finish(num_examples=int(len(mu)), tokens=int(mu.shape[1]), token_dim=int(mu.shape[2]),
-                  encode_time_s=round(time.time() - t0, 3), output=os.path.abspath(args.out),
-                  mu_std=float(mu.std()), mean_posterior_std=float(np.exp(0.5 * logvar).mean()))  # fmt: skip
+    io_utils.write_npz(
+        args.out,
+        mu=mu,
+        logvar=logvar,
+        labels=labels.astype("int32"),
+        meta=np.array(json.dumps(meta)),
+    )
+    record.finish(
+        num_examples=int(len(mu)),
+        tokens=int(mu.shape[1]),
+        token_dim=int(mu.shape[2]),
+        encode_time_s=round(time.time() - t0, 3),
+        output=os.path.abspath(args.out),
+        mu_std=float(mu.std()),
+        mean_posterior_std=float(np.exp(0.5 * logvar).mean()),
+    )
     print(f"Wrote {len(mu)} latents {mu.shape[1:]} to {args.out}.")
 
 
@@ -621,7 +750,15 @@ def read_latents(path):
 # --- train (GIVT) -------------------------------------------------------------
 
 
-MODEL_KEYS_GIVT = ("model", "emb_dim", "num_layers", "num_heads", "mlp_dim", "num_mixtures", "unconditional")
+MODEL_KEYS_GIVT = (
+    "model",
+    "emb_dim",
+    "num_layers",
+    "num_heads",
+    "mlp_dim",
+    "num_mixtures",
+    "unconditional",
+)
 
 
 def seeded_epoch_order(n, seed):
@@ -636,7 +773,9 @@ def seeded_epoch_order(n, seed):
 
     def epoch(e):
         key = tf.stack([tf.constant(seed, tf.int64), e])
-        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(tf.range(n), seed=key))
+        return tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(n), seed=key)
+        )
 
     return tf.data.Dataset.counter().flat_map(epoch)
 
@@ -683,24 +822,46 @@ def cmd_train(args, argv):
         mu, logvar, labels, meta = read_latents(args.latents)
         n = len(mu)
         seq_len, out_dim = int(mu.shape[1]), int(mu.shape[2])
-        num_labels = int(labels.max()) + 1 if len(meta.get("class_names", [])) == 0 else len(meta["class_names"])
-        ds = fresh_stream(latents_dataset(mu, logvar, labels, args.batch_size, args.seed),
-                          lambda: latents_dataset(mu, logvar, labels, args.batch_size, args.seed))  # fmt: skip
+        num_labels = (
+            int(labels.max()) + 1
+            if len(meta.get("class_names", [])) == 0
+            else len(meta["class_names"])
+        )
+        ds = fresh_stream(
+            latents_dataset(mu, logvar, labels, args.batch_size, args.seed),
+            lambda: latents_dataset(mu, logvar, labels, args.batch_size, args.seed),
+        )
         vae_dir = args.vae or meta.get("vae_dir")
         vae = None
         if vae_dir and os.path.isdir(vae_dir):
             vae, _, vae_dir = load_vae(vae_dir)
-        data_info = {"latents": os.path.abspath(args.latents), "data": meta.get("data"),
-                     "class_names": meta.get("class_names")}  # fmt: skip
+        data_info = {
+            "latents": os.path.abspath(args.latents),
+            "data": meta.get("data"),
+            "class_names": meta.get("class_names"),
+        }
     else:
         vae, _, vae_dir = load_vae(args.vae)
         spec = data_spec(args)
-        ds, n, names = load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
-                                   drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
-        drop = (lambda d: d.map(lambda b: {k: v for k, v in b.items() if k != "labels"})) if args.unconditional \
-            else (lambda d: d)  # fmt: skip
+        ds, n, names = load_images(
+            spec,
+            "train",
+            args.batch_size,
+            shuffle=True,
+            seed=args.seed,
+            repeat=True,
+            drop_remainder=True,
+            data_dir=args.data_dir,
+        )
+        drop = (
+            (lambda d: d.map(lambda b: {k: v for k, v in b.items() if k != "labels"}))
+            if args.unconditional
+            else (lambda d: d)
+        )
         ds = _image_stream(spec, args, ds, drop)
-        mu, _ = vae.encode(np.zeros((1, args.image_size, args.image_size, args.channels), "float32"))
+        mu, _ = vae.encode(
+            np.zeros((1, args.image_size, args.image_size, args.channels), "float32")
+        )
         seq_len, out_dim = int(mu.shape[1]), int(mu.shape[2])
         num_labels = len(names)
         data_info = {"data": spec, "class_names": names}
@@ -708,17 +869,28 @@ def cmd_train(args, argv):
         num_labels = None
         if args.latents:
             make = ds
-            ds = lambda: make().map(lambda b: {k: v for k, v in b.items() if k != "labels"})  # noqa: E731
+            ds = lambda: make().map(
+                lambda b: {k: v for k, v in b.items() if k != "labels"}
+            )  # noqa: E731
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = _total_steps(args, steps_per_epoch)
     style = "ar" if args.model == "causal" else "masked"
     backbone = keras_givt.GIVTBackbone(
-        seq_len=seq_len, out_dim=out_dim, num_labels=num_labels, emb_dim=args.emb_dim,
-        num_decoder_layers=args.num_layers, num_heads=args.num_heads, mlp_dim=args.mlp_dim,
-        num_mixtures=args.num_mixtures, per_channel_mixtures=False, fix_square_plus=True,
-        style=style, mask_style="concat", drop_labels_probability=0.0 if num_labels is None
-        else args.drop_labels_probability, dec_dropout_rate=args.dropout,
-    )  # fmt: skip
+        seq_len=seq_len,
+        out_dim=out_dim,
+        num_labels=num_labels,
+        emb_dim=args.emb_dim,
+        num_decoder_layers=args.num_layers,
+        num_heads=args.num_heads,
+        mlp_dim=args.mlp_dim,
+        num_mixtures=args.num_mixtures,
+        per_channel_mixtures=False,
+        fix_square_plus=True,
+        style=style,
+        mask_style="concat",
+        drop_labels_probability=0.0 if num_labels is None else args.drop_labels_probability,
+        dec_dropout_rate=args.dropout,
+    )
     task_cls = keras_givt.GIVTCausal if args.model == "causal" else keras_givt.GIVTMaskGIT
     sampling_defaults = {"temperature": 1.0}
     if num_labels is not None and args.drop_labels_probability > 0:
@@ -728,16 +900,33 @@ def cmd_train(args, argv):
     model = task_cls(backbone, vae=vae, seed=args.seed, sampling_defaults=sampling_defaults)
     model.compile(optimizer=keras.optimizers.Adam(_learning_rate(args, total), global_clipnorm=1.0))
     record = _record(args, argv, args.out, keep_previous=args.resume)
-    record.data.update({"data": data_info, "num_examples": n, "params": backbone.count_params(),
-                        "seq_len": seq_len, "token_dim": out_dim, "vae_dir": vae_dir})  # fmt: skip
+    record.data.update(
+        {
+            "data": data_info,
+            "num_examples": n,
+            "params": backbone.count_params(),
+            "seq_len": seq_len,
+            "token_dim": out_dim,
+            "vae_dir": vae_dir,
+        }
+    )
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_GIVT}}
-    print(f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'}: {backbone.count_params():,} params; "
-          f"{seq_len} tokens of {out_dim} dims; {n} examples, {total} steps of batch {args.batch_size}.")  # fmt: skip
+    print(
+        f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'}: {backbone.count_params():,} params; "
+        f"{seq_len} tokens of {out_dim} dims; {n} examples, {total} steps of batch {args.batch_size}."
+    )
     _fit_and_save_task(
-        model, ds, args, argv, steps_per_epoch, total, state, record,
+        model,
+        ds,
+        args,
+        argv,
+        steps_per_epoch,
+        total,
+        state,
+        record,
         description=f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'} trained with the keras-givt CLI.",
         card={"params": int(backbone.count_params()), "data": data_info},
-    )  # fmt: skip
+    )
 
 
 def save_task(model, preset_dir, card):
@@ -793,7 +982,11 @@ def load_task(spec):
         from keras_givt.utils import preset_utils
 
         _check_givt_class(spec, preset_utils.PRESETS[spec]["class"])
-        cls = keras_givt.GIVTMaskGIT if preset_utils.PRESETS[spec]["class"] == "GIVTMaskGIT" else keras_givt.GIVTCausal
+        cls = (
+            keras_givt.GIVTMaskGIT
+            if preset_utils.PRESETS[spec]["class"] == "GIVTMaskGIT"
+            else keras_givt.GIVTCausal
+        )
         return cls.from_preset(spec), dict(preset_utils.PRESETS[spec].get("metadata", {}))
     with open(os.path.join(path, "task.json")) as f:
         task_json = json.load(f)
@@ -835,12 +1028,16 @@ def _generate(model, labels, args, bar=None, batch_size=100, num_samples=None):
     is_maskgit = isinstance(model, keras_givt.GIVTMaskGIT)
     total = len(labels) if labels is not None else num_samples
     out = []
-    kwargs = dict(temperature=getattr(args, "temperature", None),
-                  temperature_probs=getattr(args, "temperature_probs", None),
-                  cfg_weight=getattr(args, "cfg_weight", None))  # fmt: skip
+    kwargs = dict(
+        temperature=getattr(args, "temperature", None),
+        temperature_probs=getattr(args, "temperature_probs", None),
+        cfg_weight=getattr(args, "cfg_weight", None),
+    )
     if is_maskgit:
-        kwargs.update(num_steps=getattr(args, "num_steps", None),
-                      choice_temperature=getattr(args, "choice_temperature", None))  # fmt: skip
+        kwargs.update(
+            num_steps=getattr(args, "num_steps", None),
+            choice_temperature=getattr(args, "choice_temperature", None),
+        )
     chunk = min(batch_size, total)
     for i, start in enumerate(range(0, total, chunk)):
         n = min(chunk, total - start)
@@ -883,13 +1080,22 @@ def cmd_sample(args, argv):
     bar = keras.utils.Progbar(total, unit_name="sample")
     images = _generate(model, labels, args, bar, args.batch_size, num)
     dt = time.time() - t0
-    grid = io_utils.make_grid(io_utils.to_uint8(images), args.num_per_class if labels is not None else 8)
+    grid = io_utils.make_grid(
+        io_utils.to_uint8(images), args.num_per_class if labels is not None else 8
+    )
     png = os.path.join(args.out, "samples.png")
     io_utils.write_png(png, grid)
-    io_utils.write_npz(os.path.join(args.out, "samples.npz"), images=io_utils.to_uint8(images),
-                       labels=labels if labels is not None else np.zeros(0, "int32"))  # fmt: skip
-    record.finish(num_samples=int(total), sampling_time_s=round(dt, 3), png=os.path.abspath(png),
-                  sampling_defaults=model.sampling_defaults)  # fmt: skip
+    io_utils.write_npz(
+        os.path.join(args.out, "samples.npz"),
+        images=io_utils.to_uint8(images),
+        labels=labels if labels is not None else np.zeros(0, "int32"),
+    )
+    record.finish(
+        num_samples=int(total),
+        sampling_time_s=round(dt, 3),
+        png=os.path.abspath(png),
+        sampling_defaults=model.sampling_defaults,
+    )
     print(f"Wrote {total} samples to {png} in {dt:.1f}s (incl. compilation).")
 
 
@@ -922,22 +1128,35 @@ def cmd_inpaint(args, argv):
     if not isinstance(model, keras_givt.GIVTMaskGIT):
         raise CLIError("inpaint needs a GIVT-MaskGIT model (e.g. givt_maskgit_fashion_mnist).")
     spec = data_spec(args)
-    ds, _, _ = load_images(dict(spec, max_examples=None), args.split, args.num_images, data_dir=args.data_dir)
+    ds, _, _ = load_images(
+        dict(spec, max_examples=None), args.split, args.num_images, data_dir=args.data_dir
+    )
     batch = next(iter(ds))
     images, labels = batch["images"].numpy(), batch["labels"].numpy()
     mask = np.broadcast_to(_region_mask(args.mask, images.shape[1]), images.shape[:3])
     t0 = time.time()
-    out = model.inpaint(images, mask, labels=None if model.backbone.num_labels is None else labels,
-                        num_steps=args.num_steps, choice_temperature=args.choice_temperature,
-                        temperature=args.temperature, cfg_weight=args.cfg_weight, seed=args.seed)  # fmt: skip
+    out = model.inpaint(
+        images,
+        mask,
+        labels=None if model.backbone.num_labels is None else labels,
+        num_steps=args.num_steps,
+        choice_temperature=args.choice_temperature,
+        temperature=args.temperature,
+        cfg_weight=args.cfg_weight,
+        seed=args.seed,
+    )
     dt = time.time() - t0
     out = keras.ops.convert_to_numpy(out)
     masked = np.where(mask[..., None], 0.0, images)
     rows = np.concatenate([images, masked, out])  # 3 rows: original, masked, inpainted
     png = os.path.join(args.out, "inpaint.png")
     io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(rows), len(images)))
-    record.finish(num_images=int(len(images)), inpaint_time_s=round(dt, 3), png=os.path.abspath(png),
-                  rows=["original", "masked", "inpainted"])  # fmt: skip
+    record.finish(
+        num_images=int(len(images)),
+        inpaint_time_s=round(dt, 3),
+        png=os.path.abspath(png),
+        rows=["original", "masked", "inpainted"],
+    )
     print(f"Wrote {png} (rows: original, masked, inpainted) in {dt:.1f}s.")
 
 
@@ -961,7 +1180,9 @@ def latent_bits_per_dim(model, images, labels, batch_size=250, bar=None):
         z = model.encode_images(x, sample=False)
         feed = {"tokens": z}
         if model.backbone.num_labels is not None:
-            feed["labels"] = keras.ops.convert_to_tensor(labels[start : start + batch_size], "int32")
+            feed["labels"] = keras.ops.convert_to_tensor(
+                labels[start : start + batch_size], "int32"
+            )
         logits = model.backbone(feed, training=False)
         lp = keras.ops.convert_to_numpy(model.backbone.log_prob(logits, z))  # (B, L[, D])
         total += float(-lp.reshape(len(x), -1).sum())
@@ -1016,16 +1237,26 @@ def cmd_evaluate(args, argv):
     bar = keras.utils.Progbar(total, unit_name="sample")
     # Compile first, so the timing excludes compilation.
     t0 = time.time()
-    _generate(model, labels[: min(args.batch_size, total)] if labels is not None else None, args,
-              batch_size=args.batch_size, num_samples=min(args.batch_size, total))  # fmt: skip
+    _generate(
+        model,
+        labels[: min(args.batch_size, total)] if labels is not None else None,
+        args,
+        batch_size=args.batch_size,
+        num_samples=min(args.batch_size, total),
+    )
     metrics["compile_and_first_batch_s"] = round(time.time() - t0, 3)
     t0 = time.time()
     images = _generate(model, labels, args, bar, args.batch_size, total)
     dt = time.time() - t0
-    metrics.update(num_samples=int(total), sampling_time_s=round(dt, 3),
-                   sampling_ms_per_image=round(1000 * dt / total, 3))  # fmt: skip
-    io_utils.write_png(os.path.join(args.out, "samples.png"),
-                       io_utils.make_grid(io_utils.to_uint8(images[:100]), 10))  # fmt: skip
+    metrics.update(
+        num_samples=int(total),
+        sampling_time_s=round(dt, 3),
+        sampling_ms_per_image=round(1000 * dt / total, 3),
+    )
+    io_utils.write_png(
+        os.path.join(args.out, "samples.png"),
+        io_utils.make_grid(io_utils.to_uint8(images[:100]), 10),
+    )
     if fd_dataset != "none":
         score_fd_cnn(metrics, images, fd_dataset, args.fd_input_mode)
     bpd_data = args.bpd_data or (fd_dataset if fd_dataset != "none" else "none")
@@ -1041,14 +1272,24 @@ def cmd_evaluate(args, argv):
                 f"--bpd-data {bpd_data} has labels up to {y.max()} but the model has {k} classes; "
                 "pass --bpd-data none."
             )
-        H = model.vae.decode(np.zeros((1, model.backbone.seq_len, model.backbone.out_dim), "float32")).shape
-        ds = datasets.arrays_dataset(x, y, image_size=int(H[1]), batch_size=len(x), channels=int(H[3]))
+        H = model.vae.decode(
+            np.zeros((1, model.backbone.seq_len, model.backbone.out_dim), "float32")
+        ).shape
+        ds = datasets.arrays_dataset(
+            x, y, image_size=int(H[1]), batch_size=len(x), channels=int(H[3])
+        )
         imgs = next(iter(ds))["images"].numpy()
         print(f"Latent bits/dim on {len(x)} test images...")
-        bpd, nll = latent_bits_per_dim(model, imgs, y, bar=keras.utils.Progbar(len(x), unit_name="image"))
-        metrics.update(latent_bits_per_dim=bpd, latent_nll_nats_per_image=nll, bpd_examples=int(len(x)),
-                       bpd_note="NLL of the VAE posterior means under GIVT (a density on latents, "
-                       "not on pixels), per latent dimension.")  # fmt: skip
+        bpd, nll = latent_bits_per_dim(
+            model, imgs, y, bar=keras.utils.Progbar(len(x), unit_name="image")
+        )
+        metrics.update(
+            latent_bits_per_dim=bpd,
+            latent_nll_nats_per_image=nll,
+            bpd_examples=int(len(x)),
+            bpd_note="NLL of the VAE posterior means under GIVT (a density on latents, "
+            "not on pixels), per latent dimension.",
+        )
     record.finish(**metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "class_histogram"}, indent=1))
 
@@ -1069,7 +1310,10 @@ def real_floor_at(fd, num_examples, seed=0, data_dir=None):
     if num_examples in table:
         return table[num_examples], f"shipped table ({num_examples} train images, seed 0)"
     try:
-        return float(fd.floor_at(num_examples, seed=seed, data_dir=data_dir)), "measured on the train split"
+        return (
+            float(fd.floor_at(num_examples, seed=seed, data_dir=data_dir)),
+            "measured on the train split",
+        )
     except Exception as e:  # No data set installed: report without the floor at N.
         return None, f"not in the shipped table ({sorted(table)}) and not measurable: {e}"
 
@@ -1084,13 +1328,17 @@ def cmd_demo(args, argv):
     model, card = load_task(args.preset)
     t_load = time.time() - t_start
     if not model.backbone.num_labels:
-        raise CLIError(f"argument --model: the demo needs a class-conditional model; received {args.preset!r}")
+        raise CLIError(
+            f"argument --model: the demo needs a class-conditional model; received {args.preset!r}"
+        )
     fd = FDCNN(_card_dataset(card) or "fashion_mnist")  # Checks its files before the slow part.
     k = model.backbone.num_labels
     n_total = max(args.num_samples, args.num_per_class * k)
     labels = (np.arange(n_total) % k).astype("int32")
-    print(f"Loaded {args.preset} in {t_load:.1f}s. Generating {n_total} class-conditional samples "
-          f"(CFG {args.cfg_weight if args.cfg_weight is not None else model.sampling_defaults.get('cfg_weight')})...")  # fmt: skip
+    print(
+        f"Loaded {args.preset} in {t_load:.1f}s. Generating {n_total} class-conditional samples "
+        f"(CFG {args.cfg_weight if args.cfg_weight is not None else model.sampling_defaults.get('cfg_weight')})..."
+    )
     t0 = time.time()
     bar = keras.utils.Progbar(n_total, unit_name="sample")
     images = _generate(model, labels, args, bar, args.batch_size, n_total)
@@ -1098,23 +1346,37 @@ def cmd_demo(args, argv):
     # Grid: one row per class.
     order = np.concatenate([np.where(labels == c)[0][: args.num_per_class] for c in range(k)])
     png = os.path.join(args.out, "demo_grid.png")
-    io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), args.num_per_class))
+    io_utils.write_png(
+        png, io_utils.make_grid(io_utils.to_uint8(images[order]), args.num_per_class)
+    )
     print("Scoring FD-CNN...")
     score = float(fd.distance(images))
     floor_n, floor_source = real_floor_at(fd, n_total, seed=args.seed)
     total = time.time() - t_start
-    metrics = dict(fd_cnn=score, fd_cnn_num_samples=int(n_total), fd_cnn_floor_same_n=floor_n,
-                   fd_cnn_floor_same_n_source=floor_source,
-                   fd_cnn_floor_10k=fd.floor, generation_time_s=round(t_gen, 3),
-                   load_time_s=round(t_load, 3), total_time_s=round(total, 3),
-                   png=os.path.abspath(png))  # fmt: skip
+    metrics = dict(
+        fd_cnn=score,
+        fd_cnn_num_samples=int(n_total),
+        fd_cnn_floor_same_n=floor_n,
+        fd_cnn_floor_same_n_source=floor_source,
+        fd_cnn_floor_10k=fd.floor,
+        generation_time_s=round(t_gen, 3),
+        load_time_s=round(t_load, 3),
+        total_time_s=round(total, 3),
+        png=os.path.abspath(png),
+    )
     record.finish(**metrics)
     print(f"Wrote {png}")
-    floor_text = f"{floor_n:.2f} for {n_total} real train images" if floor_n is not None else "n/a at this N"
-    print(f"FD-CNN ({fd.dataset}, {n_total} samples vs. the test set): {score:.2f}  "
-          f"(real-data floor: {floor_text}, {fd.floor:.2f} at 10k)")  # fmt: skip
-    print(f"Time: load {t_load:.1f}s, generate {t_gen:.1f}s, total {total:.1f}s "
-          f"on {keras.config.backend()}. Run record: {record.path} (status: done).")  # fmt: skip
+    floor_text = (
+        f"{floor_n:.2f} for {n_total} real train images" if floor_n is not None else "n/a at this N"
+    )
+    print(
+        f"FD-CNN ({fd.dataset}, {n_total} samples vs. the test set): {score:.2f}  "
+        f"(real-data floor: {floor_text}, {fd.floor:.2f} at 10k)"
+    )
+    print(
+        f"Time: load {t_load:.1f}s, generate {t_gen:.1f}s, total {total:.1f}s "
+        f"on {keras.config.backend()}. Run record: {record.path} (status: done)."
+    )
 
 
 COMMANDS = {

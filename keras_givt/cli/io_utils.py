@@ -113,8 +113,13 @@ def _latest_complete(dest):
         except ValueError:
             return None
 
-    done = [n for n in names if not os.path.islink(os.path.join(parent, n)) and stamp(n) is not None
-            and os.path.isfile(os.path.join(parent, n, _COMPLETE))]  # fmt: skip
+    done = [
+        n
+        for n in names
+        if not os.path.islink(os.path.join(parent, n))
+        and stamp(n) is not None
+        and os.path.isfile(os.path.join(parent, n, _COMPLETE))
+    ]
     if not done:
         return None
     return os.path.join(parent, max(done, key=stamp))
@@ -149,7 +154,9 @@ def recover_dir(dest):
 
 def _swap_link(dest, version_dir):
     parent = os.path.dirname(os.path.abspath(dest))
-    link = os.path.join(parent, f".{os.path.basename(os.path.abspath(dest))}-link-{time.time_ns()}-{os.getpid()}")
+    link = os.path.join(
+        parent, f".{os.path.basename(os.path.abspath(dest))}-link-{time.time_ns()}-{os.getpid()}"
+    )
     os.symlink(os.path.basename(version_dir), link)
     os.replace(link, dest)
     _fsync_path(parent, directory=True)
@@ -348,7 +355,9 @@ def encode_png(image):
 
     def chunk(kind, data):
         body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
     return (

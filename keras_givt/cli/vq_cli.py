@@ -23,10 +23,22 @@ import os
 import time
 
 COMMANDS = ("train-vq", "train-maskgit-vq", "evaluate-vq")
-MODEL_KEYS_VQ = ("filters", "num_res_blocks", "channel_multipliers", "embedding_dim",
-                 "codebook_size", "image_size", "channels")  # fmt: skip
-MODEL_KEYS_MASKGIT = ("hidden_size", "num_layers", "num_heads", "intermediate_size",
-                      "unconditional")  # fmt: skip
+MODEL_KEYS_VQ = (
+    "filters",
+    "num_res_blocks",
+    "channel_multipliers",
+    "embedding_dim",
+    "codebook_size",
+    "image_size",
+    "channels",
+)
+MODEL_KEYS_MASKGIT = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "unconditional",
+)
 
 
 def add_parsers(add):
@@ -35,72 +47,182 @@ def add_parsers(add):
     p = add("train-vq", "Train a VQGAN tokenizer (MaskGIT's VQ-VAE; images in [0, 1]).")
     cli._add_data_args(p)
     cli._add_train_args(p, default_lr=1e-3)
-    p.add_argument("--filters", type=cli._positive_int, default=32,
-                   help="Base width of the CNN (a multiple of 32: GroupNorm(32)).")  # fmt: skip
-    p.add_argument("--num-res-blocks", type=cli._positive_int, default=1, help="Residual blocks per resolution.")
-    p.add_argument("--channel-multipliers", type=cli._positive_int_list, default=[1, 2, 2, 2],
-                   help="Width multiplier per resolution (comma-separated); each one after the first "
-                   "halves the size.")  # fmt: skip
-    p.add_argument("--embedding-dim", type=cli._positive_int, default=16, help="Codebook vector size.")
+    p.add_argument(
+        "--filters",
+        type=cli._positive_int,
+        default=32,
+        help="Base width of the CNN (a multiple of 32: GroupNorm(32)).",
+    )
+    p.add_argument(
+        "--num-res-blocks",
+        type=cli._positive_int,
+        default=1,
+        help="Residual blocks per resolution.",
+    )
+    p.add_argument(
+        "--channel-multipliers",
+        type=cli._positive_int_list,
+        default=[1, 2, 2, 2],
+        help="Width multiplier per resolution (comma-separated); each one after the first "
+        "halves the size.",
+    )
+    p.add_argument(
+        "--embedding-dim", type=cli._positive_int, default=16, help="Codebook vector size."
+    )
     p.add_argument("--codebook-size", type=cli._positive_int, default=512, help="Number of codes.")
-    p.add_argument("--commitment-cost", type=cli._nonneg_float, default=0.25, help="Commitment loss weight.")
-    p.add_argument("--entropy-loss-ratio", type=cli._nonneg_float, default=0.1, help="Entropy loss weight.")
-    p.add_argument("--entropy-temperature", type=cli._positive_float, default=0.01,
-                   help="Temperature of the entropy loss' code distribution.")  # fmt: skip
-    p.add_argument("--reconstruction-loss", choices=("l2", "l1"), default="l2", help="Reconstruction loss.")
+    p.add_argument(
+        "--commitment-cost", type=cli._nonneg_float, default=0.25, help="Commitment loss weight."
+    )
+    p.add_argument(
+        "--entropy-loss-ratio", type=cli._nonneg_float, default=0.1, help="Entropy loss weight."
+    )
+    p.add_argument(
+        "--entropy-temperature",
+        type=cli._positive_float,
+        default=0.01,
+        help="Temperature of the entropy loss' code distribution.",
+    )
+    p.add_argument(
+        "--reconstruction-loss", choices=("l2", "l1"), default="l2", help="Reconstruction loss."
+    )
 
     p = add("train-maskgit-vq", "Train a discrete MaskGIT on the codes of a `train-vq` tokenizer.")
-    p.add_argument("--vq", required=True, help="A `train-vq` output folder (or its tokenizer/ folder).")
+    p.add_argument(
+        "--vq", required=True, help="A `train-vq` output folder (or its tokenizer/ folder)."
+    )
     cli._add_data_args(p)
     cli._add_train_args(p, default_lr=1e-3)
     p.add_argument("--hidden-size", type=cli._positive_int, default=128, help="Transformer width.")
     p.add_argument("--num-layers", type=cli._positive_int, default=4, help="Transformer blocks.")
-    p.add_argument("--num-heads", type=cli._positive_int, default=4, help="Attention heads (must divide --hidden-size).")
-    p.add_argument("--intermediate-size", type=cli._positive_int, default=512, help="MLP hidden width.")
-    p.add_argument("--dropout", type=cli._dropout_rate, default=0.0, help="Dropout and attention dropout rate.")
-    p.add_argument("--label-dropout", type=cli._probability, default=0.1,
-                   help="Label dropout in training (enables classifier-free guidance).")  # fmt: skip
-    p.add_argument("--label-smoothing", type=cli._probability, default=0.1, help="Label smoothing of the token loss.")
-    p.add_argument("--weight-decay", type=cli._nonneg_float, default=0.0,
-                   help="> 0: AdamW with this decay (MaskGIT 0.045); 0: Adam, as `train`.")  # fmt: skip
+    p.add_argument(
+        "--num-heads",
+        type=cli._positive_int,
+        default=4,
+        help="Attention heads (must divide --hidden-size).",
+    )
+    p.add_argument(
+        "--intermediate-size", type=cli._positive_int, default=512, help="MLP hidden width."
+    )
+    p.add_argument(
+        "--dropout", type=cli._dropout_rate, default=0.0, help="Dropout and attention dropout rate."
+    )
+    p.add_argument(
+        "--label-dropout",
+        type=cli._probability,
+        default=0.1,
+        help="Label dropout in training (enables classifier-free guidance).",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=cli._probability,
+        default=0.1,
+        help="Label smoothing of the token loss.",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=cli._nonneg_float,
+        default=0.0,
+        help="> 0: AdamW with this decay (MaskGIT 0.045); 0: Adam, as `train`.",
+    )
     p.add_argument("--unconditional", action="store_true", help="Ignore labels.")
-    p.add_argument("--encode-batch-size", type=cli._positive_int, default=250,
-                   help="Images per tokenizer call when encoding the data set.")  # fmt: skip
+    p.add_argument(
+        "--encode-batch-size",
+        type=cli._positive_int,
+        default=250,
+        help="Images per tokenizer call when encoding the data set.",
+    )
     # Sampling defaults stored in the preset.
-    p.add_argument("--sample-num-steps", type=cli._positive_int, default=8,
-                   help="Decoding steps stored as the preset's sampling default.")  # fmt: skip
-    p.add_argument("--sample-choice-temperature", type=cli._nonneg_float, default=4.5,
-                   help="Choice temperature stored as the preset's sampling default.")  # fmt: skip
-    p.add_argument("--sample-temperature", type=cli._positive_float, default=1.0,
-                   help="Token temperature stored as the preset's sampling default.")  # fmt: skip
-    p.add_argument("--sample-cfg-weight", type=cli._nonneg_float, default=None,
-                   help="CFG weight stored as the preset's sampling default (default: 0.5 with label "
-                   "dropout, else 0).")  # fmt: skip
+    p.add_argument(
+        "--sample-num-steps",
+        type=cli._positive_int,
+        default=8,
+        help="Decoding steps stored as the preset's sampling default.",
+    )
+    p.add_argument(
+        "--sample-choice-temperature",
+        type=cli._nonneg_float,
+        default=4.5,
+        help="Choice temperature stored as the preset's sampling default.",
+    )
+    p.add_argument(
+        "--sample-temperature",
+        type=cli._positive_float,
+        default=1.0,
+        help="Token temperature stored as the preset's sampling default.",
+    )
+    p.add_argument(
+        "--sample-cfg-weight",
+        type=cli._nonneg_float,
+        default=None,
+        help="CFG weight stored as the preset's sampling default (default: 0.5 with label "
+        "dropout, else 0).",
+    )
 
-    p = add("evaluate-vq", "VQ MaskGIT: FD-CNN vs. the real-data floor, class histogram, sampling time.")
-    p.add_argument("--model", dest="preset", required=True,
-                   help="A preset name (e.g. vq_maskgit_fashion_mnist), a preset folder or a "
-                   "`train-maskgit-vq` output folder.")  # fmt: skip
+    p = add(
+        "evaluate-vq", "VQ MaskGIT: FD-CNN vs. the real-data floor, class histogram, sampling time."
+    )
+    p.add_argument(
+        "--model",
+        dest="preset",
+        required=True,
+        help="A preset name (e.g. vq_maskgit_fashion_mnist), a preset folder or a "
+        "`train-maskgit-vq` output folder.",
+    )
     p.add_argument("--out", required=True, help="Output folder.")
     p.add_argument("--seed", type=cli._nonneg_int, default=0, help="Sampling seed.")
-    p.add_argument("--num-samples", type=cli._int_at_least(2), default=10000, help="Samples scored by FD-CNN.")
-    p.add_argument("--batch-size", type=cli._positive_int, default=500, help="Samples per generate call.")
-    p.add_argument("--num-steps", type=cli._positive_int, default=None,
-                   help="MaskGIT decoding steps (default: the model's).")  # fmt: skip
-    p.add_argument("--choice-temperature", type=cli._nonneg_float, default=None,
-                   help="Choice temperature (default: the model's).")  # fmt: skip
-    p.add_argument("--temperature", type=cli._positive_float, default=None,
-                   help="Token temperature (default: the model's).")  # fmt: skip
-    p.add_argument("--cfg-weight", type=cli._nonneg_float, default=None,
-                   help="CFG weight on the logits (default: the model's).")  # fmt: skip
-    p.add_argument("--fd-dataset", choices=("fashion_mnist", "mnist", "none"), default=None,
-                   help="FD-CNN reference (default: the model card's data set, else fashion_mnist).")  # fmt: skip
-    p.add_argument("--fd-input-mode", choices=("crop", "resize"), default="crop",
-                   help="How samples are brought to 28x28 for the FD-CNN classifier.")  # fmt: skip
-    p.add_argument("--floor-at-n", action=argparse_bool(), default=True,
-                   help="Also measure the real-data floor at N samples (needs the train split).")
-    p.add_argument("--data-dir", default=None,
-                   help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).")  # fmt: skip
+    p.add_argument(
+        "--num-samples", type=cli._int_at_least(2), default=10000, help="Samples scored by FD-CNN."
+    )
+    p.add_argument(
+        "--batch-size", type=cli._positive_int, default=500, help="Samples per generate call."
+    )
+    p.add_argument(
+        "--num-steps",
+        type=cli._positive_int,
+        default=None,
+        help="MaskGIT decoding steps (default: the model's).",
+    )
+    p.add_argument(
+        "--choice-temperature",
+        type=cli._nonneg_float,
+        default=None,
+        help="Choice temperature (default: the model's).",
+    )
+    p.add_argument(
+        "--temperature",
+        type=cli._positive_float,
+        default=None,
+        help="Token temperature (default: the model's).",
+    )
+    p.add_argument(
+        "--cfg-weight",
+        type=cli._nonneg_float,
+        default=None,
+        help="CFG weight on the logits (default: the model's).",
+    )
+    p.add_argument(
+        "--fd-dataset",
+        choices=("fashion_mnist", "mnist", "none"),
+        default=None,
+        help="FD-CNN reference (default: the model card's data set, else fashion_mnist).",
+    )
+    p.add_argument(
+        "--fd-input-mode",
+        choices=("crop", "resize"),
+        default="crop",
+        help="How samples are brought to 28x28 for the FD-CNN classifier.",
+    )
+    p.add_argument(
+        "--floor-at-n",
+        action=argparse_bool(),
+        default=True,
+        help="Also measure the real-data floor at N samples (needs the train split).",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
+    )
 
 
 def check_args(args):
@@ -112,30 +234,47 @@ def check_args(args):
         checks.check_dir(args.data_dir, "--data-dir")
     checks.check_out_folder(args.out)
     if args.command == "evaluate-vq":
-        checks.resolve_model(args.preset, families=("MaskGITImageGenerator",),
-                             command_hint="`keras-givt evaluate` for GIVT models")  # fmt: skip
+        checks.resolve_model(
+            args.preset,
+            families=("MaskGITImageGenerator",),
+            command_hint="`keras-givt evaluate` for GIVT models",
+        )
         return
     checks.check_data(args.data)
     if args.command == "train-vq":
         down = 2 ** (len(args.channel_multipliers) - 1)
         if args.image_size % down:
-            raise CLIError(f"argument --image-size: must be divisible by {down} (2 ** (len(--channel-multipliers) "
-                           f"- 1)); received {args.image_size}")  # fmt: skip
+            raise CLIError(
+                f"argument --image-size: must be divisible by {down} (2 ** (len(--channel-multipliers) "
+                f"- 1)); received {args.image_size}"
+            )
         if args.filters % 32:
-            raise CLIError(f"argument --filters: must be a multiple of 32 (GroupNorm(32)); received {args.filters}")
+            raise CLIError(
+                f"argument --filters: must be a multiple of 32 (GroupNorm(32)); received {args.filters}"
+            )
     else:
         if args.hidden_size % args.num_heads:
-            raise CLIError(f"argument --hidden-size: must be divisible by --num-heads ({args.num_heads}); "
-                           f"received {args.hidden_size}")  # fmt: skip
+            raise CLIError(
+                f"argument --hidden-size: must be divisible by --num-heads ({args.num_heads}); "
+                f"received {args.hidden_size}"
+            )
         path = checks.model_folder(args.vq, "--vq", "tokenizer", "model.keras", "train-vq")
         info = checks._read_json(os.path.join(path, "vq.json")) or {}
         spec, config = info.get("data") or {}, info.get("config") or {}
-        built = config.get("image_size") or [spec.get("image_size"), spec.get("image_size"),
-                                             config.get("output_dim") or spec.get("channels")]  # fmt: skip
-        for flag, value, want in (("--image-size", args.image_size, built[0]), ("--channels", args.channels, built[2])):
+        built = config.get("image_size") or [
+            spec.get("image_size"),
+            spec.get("image_size"),
+            config.get("output_dim") or spec.get("channels"),
+        ]
+        for flag, value, want in (
+            ("--image-size", args.image_size, built[0]),
+            ("--channels", args.channels, built[2]),
+        ):
             if want is not None and int(want) != value:
-                raise CLIError(f"argument {flag}: the tokenizer in --vq {args.vq!r} was built for {want}; "
-                               f"received {value}")  # fmt: skip
+                raise CLIError(
+                    f"argument {flag}: the tokenizer in --vq {args.vq!r} was built for {want}; "
+                    f"received {value}"
+                )
     checks.check_resume(args)
 
 
@@ -198,34 +337,53 @@ def _train_vq(args, argv):
     if args.filters % 32:
         raise CLIError(f"--filters must be a multiple of 32 (GroupNorm(32)); got {args.filters}.")
     spec = C.data_spec(args)
-    ds, n, names = C.load_images(spec, "train", args.batch_size, shuffle=True, seed=args.seed, repeat=True,
-                                 drop_remainder=True, data_dir=args.data_dir)  # fmt: skip
+    ds, n, names = C.load_images(
+        spec,
+        "train",
+        args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        repeat=True,
+        drop_remainder=True,
+        data_dir=args.data_dir,
+    )
     ds = C._image_stream(spec, args, ds, lambda d: d.map(lambda b: _to_unit(b["images"])))
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = C._total_steps(args, steps_per_epoch)
     grid = args.image_size // down
     keras.utils.set_random_seed(args.seed)
     tok = VQGANTokenizer(
-        filters=args.filters, num_res_blocks=args.num_res_blocks,
-        channel_multipliers=args.channel_multipliers, embedding_dim=args.embedding_dim,
-        codebook_size=args.codebook_size, commitment_cost=args.commitment_cost,
-        entropy_loss_ratio=args.entropy_loss_ratio, entropy_temperature=args.entropy_temperature,
-        output_dim=args.channels, reconstruction_loss=args.reconstruction_loss,
-    )  # fmt: skip
+        filters=args.filters,
+        num_res_blocks=args.num_res_blocks,
+        channel_multipliers=args.channel_multipliers,
+        embedding_dim=args.embedding_dim,
+        codebook_size=args.codebook_size,
+        commitment_cost=args.commitment_cost,
+        entropy_loss_ratio=args.entropy_loss_ratio,
+        entropy_temperature=args.entropy_temperature,
+        output_dim=args.channels,
+        reconstruction_loss=args.reconstruction_loss,
+    )
     tok.build_for_image_size(args.image_size, args.channels)
     tok.compile(optimizer=keras.optimizers.Adam(C._learning_rate(args, total), global_clipnorm=1.0))
     record = C._record(args, argv, args.out, keep_previous=args.resume)
     params = int(tok.count_params())
     record.data.update({"data": spec, "num_examples": n, "params": params})
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_VQ}}
-    print(f"VQGANTokenizer: {params:,} params, {grid}x{grid} = {grid * grid} tokens, codebook "
-          f"{args.codebook_size} x {args.embedding_dim}; {n} images, {total} steps of batch "
-          f"{args.batch_size}.")  # fmt: skip
+    print(
+        f"VQGANTokenizer: {params:,} params, {grid}x{grid} = {grid * grid} tokens, codebook "
+        f"{args.codebook_size} x {args.embedding_dim}; {n} images, {total} steps of batch "
+        f"{args.batch_size}."
+    )
     _, step = C._fit(tok, ds, args, steps_per_epoch, total, args.out, state, record)
     # Held-out reconstruction (MNIST-like: the test split) and codebook use.
     split = "test" if C._is_builtin(spec["data"]) else "train"
-    test_ds, _, _ = C.load_images(dict(spec, max_examples=None) if split == "test" else spec, split, 250,
-                                  data_dir=args.data_dir)  # fmt: skip
+    test_ds, _, _ = C.load_images(
+        dict(spec, max_examples=None) if split == "test" else spec,
+        split,
+        250,
+        data_dir=args.data_dir,
+    )
     sq, count, ids = 0.0, 0, []
     for batch in test_ds.take(4):
         x = _to_unit(batch["images"].numpy())
@@ -240,15 +398,22 @@ def _train_vq(args, argv):
     tok_dir = os.path.join(args.out, "tokenizer")
     save_tokenizer(tok, tok_dir, extra={"data": spec, "class_names": names})
     record.finish(
-        step=step, history=state.get("history", []), train_time_s=state.get("train_time_s"),
-        reconstruction_mse_unit=mse, reconstruction_mse=4.0 * mse, reconstruction_split=split,
+        step=step,
+        history=state.get("history", []),
+        train_time_s=state.get("train_time_s"),
+        reconstruction_mse_unit=mse,
+        reconstruction_mse=4.0 * mse,
+        reconstruction_split=split,
         reconstruction_note="reconstruction_mse is on the [-1, 1] scale of train-vae (4x the [0, 1] MSE).",
         codebook_perplexity=float(keras.ops.convert_to_numpy(perplexity)),
         codebook_usage=float(keras.ops.convert_to_numpy(usage)),
-        codes_used=int(len(np.unique(ids))), tokenizer_dir=tok_dir,
-    )  # fmt: skip
-    print(f"Saved the tokenizer to {tok_dir} (reconstruction MSE {4 * mse:.4f} on {split} in [-1, 1] "
-          f"units; {len(np.unique(ids))}/{args.codebook_size} codes used).")  # fmt: skip
+        codes_used=int(len(np.unique(ids))),
+        tokenizer_dir=tok_dir,
+    )
+    print(
+        f"Saved the tokenizer to {tok_dir} (reconstruction MSE {4 * mse:.4f} on {split} in [-1, 1] "
+        f"units; {len(np.unique(ids))}/{args.codebook_size} codes used)."
+    )
 
 
 # --- MaskGIT ------------------------------------------------------------------
@@ -283,19 +448,25 @@ def _train_maskgit(args, argv):
     from keras_givt.cli.io_utils import CLIError
 
     if args.hidden_size % args.num_heads:
-        raise CLIError(f"--hidden-size ({args.hidden_size}) must be divisible by --num-heads "
-                       f"({args.num_heads}).")  # fmt: skip
+        raise CLIError(
+            f"--hidden-size ({args.hidden_size}) must be divisible by --num-heads "
+            f"({args.num_heads})."
+        )
     for name in ("label_dropout", "label_smoothing"):
         if getattr(args, name) > 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}.")
+            raise CLIError(
+                f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}."
+            )
     C._prepare_out_dir(args, MODEL_KEYS_MASKGIT)
     keras.utils.set_random_seed(args.seed)
     tf.random.set_seed(args.seed)
     tok, tok_info, tok_dir = load_tokenizer(args.vq)
     spec = C.data_spec(args)
     if tok.image_size and list(tok.image_size) != [args.image_size, args.image_size, args.channels]:
-        raise CLIError(f"the tokenizer was built for images {tok.image_size}; the data flags give "
-                       f"{[args.image_size, args.image_size, args.channels]}.")  # fmt: skip
+        raise CLIError(
+            f"the tokenizer was built for images {tok.image_size}; the data flags give "
+            f"{[args.image_size, args.image_size, args.channels]}."
+        )
     # Encode once to code indices (cached in <out>/tokens_train.npz).
     cache = os.path.join(args.out, "tokens_train.npz")
     if os.path.isfile(cache):
@@ -331,22 +502,38 @@ def _train_maskgit(args, argv):
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
     total = C._total_steps(args, steps_per_epoch)
     backbone = keras_givt.MaskGITBackbone(
-        codebook_size=tok.codebook_size, num_classes=num_classes, seq_len=int(seq_len),
-        hidden_size=args.hidden_size, num_layers=args.num_layers, num_heads=args.num_heads,
-        intermediate_size=args.intermediate_size, dropout=args.dropout, attention_dropout=args.dropout,
-    )  # fmt: skip
+        codebook_size=tok.codebook_size,
+        num_classes=num_classes,
+        seq_len=int(seq_len),
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        intermediate_size=args.intermediate_size,
+        dropout=args.dropout,
+        attention_dropout=args.dropout,
+    )
     label_dropout = 0.0 if args.unconditional else args.label_dropout
     cfg = args.sample_cfg_weight
     if cfg is None:
         cfg = 0.5 if label_dropout > 0 else 0.0
     if cfg and label_dropout <= 0:
-        raise CLIError("--sample-cfg-weight > 0 needs --label-dropout > 0 (classifier-free guidance).")
-    sampling_defaults = {"num_steps": args.sample_num_steps, "choice_temperature": args.sample_choice_temperature,
-                         "temperature": args.sample_temperature, "cfg_weight": cfg}  # fmt: skip
+        raise CLIError(
+            "--sample-cfg-weight > 0 needs --label-dropout > 0 (classifier-free guidance)."
+        )
+    sampling_defaults = {
+        "num_steps": args.sample_num_steps,
+        "choice_temperature": args.sample_choice_temperature,
+        "temperature": args.sample_temperature,
+        "cfg_weight": cfg,
+    }
     model = keras_givt.MaskGITImageGenerator(
-        backbone, tokenizer=tok, label_smoothing=args.label_smoothing, label_dropout=label_dropout,
-        seed=args.seed, sampling_defaults=sampling_defaults,
-    )  # fmt: skip
+        backbone,
+        tokenizer=tok,
+        label_smoothing=args.label_smoothing,
+        label_dropout=label_dropout,
+        seed=args.seed,
+        sampling_defaults=sampling_defaults,
+    )
     lr = C._learning_rate(args, total)
     if args.weight_decay > 0:
         opt = keras.optimizers.AdamW(lr, weight_decay=args.weight_decay, global_clipnorm=1.0)
@@ -356,30 +543,57 @@ def _train_maskgit(args, argv):
     params = int(backbone.count_params())
     data_info = {"data": spec, "class_names": names, "tokens": os.path.abspath(cache)}
     record = C._record(args, argv, args.out, keep_previous=args.resume)
-    record.data.update({"data": data_info, "num_examples": int(n), "params": params,
-                        "tokenizer_params": int(tok.count_params()), "seq_len": int(seq_len),
-                        "codebook_size": int(tok.codebook_size), "tokenizer_dir": tok_dir,
-                        "encode_time_s": encode_s})  # fmt: skip
+    record.data.update(
+        {
+            "data": data_info,
+            "num_examples": int(n),
+            "params": params,
+            "tokenizer_params": int(tok.count_params()),
+            "seq_len": int(seq_len),
+            "codebook_size": int(tok.codebook_size),
+            "tokenizer_dir": tok_dir,
+            "encode_time_s": encode_s,
+        }
+    )
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_MASKGIT}}
-    print(f"MaskGIT (VQ): {params:,} params; {seq_len} tokens from {tok.codebook_size} codes; "
-          f"{n} examples, {total} steps of batch {args.batch_size}.")  # fmt: skip
+    print(
+        f"MaskGIT (VQ): {params:,} params; {seq_len} tokens from {tok.codebook_size} codes; "
+        f"{n} examples, {total} steps of batch {args.batch_size}."
+    )
     tok_card = {k: tok_info.get(k) for k in ("data", "class_names")}
     train_vq = os.path.join(os.path.dirname(tok_dir), "train-vq.json")
     if os.path.isfile(train_vq):
         run = io_utils.read_json(train_vq)
         m = run.get("metrics", {})
-        tok_card.update({
-            "training_command": " ".join(run.get("argv", [])), "params": run.get("params"),
-            "steps": m.get("step"), "train_time_s": m.get("train_time_s"),
-            "reconstruction_mse_test": m.get("reconstruction_mse"),
-            "codes_used": m.get("codes_used"), "codebook_perplexity": m.get("codebook_perplexity"),
-        })  # fmt: skip
+        tok_card.update(
+            {
+                "training_command": " ".join(run.get("argv", [])),
+                "params": run.get("params"),
+                "steps": m.get("step"),
+                "train_time_s": m.get("train_time_s"),
+                "reconstruction_mse_test": m.get("reconstruction_mse"),
+                "codes_used": m.get("codes_used"),
+                "codebook_perplexity": m.get("codebook_perplexity"),
+            }
+        )
     C._fit_and_save_task(
-        model, ds, args, argv, steps_per_epoch, total, state, record,
+        model,
+        ds,
+        args,
+        argv,
+        steps_per_epoch,
+        total,
+        state,
+        record,
         description="Discrete MaskGIT on VQGAN tokens, trained with the keras-givt CLI.",
-        card={"params": params, "tokenizer_params": int(tok.count_params()), "data": data_info,
-              "tokenizer": tok_card, "sampling_defaults": sampling_defaults},
-    )  # fmt: skip
+        card={
+            "params": params,
+            "tokenizer_params": int(tok.count_params()),
+            "data": data_info,
+            "tokenizer": tok_card,
+            "sampling_defaults": sampling_defaults,
+        },
+    )
 
 
 # --- evaluate ---------------------------------------------------------------------
@@ -403,8 +617,10 @@ def load_vq_maskgit(spec):
         card = dict(entry.get("metadata", {}).get("model_card") or {})
         return model, card
     if not os.path.isfile(os.path.join(path, "task.json")):
-        raise CLIError(f"--model {spec!r}: not a preset name, a preset folder (with task.json) or a "
-                       "`train-maskgit-vq` output folder.")  # fmt: skip
+        raise CLIError(
+            f"--model {spec!r}: not a preset name, a preset folder (with task.json) or a "
+            "`train-maskgit-vq` output folder."
+        )
     model = keras_givt.MaskGITImageGenerator.from_preset(path)
     card = {}
     if os.path.isfile(os.path.join(path, "model_card.json")):
@@ -419,8 +635,12 @@ def generate_images(model, labels, args, batch_size, bar=None):
     import keras
     import numpy as np
 
-    kwargs = dict(num_steps=args.num_steps, choice_temperature=args.choice_temperature,
-                  temperature=args.temperature, cfg_weight=args.cfg_weight)  # fmt: skip
+    kwargs = dict(
+        num_steps=args.num_steps,
+        choice_temperature=args.choice_temperature,
+        temperature=args.temperature,
+        cfg_weight=args.cfg_weight,
+    )
     out = []
     total = len(labels)
     chunk = min(batch_size, total)
@@ -431,9 +651,13 @@ def generate_images(model, labels, args, batch_size, bar=None):
             lab = np.concatenate([lab, np.zeros(chunk - n, lab.dtype)])
         # [-1, 1], the range of the GIVT commands and of FD-CNN.
         if model.backbone.num_classes:
-            images = model.generate(labels=lab, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs)
+            images = model.generate(
+                labels=lab, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs
+            )
         else:
-            images = model.generate(num_samples=chunk, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs)
+            images = model.generate(
+                num_samples=chunk, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs
+            )
         out.append(keras.ops.convert_to_numpy(images)[:n])
         if bar is not None:
             bar.add(n)
@@ -456,12 +680,20 @@ def _evaluate(args, argv):
     total = args.num_samples
     # Balanced classes: N // K per class (+ the first N % K classes).
     labels = (np.arange(total) % max(k, 1)).astype("int32")
-    settings = {name: getattr(args, name) if getattr(args, name) is not None
-                else model.sampling_defaults.get(name)
-                for name in ("num_steps", "choice_temperature", "temperature", "cfg_weight")}  # fmt: skip
-    metrics = {"fd_dataset": fd_dataset, "sampling": settings,
-               "params": int(model.backbone.count_params()),
-               "tokenizer_params": int(model.tokenizer.count_params())}  # fmt: skip
+    settings = {
+        name: (
+            getattr(args, name)
+            if getattr(args, name) is not None
+            else model.sampling_defaults.get(name)
+        )
+        for name in ("num_steps", "choice_temperature", "temperature", "cfg_weight")
+    }
+    metrics = {
+        "fd_dataset": fd_dataset,
+        "sampling": settings,
+        "params": int(model.backbone.count_params()),
+        "tokenizer_params": int(model.tokenizer.count_params()),
+    }
     print(f"Sampling {total} images ({settings})...")
     t0 = time.time()  # Compile first, so the timing excludes compilation.
     generate_images(model, labels[: min(args.batch_size, total)], args, args.batch_size)
@@ -470,8 +702,11 @@ def _evaluate(args, argv):
     t0 = time.time()
     images = generate_images(model, labels, args, args.batch_size, bar)
     dt = time.time() - t0
-    metrics.update(num_samples=int(total), sampling_time_s=round(dt, 3),
-                   sampling_ms_per_image=round(1000 * dt / total, 3))  # fmt: skip
+    metrics.update(
+        num_samples=int(total),
+        sampling_time_s=round(dt, 3),
+        sampling_ms_per_image=round(1000 * dt / total, 3),
+    )
     # Grid: one row per class, 10 samples each.
     per = 10
     order = np.concatenate([np.where(labels == c)[0][:per] for c in range(max(k, 1))])
@@ -479,7 +714,14 @@ def _evaluate(args, argv):
     io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), per))
     metrics["png"] = os.path.abspath(png)
     if fd_dataset != "none":
-        C.score_fd_cnn(metrics, images, fd_dataset, args.fd_input_mode, floor_at_n=args.floor_at_n,
-                       seed=args.seed, data_dir=args.data_dir)  # fmt: skip
+        C.score_fd_cnn(
+            metrics,
+            images,
+            fd_dataset,
+            args.fd_input_mode,
+            floor_at_n=args.floor_at_n,
+            seed=args.seed,
+            data_dir=args.data_dir,
+        )
     record.finish(**metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "class_histogram"}, indent=1))

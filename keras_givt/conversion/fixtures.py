@@ -47,7 +47,9 @@ def run_givt(cdir, entry, want=None):
     model_kwargs = config.get("model_kwargs", entry.get("model_kwargs"))
     extras = config.get("extras", entry.get("extras", {}))
     backbone = big_vision.givt_backbone_from_big_vision_config(model_kwargs)
-    big_vision.load_givt_params(backbone, os.path.join(cdir, entry.get("param_files", ["params.npz"])[0]))
+    big_vision.load_givt_params(
+        backbone, os.path.join(cdir, entry.get("param_files", ["params.npz"])[0])
+    )
     inputs = _load(cdir, "inputs.npz")
     want = want or {}
 
@@ -154,13 +156,9 @@ def run_functions(cdir, entry, want=None):
         elif key.startswith("mask_len/"):
             spec = key[len("mask_len/") :]  # seq<L>_steps<N>
             seq_part, steps_part = spec.split("_")
-            out[key] = schedules.mask_len_schedule(
-                int(seq_part[3:]), int(steps_part[5:]), "cosine"
-            )
+            out[key] = schedules.mask_len_schedule(int(seq_part[3:]), int(steps_part[5:]), "cosine")
         elif key == "bottom_k/mask":
-            out[key] = schedules.bottom_k_mask(
-                inputs["bottom_k/confidence"], inputs["bottom_k/k"]
-            )
+            out[key] = schedules.bottom_k_mask(inputs["bottom_k/confidence"], inputs["bottom_k/k"])
     return {k: to_numpy(v) for k, v in out.items()}
 
 

@@ -59,7 +59,9 @@ def read_idx(path):
         raise ValueError(f"`path` is not an IDX file (bad magic number); received path={path!r}.")
     type_code, nd = data[2], data[3]
     if type_code not in _IDX_DTYPES:
-        raise ValueError(f"`path` has an unknown IDX type byte 0x{type_code:02x}; received path={path!r}.")
+        raise ValueError(
+            f"`path` has an unknown IDX type byte 0x{type_code:02x}; received path={path!r}."
+        )
     dtype = _IDX_DTYPES[type_code]
     header = 4 + 4 * nd
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(nd))

@@ -143,7 +143,9 @@ def image_folder_dataset(
     paths, labels, class_names = list_image_folder(root)
 
     def _load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, expand_animations=False
+        )
         image = tf.ensure_shape(image, (None, None, channels))
         image = preprocessing.preprocess_image(image, image_size, resize_mode, channels, pad_value)
         return {"images": image, "labels": label}

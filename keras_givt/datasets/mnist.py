@@ -39,9 +39,17 @@ FASHION_MNIST_INSTALL = "apt-get update && apt-get install -y dataset-fashion-mn
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 
 FASHION_MNIST_CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 MNIST_CLASS_NAMES = tuple(str(i) for i in range(10))
 
 
@@ -83,7 +91,10 @@ def _resolve_files(dataset, split, data_dir):
     if data_dir is not None:
         directory, how = os.fspath(data_dir), "the `data_dir` argument"
     elif os.environ.get(DATA_DIR_ENV):
-        directory, how = os.path.join(os.environ[DATA_DIR_ENV], dataset), f"${DATA_DIR_ENV}/{dataset}"
+        directory, how = (
+            os.path.join(os.environ[DATA_DIR_ENV], dataset),
+            f"${DATA_DIR_ENV}/{dataset}",
+        )
     else:
         directory, how = info["default_dir"](), f"the default location of {info['source']}"
     prefix = _FILE_PREFIX[split]
@@ -191,11 +202,15 @@ def arrays_dataset(
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.dtype != np.uint8:
-        raise TypeError(f"`images` must be uint8 pixels in [0, 255]; received dtype {images.dtype}.")
+        raise TypeError(
+            f"`images` must be uint8 pixels in [0, 255]; received dtype {images.dtype}."
+        )
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"`images` must have shape (N, H, W[, 1 or 3]); received shape {images.shape}.")
+        raise ValueError(
+            f"`images` must have shape (N, H, W[, 1 or 3]); received shape {images.shape}."
+        )
     if labels.shape != (images.shape[0],):
         raise ValueError(
             f"`labels` must have shape (N,) = ({images.shape[0]},); received shape {labels.shape}."
@@ -265,10 +280,18 @@ def _dataset_function(dataset, title):
         if shuffle is None:
             shuffle = split == "train"
         return arrays_dataset(
-            images, labels, image_size=image_size, batch_size=batch_size, shuffle=shuffle,
-            seed=seed, channels=channels, resize_mode=resize_mode, pad_value=pad_value,
-            drop_remainder=drop_remainder, repeat=repeat,
-        )  # fmt: skip
+            images,
+            labels,
+            image_size=image_size,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            channels=channels,
+            resize_mode=resize_mode,
+            pad_value=pad_value,
+            drop_remainder=drop_remainder,
+            repeat=repeat,
+        )
 
     name = f"{dataset}_dataset"
     dataset_fn.__name__ = dataset_fn.__qualname__ = name

@@ -20,11 +20,15 @@ RESIZE_MODES = ("pad", "resize")
 def standardize_image_size(image_size, name="image_size"):
     """`int` or `(height, width)` -> `(height, width)` with clear errors."""
     if isinstance(image_size, bool):
-        raise TypeError(f"`{name}` must be an int or a (height, width) tuple; received {image_size!r}.")
+        raise TypeError(
+            f"`{name}` must be an int or a (height, width) tuple; received {image_size!r}."
+        )
     if isinstance(image_size, numbers.Integral):
         image_size = (int(image_size), int(image_size))
     if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
-        raise TypeError(f"`{name}` must be an int or a (height, width) tuple; received {name}={image_size!r}.")
+        raise TypeError(
+            f"`{name}` must be an int or a (height, width) tuple; received {name}={image_size!r}."
+        )
     for value in image_size:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
             raise ValueError(f"`{name}` must hold positive ints; received {name}={image_size!r}.")
@@ -38,7 +42,9 @@ def check_channels(channels):
 
 def check_resize_mode(resize_mode):
     if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"`resize_mode` must be one of {RESIZE_MODES}; received resize_mode={resize_mode!r}.")
+        raise ValueError(
+            f"`resize_mode` must be one of {RESIZE_MODES}; received resize_mode={resize_mode!r}."
+        )
 
 
 def _pad_or_crop(image, height, width, pad_value):

@@ -24,9 +24,7 @@ def _shape_of(value):
 
 
 def _is_shape(value):
-    return isinstance(value, (tuple, list)) and all(
-        d is None or isinstance(d, int) for d in value
-    )
+    return isinstance(value, (tuple, list)) and all(d is None or isinstance(d, int) for d in value)
 
 
 def output_spec_from_shapes(layer, args, kwargs, dtypes=None):
@@ -77,9 +75,7 @@ def output_spec_from_shapes(layer, args, kwargs, dtypes=None):
             lambda s: keras.KerasTensor(tuple(s), dtype=layer.compute_dtype), output_shape
         )
     if isinstance(output_shape, dict):
-        return {
-            k: keras.KerasTensor(tuple(s), dtype=dtypes[k]) for k, s in output_shape.items()
-        }
+        return {k: keras.KerasTensor(tuple(s), dtype=dtypes[k]) for k, s in output_shape.items()}
     return type(output_shape)(
         keras.KerasTensor(tuple(s), dtype=d) for s, d in zip(output_shape, dtypes)
     )

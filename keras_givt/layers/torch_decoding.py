@@ -112,7 +112,9 @@ class _Linear:
                     x, residual, self.packed, self.bias, "add"
                 )
             if gelu:
-                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "tanh")
+                return torch.ops.mkldnn._linear_pointwise(
+                    x, self.packed, self.bias, "gelu", [], "tanh"
+                )
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         y = torch.nn.functional.linear(x, self.weight, self.bias)
         if gelu:
@@ -137,7 +139,9 @@ def _attention_weights(attn, rows_hint, query_alone=False):
         biases[0] = biases[0] * scale
         out_bias = _w(attn.out.bias)
     return {
-        "qkv": _Linear(torch.cat(kernels, 1), None if biases[0] is None else torch.cat(biases), rows_hint),
+        "qkv": _Linear(
+            torch.cat(kernels, 1), None if biases[0] is None else torch.cat(biases), rows_hint
+        ),
         "q": _Linear(kernels[0], biases[0], rows_hint) if query_alone else None,
         "out": _Linear(_w(attn.out.kernel).reshape(-1, e), out_bias, rows_hint),
         "heads": attn.num_heads,
@@ -385,14 +389,22 @@ def _gumbel_argmax(logits, gen):
 
 
 def sample_from_logits(
-    head, logits, temperature, temperature_probs, seed_generator, logits_uncond=None, cfg_weight=None
+    head,
+    logits,
+    temperature,
+    temperature_probs,
+    seed_generator,
+    logits_uncond=None,
+    cfg_weight=None,
 ):
     """`autoregressive.sample_from_logits` (same distribution, torch's RNG), or
     None where the Keras path must handle the step."""
     import torch
 
     gen = _generator(seed_generator, logits.device)
-    as_f32 = lambda v: torch.as_tensor(1.0 if v is None else v, dtype=torch.float32, device=logits.device)  # noqa: E731
+    as_f32 = lambda v: torch.as_tensor(
+        1.0 if v is None else v, dtype=torch.float32, device=logits.device
+    )  # noqa: E731
     t, tp = as_f32(temperature), as_f32(temperature_probs)
     mix, loc, scale = _params(head, logits, t, tp)
     mv = head.head_type == "mv_diag"
@@ -401,7 +413,10 @@ def sample_from_logits(
         take = idx[:, None, None].expand(-1, 1, loc.shape[-1])
         loc_c, scale_c = loc.gather(1, take)[:, 0], scale.gather(1, take)[:, 0]  # (R, D)
     else:
-        loc_c, scale_c = loc.gather(2, idx[..., None])[..., 0], scale.gather(2, idx[..., None])[..., 0]
+        loc_c, scale_c = (
+            loc.gather(2, idx[..., None])[..., 0],
+            scale.gather(2, idx[..., None])[..., 0],
+        )
     eps = torch.randn(loc_c.shape, generator=gen, device=loc_c.device)
     if logits_uncond is None:
         x = loc_c + scale_c * eps

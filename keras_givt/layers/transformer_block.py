@@ -154,20 +154,36 @@ class GIVTAttention(keras.layers.Layer):
         init = lecun_normal(E)
         # === Layers ===
         self.query = keras.layers.EinsumDense(
-            "bte,ehd->bthd", (None, H, Dh), bias_axes=qkv_bias, kernel_initializer=init,
-            dtype=self.dtype_policy, name="query",
+            "bte,ehd->bthd",
+            (None, H, Dh),
+            bias_axes=qkv_bias,
+            kernel_initializer=init,
+            dtype=self.dtype_policy,
+            name="query",
         )
         self.key = keras.layers.EinsumDense(
-            "bte,ehd->bthd", (None, H, Dh), bias_axes=qkv_bias, kernel_initializer=init,
-            dtype=self.dtype_policy, name="key",
+            "bte,ehd->bthd",
+            (None, H, Dh),
+            bias_axes=qkv_bias,
+            kernel_initializer=init,
+            dtype=self.dtype_policy,
+            name="key",
         )
         self.value = keras.layers.EinsumDense(
-            "bte,ehd->bthd", (None, H, Dh), bias_axes=qkv_bias, kernel_initializer=init,
-            dtype=self.dtype_policy, name="value",
+            "bte,ehd->bthd",
+            (None, H, Dh),
+            bias_axes=qkv_bias,
+            kernel_initializer=init,
+            dtype=self.dtype_policy,
+            name="value",
         )
         self.out = keras.layers.EinsumDense(
-            "bthd,hde->bte", (None, E), bias_axes="e" if use_bias else None,
-            kernel_initializer=lecun_normal(E), dtype=self.dtype_policy, name="out",
+            "bthd,hde->bte",
+            (None, E),
+            bias_axes="e" if use_bias else None,
+            kernel_initializer=lecun_normal(E),
+            dtype=self.dtype_policy,
+            name="out",
         )
         self.attention_dropout = keras.layers.Dropout(
             dropout_rate, dtype=self.dtype_policy, name="attention_dropout"
@@ -185,9 +201,15 @@ class GIVTAttention(keras.layers.Layer):
         # q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh), or (B, H, S, Dh)
         # with `kv_heads_first` (the cache layout); mask (T, S).
         o = softmax_attention(
-            q, k, v, self.attention_dropout, training, self.compute_dtype,
-            attention_mask, kv_heads_first,
-        )  # fmt: skip
+            q,
+            k,
+            v,
+            self.attention_dropout,
+            training,
+            self.compute_dtype,
+            attention_mask,
+            kv_heads_first,
+        )
         return self._output(o)  # (B, T, E)
 
     def _project(self, layer, x):
@@ -225,7 +247,11 @@ class GIVTAttention(keras.layers.Layer):
     def call(self, x, kv=None, attention_mask=None, is_causal=False, training=None):
         kv = x if kv is None else kv
         k, v = self._project(self.key, kv), self._project(self.value, kv)
-        if not _keys_major() and attention_mask is None and not (training and self.dropout_rate > 0):
+        if (
+            not _keys_major()
+            and attention_mask is None
+            and not (training and self.dropout_rate > 0)
+        ):
             # torch's fused attention (no attention-weight dropout to apply).
             q = self._project(self.query, x)
             o = ops.dot_product_attention(
@@ -234,7 +260,9 @@ class GIVTAttention(keras.layers.Layer):
             return self._output(o)
         if is_causal:
             attention_mask = causal_mask(ops.shape(x)[1])
-        q = self._project(self.query, x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
+        q = self._project(self.query, x) * ops.cast(
+            1.0 / math.sqrt(self.head_dim), self.compute_dtype
+        )
         return self._attend(q, k, v, attention_mask, training)
 
     def call_with_cache(self, x, cache, cache_update_index, layer_index=None, training=None):
@@ -246,7 +274,9 @@ class GIVTAttention(keras.layers.Layer):
         keys are a contiguous `(B, H, L, Dh)` block that attention reads
         without a copy or transpose. Returns `(output (B, T, E), cache)`.
         """
-        q = self._project(self.query, x) * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
+        q = self._project(self.query, x) * ops.cast(
+            1.0 / math.sqrt(self.head_dim), self.compute_dtype
+        )
         k_new = ops.transpose(self._project(self.key, x), (0, 2, 1, 3))  # (B, H, T, Dh)
         v_new = ops.transpose(self._project(self.value, x), (0, 2, 1, 3))
         kv_new = ops.cast(ops.stack([k_new, v_new], axis=0), cache.dtype)  # (2, B, H, T, Dh)
@@ -291,9 +321,7 @@ def _keys_major():
     return keras.config.backend() != "torch"
 
 
-def softmax_attention(
-    q, k, v, dropout, training, dtype, attention_mask=None, kv_heads_first=False
-):
+def softmax_attention(q, k, v, dropout, training, dtype, attention_mask=None, kv_heads_first=False):
     """`softmax(q·kᵀ) v` with the softmax in float32 -> (B, T, H, Dh).
 
     q (B, T, H, Dh) already scaled; k, v (B, S, H, Dh), or (B, H, S, Dh) with
@@ -355,7 +383,9 @@ class PreLNTransformerBlock(keras.layers.Layer):
         num_heads = validation.check_positive_int("num_heads", num_heads)
         mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
         dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        layer_norm_epsilon = validation.check_float("layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False)
+        layer_norm_epsilon = validation.check_float(
+            "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
+        )
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
@@ -376,8 +406,12 @@ class PreLNTransformerBlock(keras.layers.Layer):
             self.layer_norm_epsilon, use_bias=use_bias, dtype=dtype, name=norm_name
         )
         attention = GIVTAttention(
-            self.num_heads, self.hidden_dim, attention_dropout_rate, use_bias=use_bias,
-            dtype=dtype, name=attention_name,
+            self.num_heads,
+            self.hidden_dim,
+            attention_dropout_rate,
+            use_bias=use_bias,
+            dtype=dtype,
+            name=attention_name,
         )
         dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name=dropout_name)
         return norm, attention, dropout
@@ -482,8 +516,11 @@ class GIVTDecoderBlock(PreLNTransformerBlock):
         # Bias-free LayerNorms and attention; dropout on the attention weights.
         self.pre_attention_norm, self.self_attention, self.attention_output_dropout = (
             self._attention_sublayers(
-                "pre_attention_norm", "self_attention", "attention_output_dropout",
-                use_bias=False, attention_dropout_rate=dropout_rate,
+                "pre_attention_norm",
+                "self_attention",
+                "attention_output_dropout",
+                use_bias=False,
+                attention_dropout_rate=dropout_rate,
             )
         )
         if cross_attention:
@@ -492,8 +529,11 @@ class GIVTDecoderBlock(PreLNTransformerBlock):
                 self.cross_attention_layer,
                 self.cross_attention_output_dropout,
             ) = self._attention_sublayers(
-                "pre_cross_attention_norm", "cross_attention", "cross_attention_output_dropout",
-                use_bias=False, attention_dropout_rate=dropout_rate,
+                "pre_cross_attention_norm",
+                "cross_attention",
+                "cross_attention_output_dropout",
+                use_bias=False,
+                attention_dropout_rate=dropout_rate,
             )
         self._add_mlp_sublayers(norm_bias=False)
 
@@ -512,16 +552,24 @@ class GIVTDecoderBlock(PreLNTransformerBlock):
     def _cross_and_mlp(self, x, encoded, training):
         if self.cross_attention:
             x = self._attention_residual(
-                x, self.pre_cross_attention_norm, self.cross_attention_layer,
-                self.cross_attention_output_dropout, training, kv=encoded,
+                x,
+                self.pre_cross_attention_norm,
+                self.cross_attention_layer,
+                self.cross_attention_output_dropout,
+                training,
+                kv=encoded,
             )
         return x + self._mlp(x, training)
 
     def call(self, x, encoded=None, training=None):
         # x (B, T, E); encoded (B, S, E) or None.
         x = self._attention_residual(
-            x, self.pre_attention_norm, self.self_attention, self.attention_output_dropout,
-            training, is_causal=self.causal,
+            x,
+            self.pre_attention_norm,
+            self.self_attention,
+            self.attention_output_dropout,
+            training,
+            is_causal=self.causal,
         )
         return self._cross_and_mlp(x, encoded, training)
 

@@ -117,8 +117,12 @@ class VectorQuantizer(keras.layers.Layer):
         codebook_size = validation.check_positive_int("codebook_size", codebook_size)
         commitment_cost = validation.check_float("commitment_cost", commitment_cost, 0.0)
         entropy_loss_ratio = validation.check_float("entropy_loss_ratio", entropy_loss_ratio, 0.0)
-        entropy_temperature = validation.check_float("entropy_temperature", entropy_temperature, 0.0, min_inclusive=False)
-        dead_code_threshold = validation.check_float("dead_code_threshold", dead_code_threshold, 0.0)
+        entropy_temperature = validation.check_float(
+            "entropy_temperature", entropy_temperature, 0.0, min_inclusive=False
+        )
+        dead_code_threshold = validation.check_float(
+            "dead_code_threshold", dead_code_threshold, 0.0
+        )
         usage_decay = validation.check_float("usage_decay", usage_decay, 0.0, 1.0)
         super().__init__(**kwargs)
         check_positive_int("codebook_size", codebook_size)
@@ -181,7 +185,9 @@ class VectorQuantizer(keras.layers.Layer):
 
     def decode_ids(self, indices):
         """Codebook rows `(..., D)` of `indices (...)` (MaskGIT's `decode_ids`)."""
-        return ops.cast(ops.take(self.codebook, ops.cast(indices, "int32"), axis=0), self.compute_dtype)
+        return ops.cast(
+            ops.take(self.codebook, ops.cast(indices, "int32"), axis=0), self.compute_dtype
+        )
 
     def quantizer_losses(self, x, quantized=None, distances=None):
         """MaskGIT's training losses: dict with `quantizer_loss` (their sum),
@@ -196,9 +202,10 @@ class VectorQuantizer(keras.layers.Layer):
         e_latent = ops.mean(ops.square(ops.stop_gradient(quantized) - x)) * self.commitment_cost
         q_latent = ops.mean(ops.square(quantized - ops.stop_gradient(x)))
         if self.entropy_loss_ratio:
-            ent = entropy_loss(
-                -distances, self.entropy_loss_type, self.entropy_temperature
-            ) * self.entropy_loss_ratio
+            ent = (
+                entropy_loss(-distances, self.entropy_loss_type, self.entropy_temperature)
+                * self.entropy_loss_ratio
+            )
         else:
             ent = ops.zeros((), "float32")
         return {
@@ -238,15 +245,14 @@ class VectorQuantizer(keras.layers.Layer):
     def restart_dead_codes(self):
         """Moves dead codes onto recent encoder outputs (eager); returns how many."""
         if self.dead_code_threshold <= 0:
-            raise ValueError(
-                "This quantizer was built with dead_code_threshold=0 (no restart)."
-            )
+            raise ValueError("This quantizer was built with dead_code_threshold=0 (no restart).")
         dead = self.usage < (self.dead_code_threshold / self.codebook_size)  # (K,)
         num = int(ops.convert_to_numpy(ops.sum(ops.cast(dead, "int32"))))
         if num:
             self.codebook.assign(
-                ops.where(dead[:, None], ops.cast(self.recent_inputs, self.codebook.dtype),
-                          self.codebook)
+                ops.where(
+                    dead[:, None], ops.cast(self.recent_inputs, self.codebook.dtype), self.codebook
+                )
             )
             self.usage.assign(ops.where(dead, 1.0 / self.codebook_size, self.usage))
         return num

@@ -48,14 +48,19 @@ class ViTEncoderBlock(PreLNTransformerBlock):
         num_heads = validation.check_positive_int("num_heads", num_heads)
         mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
         dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        layer_norm_epsilon = validation.check_float("layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False)
+        layer_norm_epsilon = validation.check_float(
+            "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
+        )
         super().__init__(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon, **kwargs)
 
         # === Layers ===
         # LayerNorms and attention with biases; no attention-weight dropout.
         self.pre_attention_norm, self.attention, self.attention_dropout = self._attention_sublayers(
-            "pre_attention_norm", "attention", "attention_dropout",
-            use_bias=True, attention_dropout_rate=0.0,
+            "pre_attention_norm",
+            "attention",
+            "attention_dropout",
+            use_bias=True,
+            attention_dropout_rate=0.0,
         )
         self._add_mlp_sublayers(norm_bias=True)
         self.output_dropout = keras.layers.Dropout(
@@ -111,7 +116,9 @@ class ViTEncoder(keras.layers.Layer):
         num_heads = validation.check_positive_int("num_heads", num_heads)
         mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
         dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        layer_norm_epsilon = validation.check_float("layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False)
+        layer_norm_epsilon = validation.check_float(
+            "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
+        )
         super().__init__(**kwargs)
         self.num_layers = num_layers
         self.hidden_dim = hidden_dim
@@ -176,7 +183,10 @@ def vit_encoder_weight_map(encoder, prefix):
     }
     for i, block in enumerate(encoder.blocks):
         p = f"{prefix}/encoderblock_{i}/"
-        for bv, ln in (("LayerNorm_0", block.pre_attention_norm), ("LayerNorm_1", block.pre_mlp_norm)):
+        for bv, ln in (
+            ("LayerNorm_0", block.pre_attention_norm),
+            ("LayerNorm_1", block.pre_mlp_norm),
+        ):
             m[p + bv + "/scale"] = ln.scale
             m[p + bv + "/bias"] = ln.bias
         for bv, layer in (("Dense_0", block.mlp_dense_0), ("Dense_1", block.mlp_dense_1)):
@@ -187,7 +197,6 @@ def vit_encoder_weight_map(encoder, prefix):
             m[p + f"MultiHeadDotProductAttention_0/{n}/kernel"] = dense.kernel
             m[p + f"MultiHeadDotProductAttention_0/{n}/bias"] = dense.bias
     return m
-
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
@@ -250,8 +259,13 @@ class PatchViTEncoder(keras.layers.Layer):
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
         self.encoder = ViTEncoder(
-            num_layers, hidden_dim, num_heads, mlp_dim, dropout_rate,
-            dtype=self.dtype_policy, name="encoder",
+            num_layers,
+            hidden_dim,
+            num_heads,
+            mlp_dim,
+            dropout_rate,
+            dtype=self.dtype_policy,
+            name="encoder",
         )
 
     def build(self, input_shape):

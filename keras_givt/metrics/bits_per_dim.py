@@ -37,7 +37,9 @@ def bits_per_dim(nll_nats, num_dims, data_scale=1.0):
     """
     check_positive_int("num_dims", num_dims)
     if isinstance(data_scale, bool) or not isinstance(data_scale, numbers.Real) or data_scale <= 0:
-        raise ValueError(f"`data_scale` must be a positive float; received data_scale={data_scale!r}.")
+        raise ValueError(
+            f"`data_scale` must be a positive float; received data_scale={data_scale!r}."
+        )
     offset = num_dims * math.log(data_scale)
     denominator = num_dims * math.log(2.0)
     if isinstance(nll_nats, numbers.Real) and not isinstance(nll_nats, bool):

@@ -72,9 +72,13 @@ def build_fd_cnn_classifier(name="fd_cnn"):
     """
     fmt = "channels_last"
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="images")
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format=fmt, name="conv1")(inputs)
+    x = keras.layers.Conv2D(
+        32, 3, padding="same", activation="relu", data_format=fmt, name="conv1"
+    )(inputs)
     x = keras.layers.MaxPooling2D(2, data_format=fmt, name="pool1")(x)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format=fmt, name="conv2")(x)
+    x = keras.layers.Conv2D(
+        64, 3, padding="same", activation="relu", data_format=fmt, name="conv2"
+    )(x)
     x = keras.layers.MaxPooling2D(2, data_format=fmt, name="pool2")(x)
     x = keras.layers.Flatten(data_format=fmt, name="flatten")(x)
     features = keras.layers.Dense(FEATURE_DIM, activation="relu", name="features")(x)
@@ -100,7 +104,9 @@ def load_weights_npz(model, path):
         for variable in layer.weights:
             key = f"{layer.name}/{variable.name}"
             if key not in arrays:
-                raise ValueError(f"Weights file {path!r} has no array {key!r}; it has {sorted(arrays)}.")
+                raise ValueError(
+                    f"Weights file {path!r} has no array {key!r}; it has {sorted(arrays)}."
+                )
             value = arrays[key]
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
@@ -161,7 +167,9 @@ def prepare_images(images, input_mode="crop"):
     height, width = x.shape[1], x.shape[2]
     if input_mode == "resize":
         if (height, width) != (INPUT_SIZE, INPUT_SIZE):
-            x = ops.image.resize(x, (INPUT_SIZE, INPUT_SIZE), interpolation="bilinear", antialias=True)
+            x = ops.image.resize(
+                x, (INPUT_SIZE, INPUT_SIZE), interpolation="bilinear", antialias=True
+            )
         return x
     if height < INPUT_SIZE or width < INPUT_SIZE:
         raise ValueError(
@@ -232,7 +240,14 @@ class FDCNN:
     ```
     """
 
-    def __init__(self, dataset="fashion_mnist", input_mode="crop", batch_size=500, weights_path=None, stats_path=None):
+    def __init__(
+        self,
+        dataset="fashion_mnist",
+        input_mode="crop",
+        batch_size=500,
+        weights_path=None,
+        stats_path=None,
+    ):
         check_choice("dataset", dataset, DATASETS)
         check_choice("input_mode", input_mode, INPUT_MODES)
         check_positive_int("batch_size", batch_size)

@@ -30,7 +30,9 @@ def gaussian_statistics(features):
     """
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"`features` must have shape (N, F) with N >= 2; received shape {features.shape}.")
+        raise ValueError(
+            f"`features` must have shape (N, F) with N >= 2; received shape {features.shape}."
+        )
     return {"mu": features.mean(axis=0), "sigma": np.cov(features, rowvar=False)}
 
 
@@ -41,7 +43,9 @@ def _psd_sqrt(matrix):
 
 def _check_stats(name, stats):
     if not hasattr(stats, "__getitem__"):
-        raise TypeError(f"`{name}` must be a dict with 'mu' and 'sigma'; received {type(stats).__name__}.")
+        raise TypeError(
+            f"`{name}` must be a dict with 'mu' and 'sigma'; received {type(stats).__name__}."
+        )
     try:
         mu = np.asarray(stats["mu"], np.float64)
         sigma = np.asarray(stats["sigma"], np.float64)

@@ -76,7 +76,9 @@ class PanopticQuality:
 
     def update(self, gt_semantics, gt_instances, pred_semantics, pred_instances):
         """Adds one image (H, W) or a batch (B, H, W)."""
-        arrays = [np.asarray(a) for a in (gt_semantics, gt_instances, pred_semantics, pred_instances)]
+        arrays = [
+            np.asarray(a) for a in (gt_semantics, gt_instances, pred_semantics, pred_instances)
+        ]
         shape = arrays[0].shape
         for name, a in zip(("gt_instances", "pred_semantics", "pred_instances"), arrays[1:]):
             if a.shape != shape:

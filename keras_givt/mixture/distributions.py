@@ -170,9 +170,7 @@ def make_keras_distribution(params):
     if kind == "per_channel":
         return NormalMixture(params["mixture_logits"], params["loc"], params["scale"])
     if kind == "mv_diag":
-        return DiagonalNormalMixture(
-            params["mixture_logits"], params["loc"], params["scale_diag"]
-        )
+        return DiagonalNormalMixture(params["mixture_logits"], params["loc"], params["scale_diag"])
     if kind == "multivariate":
         return MultivariateNormalTriL(params["loc"], params["scale_tri"])
     raise ValueError(f"Unknown head_type: {kind!r}")

@@ -139,9 +139,7 @@ class CFGDensity:
             u = keras.random.uniform(full, minval=1e-20, maxval=1.0, seed=seed)
         x = self.loc_c + self.simple_scale * eps  # (P, ..., D)
         log_ratio = (
-            self.log_prob(x)
-            - normal_log_prob(x, self.loc_c, self.simple_scale)
-            - ops.log(self.fac)
+            self.log_prob(x) - normal_log_prob(x, self.loc_c, self.simple_scale) - ops.log(self.fac)
         )
         accept = ops.log(u) < log_ratio
         # First accepted proposal, else the best one.

@@ -223,4 +223,3 @@ class GaussianMixtureHead(keras.layers.Layer):
 
 def _as_f32(x):
     return ops.cast(x, "float32")
-

@@ -281,11 +281,17 @@ class GenerationTask(Task):
             self._samples_preprocessed = train is not None
             try:
                 return super().fit(
-                    x, y, batch_size=batch_size, epochs=epochs,
+                    x,
+                    y,
+                    batch_size=batch_size,
+                    epochs=epochs,
                     shuffle=False if train is not None else shuffle,
-                    validation_split=validation_split, validation_data=validation_data,
-                    sample_weight=sample_weight, callbacks=callbacks, **kwargs,
-                )  # fmt: skip
+                    validation_split=validation_split,
+                    validation_data=validation_data,
+                    sample_weight=sample_weight,
+                    callbacks=callbacks,
+                    **kwargs,
+                )
             except BaseException:
                 training_checks.restore_purged_jax_variables(saved)
                 raise
@@ -297,7 +303,9 @@ class GenerationTask(Task):
         from keras_givt.models import training_checks
 
         if kwargs.get("_use_cached_eval_dataset", False):
-            return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs)
+            return super().evaluate(
+                x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
+            )
         data = self._batched_dataset(x, y, sample_weight, batch_size, None)
         if data is not None:
             x, y, sample_weight, batch_size = self._checked(data, "evaluation"), None, None, None
@@ -465,7 +473,9 @@ class GenerationTask(Task):
     def _check_num_steps(self, num_steps):
         return validation.check_int("num_steps", num_steps, 1)
 
-    def _generation_outputs(self, tokens, counts, return_tokens, return_num_masked, image_range=None):
+    def _generation_outputs(
+        self, tokens, counts, return_tokens, return_num_masked, image_range=None
+    ):
         """Images in `image_range` (or `tokens`), with the per-step masked `counts` when asked."""
         out = tokens if return_tokens else self._decode_to_range(tokens, image_range)
         return (out, counts) if return_num_masked else out
@@ -500,7 +510,9 @@ class GenerationTask(Task):
         if names is not None:
             num_classes = self._num_classes()
             if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-                raise TypeError(f"`class_names` must be a list of str. Received: class_names={names!r}")
+                raise TypeError(
+                    f"`class_names` must be a list of str. Received: class_names={names!r}"
+                )
             names = list(names)
             if num_classes is None or len(names) != num_classes or len(set(names)) != len(names):
                 raise ValueError(
@@ -578,9 +590,10 @@ class GenerationTask(Task):
         import inspect
 
         valid = [
-            n for n, p in inspect.signature(getattr(self, method)).parameters.items()
+            n
+            for n, p in inspect.signature(getattr(self, method)).parameters.items()
             if p.kind is not inspect.Parameter.VAR_KEYWORD
-        ]  # fmt: skip
+        ]
         aliases = {a: t for a, t in self.keyword_aliases.items() if t in valid}
         validation.check_keywords(f"{type(self).__name__}.{method}", kwargs, valid, aliases)
         for alias, value in kwargs.items():
@@ -810,7 +823,6 @@ class GenerationTask(Task):
             return load_own(store)
 
         optimizer.load_own_variables = load_own_variables
-
 
     @classproperty
     def presets(cls):

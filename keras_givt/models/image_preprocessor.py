@@ -32,7 +32,12 @@ from keras_givt.datasets.preprocessing import check_resize_mode
 from keras_givt.datasets.preprocessing import standardize_image_size
 
 # Input ranges `input_range` accepts besides "auto", by name.
-INPUT_RANGES = {"uint8": (0.0, 255.0), "0_255": (0.0, 255.0), "0_1": (0.0, 1.0), "-1_1": (-1.0, 1.0)}
+INPUT_RANGES = {
+    "uint8": (0.0, 255.0),
+    "0_255": (0.0, 255.0),
+    "0_1": (0.0, 1.0),
+    "-1_1": (-1.0, 1.0),
+}
 OUTPUT_RANGES = ((-1.0, 1.0), (0.0, 1.0))
 # Slack of the range checks (resampling and float round-off overshoot a bit).
 RANGE_TOLERANCE = 1e-3
@@ -275,7 +280,12 @@ class ImagePreprocessor(keras.layers.Layer):
         shape = tf.shape(x)
         pad_h = height - shape[1]
         pad_w = width - shape[2]
-        paddings = [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]
+        paddings = [
+            [0, 0],
+            [pad_h // 2, pad_h - pad_h // 2],
+            [pad_w // 2, pad_w - pad_w // 2],
+            [0, 0],
+        ]
         return tf.pad(x, paddings, constant_values=pad_value)
 
     def _convert_graph(self, images, name, where):
@@ -360,9 +370,11 @@ class ImagePreprocessor(keras.layers.Layer):
                 "channels": self.channels,
                 "resize_mode": self.resize_mode,
                 "output_range": list(self.output_range),
-                "input_range": self.input_range
-                if isinstance(self.input_range, str)
-                else list(self.input_range),
+                "input_range": (
+                    self.input_range
+                    if isinstance(self.input_range, str)
+                    else list(self.input_range)
+                ),
                 "pack_labels": self.pack_labels,
             }
         )

@@ -91,10 +91,20 @@ def check_array(
     value = np.asarray(value)
     got_shape = tuple(value.shape)
     if shape is not None and (
-        len(got_shape) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got_shape))
+        len(got_shape) != len(shape)
+        or any(s is not None and s != g for s, g in zip(shape, got_shape))
     ):
-        want = "(" + ", ".join("B" if i == 0 and s is None else ("?" if s is None else str(s)) for i, s in enumerate(shape)) + ")"
-        raise ValueError(f"{where}: `{name}` must have shape {want}. Received: {name}.shape={got_shape}")
+        want = (
+            "("
+            + ", ".join(
+                "B" if i == 0 and s is None else ("?" if s is None else str(s))
+                for i, s in enumerate(shape)
+            )
+            + ")"
+        )
+        raise ValueError(
+            f"{where}: `{name}` must have shape {want}. Received: {name}.shape={got_shape}"
+        )
     dtype = value.dtype
     is_int = np.issubdtype(dtype, np.integer)
     is_float = np.issubdtype(dtype, np.floating)
@@ -105,7 +115,9 @@ def check_array(
             )
     elif kind == "bool":
         if dtype != bool and not (is_int and np.isin(value, (0, 1)).all()):
-            raise ValueError(f"{where}: `{name}` must be bool (or 0/1). Received: {name} of dtype {dtype.name}")
+            raise ValueError(
+                f"{where}: `{name}` must be bool (or 0/1). Received: {name} of dtype {dtype.name}"
+            )
         return
     elif kind == "image":
         if not is_float:
@@ -114,7 +126,9 @@ def check_array(
                 f"of dtype {dtype.name}{hint}"
             )
     elif not is_float:
-        raise ValueError(f"{where}: `{name}` must be floats. Received: {name} of dtype {dtype.name}")
+        raise ValueError(
+            f"{where}: `{name}` must be floats. Received: {name} of dtype {dtype.name}"
+        )
     if value.size == 0:
         return
     if not is_int:

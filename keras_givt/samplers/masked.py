@@ -78,8 +78,14 @@ def maskgit_generate(
         m = ops.shape(lc)[-1]
         flat_u = None if lu is None else ops.reshape(lu, (-1, m))
         x, lp = sample_from_logits(
-            head, ops.reshape(lc, (-1, m)), temperature, temperature_probs, seed_generator,
-            flat_u, cfg_weight, greedy,
+            head,
+            ops.reshape(lc, (-1, m)),
+            temperature,
+            temperature_probs,
+            seed_generator,
+            flat_u,
+            cfg_weight,
+            greedy,
         )
         x = ops.reshape(x, ops.shape(tokens))
         confidence = ops.reshape(lp, (B, L))

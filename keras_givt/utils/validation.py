@@ -40,8 +40,10 @@ def check_probability(name, value):
 
 def _scalar(value):
     # 0-d numpy arrays -> numpy scalars; other values unchanged.
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item") and not isinstance(
-        value, numbers.Number
+    if (
+        getattr(value, "ndim", None) == 0
+        and hasattr(value, "item")
+        and not isinstance(value, numbers.Number)
     ):
         try:
             return value.item()
@@ -144,14 +146,10 @@ def check_int_tuple(name, value, length, min_value=1):
         min_value: int. Inclusive lower bound for every entry.
     """
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        raise TypeError(
-            f"`{name}` must be a sequence of {length} ints. Received: {name}={value!r}"
-        )
+        raise TypeError(f"`{name}` must be a sequence of {length} ints. Received: {name}={value!r}")
     items = list(value)
     if len(items) != length:
-        raise ValueError(
-            f"`{name}` must have {length} entries. Received: {name}={tuple(items)!r}"
-        )
+        raise ValueError(f"`{name}` must have {length} entries. Received: {name}={tuple(items)!r}")
     out = []
     for item in items:
         item = _scalar(item)
@@ -325,9 +323,7 @@ def check_finite_array(name, value, dtype="float32"):
             f"(of type {type(value).__name__})"
         )
     if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"`{name}` must be an array of numbers. Received: {name}={_show(value)}"
-        )
+        raise TypeError(f"`{name}` must be an array of numbers. Received: {name}={_show(value)}")
     arr = arr.astype(dtype)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(
@@ -383,14 +379,20 @@ def check_keywords(method, kwargs, valid, aliases=None):
         raise TypeError(
             f"{method}() got an unexpected keyword argument {key!r}.{hint} "
             f"Valid keywords: {', '.join(valid)}"
-            + (f"; aliases: {', '.join(f'{a} (-> {t})' for a, t in sorted(aliases.items()))}" if aliases else "")
+            + (
+                f"; aliases: {', '.join(f'{a} (-> {t})' for a, t in sorted(aliases.items()))}"
+                if aliases
+                else ""
+            )
         )
 
 
 def check_int_list(name, value, min_value=1):
     """A non-empty sequence of ints >= `min_value` (e.g. `channel_multipliers`), as a tuple."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
-        raise ValueError(f"`{name}` must be a non-empty sequence of ints. Received: {name}={value!r}")
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of ints. Received: {name}={value!r}"
+        )
     return check_int_tuple(name, value, len(value), min_value)
 
 
@@ -416,4 +418,3 @@ def check_schedule_name(schedule, names, power_prefix, example):
     if not ok:
         raise ValueError(f"`schedule` must be one of {choices}. Received: schedule={schedule!r}")
     return schedule
-

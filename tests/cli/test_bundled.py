@@ -28,7 +28,9 @@ def test_bundled_preset_loads_and_generates(name):
         assert out["semantics"].shape == (1, h, w) and out["instances"].shape == (1, h, w)
         return
     if cls is keras_givt.MaskGITImageGenerator:  # Discrete tokens, not latents.
-        t = ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=4, seed=0, return_tokens=True))
+        t = ops.convert_to_numpy(
+            model.generate(labels=[0, 9], num_steps=4, seed=0, return_tokens=True)
+        )
         assert t.shape == (2, 16) and t.min() >= 0 and t.max() < model.backbone.codebook_size
         return
     kwargs = {"num_steps": 4} if cls is keras_givt.GIVTMaskGIT else {}

@@ -19,10 +19,28 @@ from keras_givt.cli.commands import INTERRUPT_ENV
 from keras_givt.cli.main import main
 
 BACKEND = keras.config.backend()
-TINY_VAE = ["--filters", "32", "--channel-multipliers", "1,2,2", "--codeword-dim", "4",
-            "--num-res-blocks", "1"]  # fmt: skip
-TINY_GIVT = ["--emb-dim", "32", "--num-layers", "1", "--num-heads", "2", "--mlp-dim", "64",
-             "--num-mixtures", "2"]  # fmt: skip
+TINY_VAE = [
+    "--filters",
+    "32",
+    "--channel-multipliers",
+    "1,2,2",
+    "--codeword-dim",
+    "4",
+    "--num-res-blocks",
+    "1",
+]
+TINY_GIVT = [
+    "--emb-dim",
+    "32",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--mlp-dim",
+    "64",
+    "--num-mixtures",
+    "2",
+]
 DATA = ["--image-size", "16", "--channels", "1", "--batch-size", "8"]
 
 
@@ -50,11 +68,37 @@ def workdir(tmp_path_factory):
             img = rng.integers(0, 100, (16, 16, 1), dtype=np.uint8) + np.uint8(15 * c)
             io_utils.write_png(root / "images" / f"class{c}" / f"{i}.png", img)
     data = ["--data", str(root / "images")]
-    rc = main(["--backend", BACKEND, "train-vae", *data, *DATA, *TINY_VAE, "--steps", "2",
-               "--out", str(root / "vae"), "--verbose", "0"])  # fmt: skip
+    rc = main(
+        [
+            "--backend",
+            BACKEND,
+            "train-vae",
+            *data,
+            *DATA,
+            *TINY_VAE,
+            "--steps",
+            "2",
+            "--out",
+            str(root / "vae"),
+            "--verbose",
+            "0",
+        ]
+    )
     assert rc == 0
-    rc = main(["encode", *data, "--image-size", "16", "--channels", "1", "--vae", str(root / "vae"),
-               "--out", str(root / "latents.npz")])  # fmt: skip
+    rc = main(
+        [
+            "encode",
+            *data,
+            "--image-size",
+            "16",
+            "--channels",
+            "1",
+            "--vae",
+            str(root / "vae"),
+            "--out",
+            str(root / "latents.npz"),
+        ]
+    )
     assert rc == 0
     return root
 
@@ -79,9 +123,29 @@ def test_train_vae_and_encode_outputs(workdir):
 
 
 def _train(workdir, out, steps, *extra, model="causal"):
-    return _status(["train", "--model", model, "--latents", str(workdir / "latents.npz"), *TINY_GIVT,
-                 "--batch-size", "8", "--steps", str(steps), "--steps-per-epoch", "2",
-                 "--checkpoint-every", "1", "--out", str(out), "--verbose", "0", *extra])  # fmt: skip
+    return _status(
+        [
+            "train",
+            "--model",
+            model,
+            "--latents",
+            str(workdir / "latents.npz"),
+            *TINY_GIVT,
+            "--batch-size",
+            "8",
+            "--steps",
+            str(steps),
+            "--steps-per-epoch",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+            *extra,
+        ]
+    )
 
 
 def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
@@ -109,16 +173,55 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
     assert _train(workdir, out, 6, "--resume") == 0
     assert _json(out / "checkpoint" / "state.json")["step"] == 6
 
-    assert main(["sample", "--model", str(out), "--out", str(workdir / "sample"),
-                 "--labels", "3,7", "--num-per-class", "2", "--cfg-weight", "0.5", "--seed", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(out),
+                "--out",
+                str(workdir / "sample"),
+                "--labels",
+                "3,7",
+                "--num-per-class",
+                "2",
+                "--cfg-weight",
+                "0.5",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     img = io_utils.read_png(workdir / "sample" / "samples.png")
     assert img.shape == (2 * 18 + 2, 2 * 18 + 2, 1)
     rec = _json(workdir / "sample" / "sample.json")
     assert rec["status"] == "done" and rec["metrics"]["num_samples"] == 4
 
-    assert main(["evaluate", "--model", str(out / "preset"), "--out", str(workdir / "eval"),
-                 "--num-samples", "8", "--batch-size", "4", "--cfg-weight", "0.5", "--fd-input-mode", "resize",
-                 "--fd-dataset", "fashion_mnist", "--bpd-examples", "8"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out / "preset"),
+                "--out",
+                str(workdir / "eval"),
+                "--num-samples",
+                "8",
+                "--batch-size",
+                "4",
+                "--cfg-weight",
+                "0.5",
+                "--fd-input-mode",
+                "resize",
+                "--fd-dataset",
+                "fashion_mnist",
+                "--bpd-examples",
+                "8",
+            ]
+        )
+        == 0
+    )
     m = _json(workdir / "eval" / "evaluate.json")["metrics"]
     for key in ("fd_cnn", "fd_cnn_floor_10k", "latent_bits_per_dim", "sampling_time_s"):
         assert np.isfinite(m[key]), key
@@ -128,10 +231,35 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
 def test_train_maskgit_and_inpaint(workdir):
     out = workdir / "maskgit"
     assert _train(workdir, out, 2, model="maskgit") == 0
-    assert main(["inpaint", "--model", str(out), "--data", str(workdir / "images"),
-                 "--image-size", "16", "--channels", "1", "--num-images", "3", "--num-steps", "2",
-                 "--split", "train", "--out", str(workdir / "inpaint")]) == 0  # fmt: skip
-    assert io_utils.read_png(workdir / "inpaint" / "inpaint.png").shape == (3 * 18 + 2, 3 * 18 + 2, 1)
+    assert (
+        main(
+            [
+                "inpaint",
+                "--model",
+                str(out),
+                "--data",
+                str(workdir / "images"),
+                "--image-size",
+                "16",
+                "--channels",
+                "1",
+                "--num-images",
+                "3",
+                "--num-steps",
+                "2",
+                "--split",
+                "train",
+                "--out",
+                str(workdir / "inpaint"),
+            ]
+        )
+        == 0
+    )
+    assert io_utils.read_png(workdir / "inpaint" / "inpaint.png").shape == (
+        3 * 18 + 2,
+        3 * 18 + 2,
+        1,
+    )
     assert _json(workdir / "inpaint" / "inpaint.json")["status"] == "done"
 
 
@@ -140,7 +268,10 @@ def test_train_maskgit_and_inpaint(workdir):
     [
         (["train", "--model", "transformer", "--out", "x"], "invalid choice"),
         (["train", "--model", "causal", "--out", "x"], "--latents"),
-        (["train-vae", "--data", "fashion_mnist", "--out", "x", "--batch-size", "0"], "positive integer"),
+        (
+            ["train-vae", "--data", "fashion_mnist", "--out", "x", "--batch-size", "0"],
+            "positive integer",
+        ),
         (["train-vae", "--data", "/no/such/folder", "--out", "x"], "image folder"),
         (["--backend", "theano", "demo"], "invalid choice"),
         (["train", "--model", "causal", "--latents", "/no/such.npz", "--out", "x"], "not found"),
@@ -174,9 +305,24 @@ def test_backend_flag_sets_keras_backend(workdir, tmp_path):
     other = "jax" if BACKEND != "jax" else "torch"
     env = dict(os.environ, KERAS_BACKEND=BACKEND)
     out = tmp_path / "z.npz"
-    cmd = [sys.executable, "-m", "keras_givt_cli", "encode", "--backend", other,
-           "--data", str(workdir / "images"), "--image-size", "16", "--channels", "1",
-           "--vae", str(workdir / "vae"), "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "keras_givt_cli",
+        "encode",
+        "--backend",
+        other,
+        "--data",
+        str(workdir / "images"),
+        "--image-size",
+        "16",
+        "--channels",
+        "1",
+        "--vae",
+        str(workdir / "vae"),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _json(tmp_path / "z.json")["env"]["backend"] == other

@@ -36,13 +36,17 @@ def inputs(tmp_path_factory):
     rng = np.random.default_rng(0)
     for c in range(2):
         os.makedirs(root / "images" / f"class{c}")
-        io_utils.write_png(root / "images" / f"class{c}" / "0.png", rng.integers(0, 255, (8, 8, 1), dtype=np.uint8))
+        io_utils.write_png(
+            root / "images" / f"class{c}" / "0.png", rng.integers(0, 255, (8, 8, 1), dtype=np.uint8)
+        )
     os.makedirs(root / "empty_classes" / "a")
     (root / "empty_classes" / "a" / "notes.txt").write_text("no images")
     os.makedirs(root / "vae" / "vae")
     (root / "vae" / "vae" / "model.keras").write_bytes(b"not loaded by the checks")
-    io_utils.write_json(root / "vae" / "vae" / "vae.json",
-                        {"config": {"output_dim": 3, "channel_multipliers": [1, 2, 2]}, "data": {"channels": 3}})  # fmt: skip
+    io_utils.write_json(
+        root / "vae" / "vae" / "vae.json",
+        {"config": {"output_dim": 3, "channel_multipliers": [1, 2, 2]}, "data": {"channels": 3}},
+    )
     os.makedirs(root / "not_a_model")
     (root / "a_file").write_text("x")
     np.savez(root / "wrong_keys.npz", x=np.zeros(3))
@@ -59,71 +63,272 @@ def _cases(r):
         # Numbers.
         (["train-vae", "--data", imgs, "--out", out, "--batch-size", "0"], "--batch-size", "0"),
         (["train-vae", "--data", imgs, "--out", out, "--steps", "-3"], "--steps", "-3"),
-        (["train-vae", "--data", imgs, "--out", out, "--learning-rate", "0"], "--learning-rate", "0"),
-        (["train-vae", "--data", imgs, "--out", out, "--learning-rate", "nan"], "--learning-rate", "nan"),
+        (
+            ["train-vae", "--data", imgs, "--out", out, "--learning-rate", "0"],
+            "--learning-rate",
+            "0",
+        ),
+        (
+            ["train-vae", "--data", imgs, "--out", out, "--learning-rate", "nan"],
+            "--learning-rate",
+            "nan",
+        ),
         (["train-vae", "--data", imgs, "--out", out, "--beta", "-1"], "--beta", "-1"),
-        (["train-vae", "--data", imgs, "--out", out, "--channel-multipliers", "1,0"], "--channel-multipliers", "1,0"),
+        (
+            ["train-vae", "--data", imgs, "--out", out, "--channel-multipliers", "1,0"],
+            "--channel-multipliers",
+            "1,0",
+        ),
         (["train-vae", "--data", imgs, "--out", out, "--image-size", "30"], "--image-size", "30"),
-        (["train-vae", "--data", imgs, "--out", out, "--warmup-steps", "-1"], "--warmup-steps", "-1"),
+        (
+            ["train-vae", "--data", imgs, "--out", out, "--warmup-steps", "-1"],
+            "--warmup-steps",
+            "-1",
+        ),
         (["train-vae", "--data", imgs, "--out", out, "--seed", "-2"], "--seed", "-2"),
-        (["train", "--model", "causal", "--data", imgs, "--vae", vae, "--out", out, "--emb-dim", "30",
-          "--num-heads", "4"], "--emb-dim", "30"),  # fmt: skip
-        (["train", "--model", "causal", "--data", imgs, "--vae", vae, "--out", out,
-          "--drop-labels-probability", "1.5"], "--drop-labels-probability", "1.5"),  # fmt: skip
-        (["train", "--model", "causal", "--data", imgs, "--vae", vae, "--out", out, "--dropout", "1"],
-         "--dropout", "1"),  # fmt: skip
-        (["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--temperature", "-1"],
-         "--temperature", "-1"),  # fmt: skip
-        (["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--num-per-class", "0"],
-         "--num-per-class", "0"),  # fmt: skip
-        (["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--labels", "1,-1"], "--labels", "1,-1"),
-        (["evaluate", "--model", "givt_causal_fashion_mnist", "--out", out, "--num-samples", "1"],
-         "--num-samples", "1"),  # fmt: skip
-        (["evaluate-vq", "--model", "vq_maskgit_fashion_mnist", "--out", out, "--batch-size", "-5"],
-         "--batch-size", "-5"),  # fmt: skip
+        (
+            [
+                "train",
+                "--model",
+                "causal",
+                "--data",
+                imgs,
+                "--vae",
+                vae,
+                "--out",
+                out,
+                "--emb-dim",
+                "30",
+                "--num-heads",
+                "4",
+            ],
+            "--emb-dim",
+            "30",
+        ),
+        (
+            [
+                "train",
+                "--model",
+                "causal",
+                "--data",
+                imgs,
+                "--vae",
+                vae,
+                "--out",
+                out,
+                "--drop-labels-probability",
+                "1.5",
+            ],
+            "--drop-labels-probability",
+            "1.5",
+        ),
+        (
+            [
+                "train",
+                "--model",
+                "causal",
+                "--data",
+                imgs,
+                "--vae",
+                vae,
+                "--out",
+                out,
+                "--dropout",
+                "1",
+            ],
+            "--dropout",
+            "1",
+        ),
+        (
+            ["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--temperature", "-1"],
+            "--temperature",
+            "-1",
+        ),
+        (
+            [
+                "sample",
+                "--model",
+                "givt_causal_fashion_mnist",
+                "--out",
+                out,
+                "--num-per-class",
+                "0",
+            ],
+            "--num-per-class",
+            "0",
+        ),
+        (
+            ["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--labels", "1,-1"],
+            "--labels",
+            "1,-1",
+        ),
+        (
+            [
+                "evaluate",
+                "--model",
+                "givt_causal_fashion_mnist",
+                "--out",
+                out,
+                "--num-samples",
+                "1",
+            ],
+            "--num-samples",
+            "1",
+        ),
+        (
+            [
+                "evaluate-vq",
+                "--model",
+                "vq_maskgit_fashion_mnist",
+                "--out",
+                out,
+                "--batch-size",
+                "-5",
+            ],
+            "--batch-size",
+            "-5",
+        ),
         (["train-vq", "--data", imgs, "--out", out, "--filters", "48"], "--filters", "48"),
         (["uvim-train-vae", "--out", out, "--learning-rate", "-1"], "--learning-rate", "-1"),
         (["uvim-train-vae", "--out", out, "--patch-size", "5"], "--patch-size", "5"),
-        (["uvim-evaluate", "--model", "m", "--out", out, "--temperature", "0"], "--temperature", "0"),
+        (
+            ["uvim-evaluate", "--model", "m", "--out", out, "--temperature", "0"],
+            "--temperature",
+            "0",
+        ),
         (["--backend", "theano", "demo"], "--backend", "theano"),
         # Paths that do not exist or are not what they should be.
         (["train-vae", "--data", str(r / "missing"), "--out", out], "--data", str(r / "missing")),
         (["train-vae", "--data", f, "--out", out], "--data", f),
-        (["train-vae", "--data", str(r / "empty_classes"), "--out", out], "--data", str(r / "empty_classes")),
-        (["train", "--model", "causal", "--latents", str(r / "no.npz"), "--out", out], "--latents", str(r / "no.npz")),
-        (["train", "--model", "causal", "--latents", str(r / "images"), "--out", out], "--latents", str(r / "images")),
+        (
+            ["train-vae", "--data", str(r / "empty_classes"), "--out", out],
+            "--data",
+            str(r / "empty_classes"),
+        ),
+        (
+            ["train", "--model", "causal", "--latents", str(r / "no.npz"), "--out", out],
+            "--latents",
+            str(r / "no.npz"),
+        ),
+        (
+            ["train", "--model", "causal", "--latents", str(r / "images"), "--out", out],
+            "--latents",
+            str(r / "images"),
+        ),
         (["train", "--model", "causal", "--latents", f, "--out", out], "--latents", f),
-        (["train", "--model", "causal", "--latents", str(r / "wrong_keys.npz"), "--out", out],
-         "--latents", str(r / "wrong_keys.npz")),  # fmt: skip
-        (["train", "--model", "causal", "--latents", str(r / "flat_mu.npz"), "--out", out],
-         "--latents", str(r / "flat_mu.npz")),  # fmt: skip
-        (["encode", "--data", imgs, "--vae", str(r / "missing_vae"), "--out", str(r / "z.npz")],
-         "--vae", str(r / "missing_vae")),  # fmt: skip
-        (["encode", "--data", imgs, "--vae", str(r / "not_a_model"), "--out", str(r / "z.npz")],
-         "--vae", str(r / "not_a_model")),  # fmt: skip
-        (["uvim-train", "--vae", str(r / "not_a_model"), "--out", out], "--vae", str(r / "not_a_model")),
-        (["sample", "--model", str(r / "missing_model"), "--out", out], "--model", str(r / "missing_model")),
-        (["sample", "--model", str(r / "not_a_model"), "--out", out], "--model", str(r / "not_a_model")),
+        (
+            ["train", "--model", "causal", "--latents", str(r / "wrong_keys.npz"), "--out", out],
+            "--latents",
+            str(r / "wrong_keys.npz"),
+        ),
+        (
+            ["train", "--model", "causal", "--latents", str(r / "flat_mu.npz"), "--out", out],
+            "--latents",
+            str(r / "flat_mu.npz"),
+        ),
+        (
+            ["encode", "--data", imgs, "--vae", str(r / "missing_vae"), "--out", str(r / "z.npz")],
+            "--vae",
+            str(r / "missing_vae"),
+        ),
+        (
+            ["encode", "--data", imgs, "--vae", str(r / "not_a_model"), "--out", str(r / "z.npz")],
+            "--vae",
+            str(r / "not_a_model"),
+        ),
+        (
+            ["uvim-train", "--vae", str(r / "not_a_model"), "--out", out],
+            "--vae",
+            str(r / "not_a_model"),
+        ),
+        (
+            ["sample", "--model", str(r / "missing_model"), "--out", out],
+            "--model",
+            str(r / "missing_model"),
+        ),
+        (
+            ["sample", "--model", str(r / "not_a_model"), "--out", out],
+            "--model",
+            str(r / "not_a_model"),
+        ),
         (["sample", "--model", f, "--out", out], "--model", f),
-        (["sample", "--model", "vq_maskgit_fashion_mnist", "--out", out], "--model", "vq_maskgit_fashion_mnist"),
-        (["inpaint", "--model", "givt_causal_fashion_mnist", "--out", out], "--model", "givt_causal_fashion_mnist"),
-        (["evaluate-vq", "--model", "givt_causal_fashion_mnist", "--out", out], "--model", "givt_causal_fashion_mnist"),
-        (["train-vae", "--data", imgs, "--data-dir", str(r / "nope"), "--out", out], "--data-dir", str(r / "nope")),
+        (
+            ["sample", "--model", "vq_maskgit_fashion_mnist", "--out", out],
+            "--model",
+            "vq_maskgit_fashion_mnist",
+        ),
+        (
+            ["inpaint", "--model", "givt_causal_fashion_mnist", "--out", out],
+            "--model",
+            "givt_causal_fashion_mnist",
+        ),
+        (
+            ["evaluate-vq", "--model", "givt_causal_fashion_mnist", "--out", out],
+            "--model",
+            "givt_causal_fashion_mnist",
+        ),
+        (
+            ["train-vae", "--data", imgs, "--data-dir", str(r / "nope"), "--out", out],
+            "--data-dir",
+            str(r / "nope"),
+        ),
         # --out that is an existing file (or, for encode, a folder).
         (["train-vae", "--data", imgs, "--out", f], "--out", f),
         (["sample", "--model", "givt_causal_fashion_mnist", "--out", f], "--out", f),
         (["demo", "--out", f], "--out", f),
         (["evaluate-vq", "--model", "vq_maskgit_fashion_mnist", "--out", f], "--out", f),
         (["uvim-train-vae", "--out", f], "--out", f),
-        (["encode", "--data", imgs, "--vae", vae, "--out", str(r / "images")], "--out", str(r / "images")),
+        (
+            ["encode", "--data", imgs, "--vae", vae, "--out", str(r / "images")],
+            "--out",
+            str(r / "images"),
+        ),
         # VAE / channel mismatch.
-        (["encode", "--data", imgs, "--vae", vae, "--channels", "1", "--out", str(r / "z.npz")], "--channels", "1"),
-        (["train", "--model", "causal", "--data", imgs, "--vae", vae, "--channels", "1", "--out", out],
-         "--channels", "1"),  # fmt: skip
-        (["train", "--model", "causal", "--data", imgs, "--vae", vae, "--image-size", "30", "--out", out],
-         "--image-size", "30"),  # fmt: skip
+        (
+            ["encode", "--data", imgs, "--vae", vae, "--channels", "1", "--out", str(r / "z.npz")],
+            "--channels",
+            "1",
+        ),
+        (
+            [
+                "train",
+                "--model",
+                "causal",
+                "--data",
+                imgs,
+                "--vae",
+                vae,
+                "--channels",
+                "1",
+                "--out",
+                out,
+            ],
+            "--channels",
+            "1",
+        ),
+        (
+            [
+                "train",
+                "--model",
+                "causal",
+                "--data",
+                imgs,
+                "--vae",
+                vae,
+                "--image-size",
+                "30",
+                "--out",
+                out,
+            ],
+            "--image-size",
+            "30",
+        ),
         # Resume bookkeeping.
-        (["train-vae", "--data", imgs, "--out", str(r / "fresh"), "--resume"], "--resume", str(r / "fresh")),
+        (
+            ["train-vae", "--data", imgs, "--out", str(r / "fresh"), "--resume"],
+            "--resume",
+            str(r / "fresh"),
+        ),
         (["train-vae", "--data", imgs, "--out", out, "--resume", "--overwrite"], "--overwrite", ""),
     ]
 
@@ -148,15 +353,22 @@ print(json.dumps({"results": results, "heavy": heavy}))
 
 def _snapshot(root):
     return sorted(
-        os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files
+        os.path.relpath(os.path.join(d, n), root)
+        for d, dirs, files in os.walk(root)
+        for n in dirs + files
     )
 
 
 def test_usage_error_matrix(inputs):
     cases = _cases(inputs)
     before = _snapshot(inputs)
-    proc = subprocess.run([sys.executable, "-c", _MATRIX_SCRIPT, json.dumps([c[0] for c in cases])],
-                          env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _MATRIX_SCRIPT, json.dumps([c[0] for c in cases])],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["heavy"] == [], "a usage error imported a backend: " + str(report["heavy"])
@@ -180,24 +392,38 @@ def test_existing_checkpoint_refuses_plain_rerun(inputs, capsys):
         main(["train-vae", "--data", str(inputs / "images"), "--out", str(out)])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--resume" in err[0] and "another --out" in err[0] and str(out) in err[0]
+    assert (
+        len(err) == 1 and "--resume" in err[0] and "another --out" in err[0] and str(out) in err[0]
+    )
 
 
 def test_help_is_fast_and_loads_no_backend():
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "keras_givt_cli", "--help"], env=_env(),
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "keras_givt_cli", "--help"],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         times.append(time.perf_counter() - t0)
         assert proc.returncode == 0 and "train-vae" in proc.stdout
     assert min(times) < 1.0, times
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom keras_givt_cli import main\n"
-         "try:\n main(['train', '--help'])\nexcept SystemExit:\n pass\n"
-         "print([m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules])"],
-        env=_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom keras_givt_cli import main\n"
+            "try:\n main(['train', '--help'])\nexcept SystemExit:\n pass\n"
+            "print([m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules])",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
@@ -206,7 +432,9 @@ def test_version():
 
     exe = shutil.which("keras-givt", path=os.path.dirname(sys.executable))
     cmd = [exe] if exe else [sys.executable, "-m", "keras_givt_cli"]
-    proc = subprocess.run(cmd + ["--version"], env=_env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        cmd + ["--version"], env=_env(), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"keras-givt {keras_givt.__version__}"
 
@@ -218,7 +446,9 @@ def test_every_flag_has_help_and_shows_its_default():
     for name, sub in [("keras-givt", parser)] + sorted(subparsers.choices.items()):
         text = sub.format_help()
         for action in sub._actions:
-            if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            if not action.option_strings or isinstance(
+                action, (argparse._HelpAction, argparse._VersionAction)
+            ):
                 continue
             assert action.help, f"{name} {action.option_strings[0]} has no help text"
             default = action.default
@@ -253,8 +483,22 @@ def test_cli_error_at_runtime_finishes_the_record_as_failed(tmp_path, capsys):
     assert not os.path.exists(out)
     # Data that cannot be loaded (an empty --data-dir) is found after the record exists.
     os.makedirs(tmp_path / "empty")
-    assert main(["inpaint", "--model", "givt_maskgit_fashion_mnist", "--data", "fashion_mnist",
-                 "--data-dir", str(tmp_path / "empty"), "--out", str(out)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "inpaint",
+                "--model",
+                "givt_maskgit_fashion_mnist",
+                "--data",
+                "fashion_mnist",
+                "--data-dir",
+                str(tmp_path / "empty"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "could not load fashion_mnist" in err[0]
     with open(out / "inpaint.json") as f:
@@ -286,7 +530,11 @@ def test_demo_floor_comes_from_the_shipped_table():
     value, source = real_floor_at(fd, 1000)
     assert value == FLOORS["fashion_mnist"][1000] and "shipped table" in source and fd.calls == []
     assert 0.5 < value < 1.5  # the README's 0.95 at 1k, above the 10k floor
-    assert FLOORS["fashion_mnist"][10000] < FLOORS["fashion_mnist"][1000] < FLOORS["fashion_mnist"][100]
+    assert (
+        FLOORS["fashion_mnist"][10000]
+        < FLOORS["fashion_mnist"][1000]
+        < FLOORS["fashion_mnist"][100]
+    )
     # Another N is measured when the data set is there, else reported as unavailable.
     fd = _FakeFD()
     assert real_floor_at(fd, 1234) == (1.5, "measured on the train split") and fd.calls == [1234]

@@ -42,16 +42,49 @@ def latents(tmp_path_factory):
     rng = np.random.default_rng(0)
     n = 24
     path = root / "latents.npz"
-    np.savez(path, mu=rng.normal(size=(n, 4, 2)).astype("float32"),
-             logvar=np.full((n, 4, 2), -2.0, "float32"), labels=np.arange(n) % 3)  # fmt: skip
+    np.savez(
+        path,
+        mu=rng.normal(size=(n, 4, 2)).astype("float32"),
+        logvar=np.full((n, 4, 2), -2.0, "float32"),
+        labels=np.arange(n) % 3,
+    )
     return path
 
 
 def _argv(latents, out, steps=STEPS, resume=False):
-    argv = ["train", "--model", "causal", "--latents", str(latents), "--emb-dim", "16", "--num-layers", "1",
-            "--num-heads", "2", "--mlp-dim", "32", "--num-mixtures", "2", "--batch-size", "4",
-            "--steps", str(steps), "--steps-per-epoch", str(STEPS_PER_EPOCH), "--checkpoint-every", "1",
-            "--learning-rate", "3e-3", "--seed", "0", "--verbose", "0", "--out", str(out)]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "causal",
+        "--latents",
+        str(latents),
+        "--emb-dim",
+        "16",
+        "--num-layers",
+        "1",
+        "--num-heads",
+        "2",
+        "--mlp-dim",
+        "32",
+        "--num-mixtures",
+        "2",
+        "--batch-size",
+        "4",
+        "--steps",
+        str(steps),
+        "--steps-per-epoch",
+        str(STEPS_PER_EPOCH),
+        "--checkpoint-every",
+        "1",
+        "--learning-rate",
+        "3e-3",
+        "--seed",
+        "0",
+        "--verbose",
+        "0",
+        "--out",
+        str(out),
+    ]
     return argv + (["--resume"] if resume else [])
 
 
@@ -71,13 +104,23 @@ def reference(latents, tmp_path_factory):
 def _assert_finished_lineage(out, reference):
     state = _json(os.path.join(out, "checkpoint", "state.json"))
     assert state["step"] == STEPS and state["batches_consumed"] == STEPS
-    assert state["trained_steps"] == [[1, STEPS]]  # each step trained once, in order, in these weights
+    assert state["trained_steps"] == [
+        [1, STEPS]
+    ]  # each step trained once, in order, in these weights
     assert state["checkpoint_steps"] == list(range(1, STEPS + 1))  # each checkpointed exactly once
     ref_state = _json(os.path.join(reference, "checkpoint", "state.json"))
     # The history is whole: one entry per epoch, same steps and losses as the uninterrupted run.
-    assert [h["step"] for h in state["history"]] == [3, 6, 8] == [h["step"] for h in ref_state["history"]]
-    np.testing.assert_allclose([h["loss"] for h in state["history"]], [h["loss"] for h in ref_state["history"]],
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert (
+        [h["step"] for h in state["history"]]
+        == [3, 6, 8]
+        == [h["step"] for h in ref_state["history"]]
+    )
+    np.testing.assert_allclose(
+        [h["loss"] for h in state["history"]],
+        [h["loss"] for h in ref_state["history"]],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # The data stream continued where it stopped: same weights as without kills.
     ref, got = _weights(reference), _weights(out)
     assert ref.keys() == got.keys()
@@ -85,8 +128,12 @@ def _assert_finished_lineage(out, reference):
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
     # Temp folders cleaned: only the live versions of checkpoint/ and preset/ remain.
     hidden = sorted(n for n in os.listdir(out) if n.startswith((".checkpoint", ".preset")))
-    assert len(hidden) == 2 and all(not n.startswith((".checkpoint-link", ".preset-link")) for n in hidden), hidden
-    assert os.path.islink(os.path.join(out, "checkpoint")) and os.path.isfile(os.path.join(out, "preset", "task.json"))
+    assert len(hidden) == 2 and all(
+        not n.startswith((".checkpoint-link", ".preset-link")) for n in hidden
+    ), hidden
+    assert os.path.islink(os.path.join(out, "checkpoint")) and os.path.isfile(
+        os.path.join(out, "preset", "task.json")
+    )
     run = _json(os.path.join(out, "train.json"))
     assert run["status"] == "done" and run["metrics"]["step"] == STEPS
     # The run-folder log saw every step of the lineage trained and every resume start at a committed step.
@@ -140,12 +187,19 @@ def test_simulated_kill_at_every_write_step_then_resume(latents, reference, tmp_
 
 
 def _spawn(argv, kill_at=None):
-    env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND=keras.config.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(
+        os.environ, PYTHONPATH=ROOT, KERAS_BACKEND=keras.config.backend(), TF_CPP_MIN_LOG_LEVEL="3"
+    )
     env.pop(io_utils.KILL_ENV + "_SIMULATE", None)
     if kill_at:
         env[io_utils.KILL_ENV] = kill_at
-    return subprocess.Popen([sys.executable, "-m", "keras_givt.cli.main", *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_givt.cli.main", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_real_sigkill_at_a_rename_or_a_random_moment_then_resume(latents, reference, tmp_path):

@@ -18,10 +18,28 @@ from keras_givt.cli.main import main
 
 BACKEND = keras.config.backend()
 DATA = ["--image-size", "8", "--channels", "1", "--batch-size", "8"]
-TINY_VQ = ["--filters", "32", "--channel-multipliers", "1,2", "--embedding-dim", "4",
-           "--codebook-size", "16", "--num-res-blocks", "1"]  # fmt: skip
-TINY_MASKGIT = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2",
-                "--intermediate-size", "64"]  # fmt: skip
+TINY_VQ = [
+    "--filters",
+    "32",
+    "--channel-multipliers",
+    "1,2",
+    "--embedding-dim",
+    "4",
+    "--codebook-size",
+    "16",
+    "--num-res-blocks",
+    "1",
+]
+TINY_MASKGIT = [
+    "--hidden-size",
+    "32",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--intermediate-size",
+    "64",
+]
 
 
 def _json(path):
@@ -61,8 +79,25 @@ def test_parsers_are_registered_without_keras_side_effects():
 def test_train_vq_maskgit_evaluate(workdir):
     data = ["--data", str(workdir / "images")]
     vq = workdir / "vq"
-    assert main(["--backend", BACKEND, "train-vq", *data, *DATA, *TINY_VQ, "--steps", "2",
-                 "--out", str(vq), "--verbose", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--backend",
+                BACKEND,
+                "train-vq",
+                *data,
+                *DATA,
+                *TINY_VQ,
+                "--steps",
+                "2",
+                "--out",
+                str(vq),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     run = _json(vq / "train-vq.json")
     assert run["status"] == "done" and run["env"]["backend"] == BACKEND
     m = run["metrics"]
@@ -73,8 +108,24 @@ def test_train_vq_maskgit_evaluate(workdir):
     assert _status(["train-vq", *data, *DATA, *TINY_VQ, "--steps", "2", "--out", str(vq)]) == 2
 
     out = workdir / "maskgit"
-    cmd = ["train-maskgit-vq", "--vq", str(vq), *data, *DATA, *TINY_MASKGIT, "--steps", "2",
-           "--steps-per-epoch", "2", "--out", str(out), "--verbose", "0", "--sample-num-steps", "4"]  # fmt: skip
+    cmd = [
+        "train-maskgit-vq",
+        "--vq",
+        str(vq),
+        *data,
+        *DATA,
+        *TINY_MASKGIT,
+        "--steps",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--sample-num-steps",
+        "4",
+    ]
     # (Ctrl-C / --resume go through the shared `_fit`, tested in test_cli.py.)
     assert main(cmd) == 0
     run = _json(out / "train-maskgit-vq.json")
@@ -89,9 +140,27 @@ def test_train_vq_maskgit_evaluate(workdir):
     assert _json(out / "preset" / "task.json")["config"]["label_dropout"] == 0.1
 
     ev = workdir / "eval"
-    assert main(["evaluate-vq", "--model", str(out), "--out", str(ev), "--num-samples", "12",
-                 "--batch-size", "8", "--fd-input-mode", "resize", "--fd-dataset", "fashion_mnist",
-                 "--no-floor-at-n"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate-vq",
+                "--model",
+                str(out),
+                "--out",
+                str(ev),
+                "--num-samples",
+                "12",
+                "--batch-size",
+                "8",
+                "--fd-input-mode",
+                "resize",
+                "--fd-dataset",
+                "fashion_mnist",
+                "--no-floor-at-n",
+            ]
+        )
+        == 0
+    )
     m = _json(ev / "evaluate-vq.json")["metrics"]
     for key in ("fd_cnn", "fd_cnn_floor_10k", "sampling_ms_per_image", "sampling_time_s"):
         assert np.isfinite(m[key]), key
@@ -109,7 +178,11 @@ def test_bundled_vq_maskgit_loads_offline():
     assert card["training_command"].startswith("keras-givt train-maskgit-vq")
     model = keras_givt.MaskGITImageGenerator.from_preset("vq_maskgit_fashion_mnist")
     assert model.backbone.seq_len == 16 and model.tokenizer.image_size == [32, 32, 3]
-    images = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0, image_range=(0, 1)))
+    images = keras.ops.convert_to_numpy(
+        model.generate(labels=[0, 9], num_steps=2, seed=0, image_range=(0, 1))
+    )
     assert images.shape == (2, 32, 32, 3) and images.min() >= 0.0 and images.max() <= 1.0
-    again = keras.ops.convert_to_numpy(model.generate(labels=[0, 9], num_steps=2, seed=0, image_range=(0, 1)))
+    again = keras.ops.convert_to_numpy(
+        model.generate(labels=[0, 9], num_steps=2, seed=0, image_range=(0, 1))
+    )
     np.testing.assert_array_equal(images, again)

@@ -91,7 +91,9 @@ def test_missing_array_is_named():
     params, entry = _tiny_params()
     del params["decoder/EncDecBlock1/MLP/Dense_0/bias"]
     backbone = big_vision.givt_backbone_from_big_vision_config(entry["model_kwargs"])
-    with pytest.raises(ValueError, match=r"missing array 'decoder/EncDecBlock1/MLP/Dense_0/bias'.*\(64,\)"):
+    with pytest.raises(
+        ValueError, match=r"missing array 'decoder/EncDecBlock1/MLP/Dense_0/bias'.*\(64,\)"
+    ):
         big_vision.load_givt_params(backbone, params)
 
 
@@ -99,7 +101,9 @@ def test_extra_array_is_named():
     params, entry = _tiny_params()
     params["decoder/EncDecBlock7/LayerNorm1/scale"] = np.ones(32, "float32")
     backbone = big_vision.givt_backbone_from_big_vision_config(entry["model_kwargs"])
-    with pytest.raises(ValueError, match="unexpected array 'decoder/EncDecBlock7/LayerNorm1/scale'"):
+    with pytest.raises(
+        ValueError, match="unexpected array 'decoder/EncDecBlock7/LayerNorm1/scale'"
+    ):
         big_vision.load_givt_params(backbone, params)
 
 

@@ -48,8 +48,13 @@ def test_nonfinite_array_is_refused_and_named(bad):
 
 def test_nonfinite_in_npz_file_names_file_and_array(tmp_path):
     adaptor = big_vision_vae.build_adaptor(
-        dict(num_blocks=2, num_channels=6, num_channels_bottleneck=12,
-             pixel_shuffle_patch_size=(1, 2)), code_len=8,
+        dict(
+            num_blocks=2,
+            num_channels=6,
+            num_channels_bottleneck=12,
+            pixel_shuffle_patch_size=(1, 2),
+        ),
+        code_len=8,
     )
     cdir = helpers.fixture_dir("adaptor_pixelshuffle")
     params = big_vision.read_npz(os.path.join(cdir, "params.npz"))

@@ -101,7 +101,9 @@ def test_numpy_integer_arguments_are_accepted(folder):
 
 
 def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     with gzip.open(path, "wb") as f:
         f.write(header + array.tobytes())
 
@@ -121,7 +123,9 @@ def test_short_idx_is_named(tmp_path):
     array = np.arange(10, dtype=np.uint8)
     header = bytes([0, 0, 0x08, 1]) + (20).to_bytes(4, "big")  # Claims 20 labels.
     open(path, "wb").write(header + array.tobytes())
-    with pytest.raises(ValueError, match=r"labels-idx1-ubyte' is truncated or corrupt: it has 18 bytes.*needs 28"):
+    with pytest.raises(
+        ValueError, match=r"labels-idx1-ubyte' is truncated or corrupt: it has 18 bytes.*needs 28"
+    ):
         read_idx(path)
 
 

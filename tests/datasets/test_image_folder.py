@@ -24,7 +24,9 @@ def folder(tmp_path):
 
 
 def test_labels_from_sorted_class_dirs(folder):
-    ds = datasets.image_folder_dataset(folder, image_size=6, batch_size=10, shuffle=False, channels=1)
+    ds = datasets.image_folder_dataset(
+        folder, image_size=6, batch_size=10, shuffle=False, channels=1
+    )
     assert ds.class_names == ["ant", "zebra"]
     batch = next(iter(ds))
     x, y = batch["images"].numpy(), batch["labels"].numpy()
@@ -36,17 +38,23 @@ def test_labels_from_sorted_class_dirs(folder):
 
 
 def test_pad_and_resize_shapes(folder):
-    ds = datasets.image_folder_dataset(folder, image_size=10, resize_mode="pad", batch_size=5, shuffle=False)
+    ds = datasets.image_folder_dataset(
+        folder, image_size=10, resize_mode="pad", batch_size=5, shuffle=False
+    )
     x = next(iter(ds))["images"].numpy()
     assert x.shape == (5, 10, 10, 3)
     np.testing.assert_allclose(x[:, :2], -1.0)  # padding rows
     np.testing.assert_allclose(x[3:, 3:8, 3:8], 1.0)  # the white class, center
-    ds = datasets.image_folder_dataset(folder, image_size=(4, 12), resize_mode="resize", batch_size=2, seed=1)
+    ds = datasets.image_folder_dataset(
+        folder, image_size=(4, 12), resize_mode="resize", batch_size=2, seed=1
+    )
     batches = list(ds)
     assert [b["images"].shape[0] for b in batches] == [2, 2, 1]
     assert batches[0]["images"].shape[1:] == (4, 12, 3)
     # Cropping when the target is smaller in "pad" mode.
-    ds = datasets.image_folder_dataset(folder, image_size=4, resize_mode="pad", batch_size=5, shuffle=False)
+    ds = datasets.image_folder_dataset(
+        folder, image_size=4, resize_mode="pad", batch_size=5, shuffle=False
+    )
     assert next(iter(ds))["images"].shape == (5, 4, 4, 3)
 
 

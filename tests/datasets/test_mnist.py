@@ -11,7 +11,9 @@ from keras_givt.datasets import mnist as mnist_module
 def write_idx(path, array, compress=True):
     """Write a uint8 IDX file (the format of MNIST) for the tests."""
     array = np.asarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     opener = gzip.open if compress else open
     with opener(path, "wb") as f:
         f.write(header + array.tobytes())
@@ -90,14 +92,22 @@ def test_mnist_dataset_pad_resize_channels(tmp_path):
     x = batch["images"].numpy()
     assert x.shape == (4, 32, 32, 1) and x.dtype == np.float32
     assert batch["labels"].numpy().dtype == np.int32
-    np.testing.assert_array_equal(batch["labels"].numpy(), arrays["t10k"][1][:4])  # test: no shuffle
+    np.testing.assert_array_equal(
+        batch["labels"].numpy(), arrays["t10k"][1][:4]
+    )  # test: no shuffle
     np.testing.assert_allclose(x[:, 2:30, 2:30, 0], images[:4] / 127.5 - 1.0, atol=1e-6)
     border = np.ones((32, 32), bool)
     border[2:30, 2:30] = False
     assert np.all(x[:, border, 0] == -1.0)
 
     ds = datasets.mnist_dataset(
-        "train", image_size=(16, 20), batch_size=6, channels=3, resize_mode="resize", seed=0, data_dir=str(tmp_path)
+        "train",
+        image_size=(16, 20),
+        batch_size=6,
+        channels=3,
+        resize_mode="resize",
+        seed=0,
+        data_dir=str(tmp_path),
     )
     x = next(iter(ds))["images"].numpy()
     assert x.shape == (6, 16, 20, 3)

@@ -35,23 +35,31 @@ def _cases():
     return {
         # name: (layer factory, positional args, keyword args)
         "givt_embedding_ar": (
-            lambda: GIVTEmbedding(out_dim=4, emb_dim=8, seq_len=6, num_labels=3), (tok, lab), {}
+            lambda: GIVTEmbedding(out_dim=4, emb_dim=8, seq_len=6, num_labels=3),
+            (tok, lab),
+            {},
         ),
         "givt_embedding_masked_kw": (
             lambda: GIVTEmbedding(
                 out_dim=4, emb_dim=8, seq_len=6, num_labels=3, style="masked", mask_style="concat"
             ),
-            (tok,), {"labels": lab, "input_mask": m},
+            (tok,),
+            {"labels": lab, "input_mask": m},
         ),
         "givt_embedding_masked_pos": (
             lambda: GIVTEmbedding(out_dim=4, emb_dim=8, seq_len=6, style="masked"),
-            (tok, None, m), {},
+            (tok, None, m),
+            {},
         ),
         "decoder_block_cross": (
-            lambda: GIVTDecoderBlock(8, 2, 16, cross_attention=True), (x8, enc), {}
+            lambda: GIVTDecoderBlock(8, 2, 16, cross_attention=True),
+            (x8, enc),
+            {},
         ),
         "decoder_block_cross_kw": (
-            lambda: GIVTDecoderBlock(8, 2, 16, cross_attention=True), (x8,), {"encoded": enc}
+            lambda: GIVTDecoderBlock(8, 2, 16, cross_attention=True),
+            (x8,),
+            {"encoded": enc},
         ),
         "decoder_block": (lambda: GIVTDecoderBlock(8, 2, 16), (x8,), {}),
         "attention_kv": (lambda: GIVTAttention(2, 8), (x8,), {"kv": enc}),
@@ -63,17 +71,18 @@ def _cases():
         "vit_encoder": (lambda: ViTEncoder(1, 8, 2, 16), (x8,), {}),
         "patch_vit": (
             lambda: PatchViTEncoder((4, 4), 4, num_layers=1, hidden_dim=8, num_heads=2, mlp_dim=16),
-            (_f(2, 8, 8, 3),), {},
+            (_f(2, 8, 8, 3),),
+            {},
         ),
         "group_norm": (lambda: FlaxGroupNorm(2), (_f(2, 4, 4, 8),), {}),
         "res_block": (lambda: ResBlock(8, num_groups=2), (_f(2, 4, 4, 4),), {}),
-        "maskgit_embedding": (
-            lambda: MaskGITEmbedding(10, 8, 6), (np.zeros((2, 6), "int32"),), {}
-        ),
+        "maskgit_embedding": (lambda: MaskGITEmbedding(10, 8, 6), (np.zeros((2, 6), "int32"),), {}),
         "maskgit_layer": (lambda: MaskGITTransformerLayer(2, 16), (x8,), {}),
         "irevnet_block": (lambda: IRevNetBlock(4, 8), (_f(2, 4, 2, 4),), {}),
         "irevnet_adaptor": (
-            lambda: IRevNetAdaptor(1, 4, 8, pixel_shuffle_patch_size=(1, 2)), (_f(2, 8, 4),), {}
+            lambda: IRevNetAdaptor(1, 4, 8, pixel_shuffle_patch_size=(1, 2)),
+            (_f(2, 8, 4),),
+            {},
         ),
     }
 

@@ -125,9 +125,7 @@ def test_fast_sampling_log_prob_is_the_tempered_mixture_density(per_channel):
     head, logits = _head_and_logits(per_channel, 3, rows=64, seed=0)
     seed_gen = keras.random.SeedGenerator(0)
     with torch.no_grad(), inplace_cache_updates():
-        x, lp = torch_decoding.sample_from_logits(
-            head, torch.as_tensor(logits), 0.8, 1.3, seed_gen
-        )
+        x, lp = torch_decoding.sample_from_logits(head, torch.as_tensor(logits), 0.8, 1.3, seed_gen)
     want = head.log_prob(logits, x, 0.8, 1.3)
     want = _np(ops.sum(want, axis=-1)) if per_channel else _np(want)
     np.testing.assert_allclose(_np(lp), want, rtol=1e-5, atol=1e-5)
@@ -168,7 +166,9 @@ def test_fast_cfg_sampling_matches_the_guided_normal():
 
     head, logits_c = _head_and_logits(True, 1, rows=1, seed=3)
     # A nearby unconditional prediction: the guided normal exists everywhere.
-    logits_u = logits_c + 0.3 * np.random.default_rng(4).normal(size=logits_c.shape).astype("float32")
+    logits_u = logits_c + 0.3 * np.random.default_rng(4).normal(size=logits_c.shape).astype(
+        "float32"
+    )
     w = 0.4
     dens = guidance.CFGDensity(head.mixture_params(logits_c), head.mixture_params(logits_u), w)
     loc, scale, ok = (_np(v)[0] for v in dens.exact_params())
@@ -195,8 +195,13 @@ def test_fast_cfg_sampling_matches_the_guided_normal():
     assert not _np(bad.exact_params()[2]).all()
     with torch.no_grad(), inplace_cache_updates():
         out = torch_decoding.sample_from_logits(
-            head, torch.as_tensor(logits_c), 1.0, 1.0, keras.random.SeedGenerator(0),
-            torch.as_tensor(far), w,
+            head,
+            torch.as_tensor(logits_c),
+            1.0,
+            1.0,
+            keras.random.SeedGenerator(0),
+            torch.as_tensor(far),
+            w,
         )
     assert out is None
 

@@ -75,7 +75,10 @@ def test_weights_h5_layout(tmp_path):
     want_givt = (
         [f"cross_attention_layer/{a}" for a in attn]
         + mlp
-        + [f"{n}/vars/0" for n in ("pre_attention_norm", "pre_cross_attention_norm", "pre_mlp_norm")]
+        + [
+            f"{n}/vars/0"
+            for n in ("pre_attention_norm", "pre_cross_attention_norm", "pre_mlp_norm")
+        ]
         + [f"self_attention/{a}" for a in attn]
     )
     want_vit = (

@@ -57,8 +57,7 @@ def test_straight_through_gradient():
 def test_losses_match_maskgit_fixture():
     params = maskgit.read_params(os.path.join(VQGAN_FIXTURE, "checkpoint"))
     out = dict(np.load(os.path.join(VQGAN_FIXTURE, "outputs.npz")))
-    vq = VectorQuantizer(32, commitment_cost=0.25, entropy_loss_ratio=0.1,
-                         entropy_temperature=0.01)
+    vq = VectorQuantizer(32, commitment_cost=0.25, entropy_loss_ratio=0.1, entropy_temperature=0.01)
     vq.build((None, 8))
     vq.codebook.assign(params["quantizer/codebook"])
     losses = vq.quantizer_losses(out["encoder_features"])

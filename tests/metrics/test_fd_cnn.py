@@ -76,10 +76,14 @@ def test_shipped_classifier_loads_and_matches_numpy(dataset):
     np.testing.assert_allclose(features, reference, rtol=1e-4, atol=1e-4)
     # Padded 32x32 RGB inputs give the same features; so does a batch iterable.
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2)), constant_values=-1.0)
-    np.testing.assert_allclose(metric.features(np.repeat(padded[..., None], 3, -1)), features, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        metric.features(np.repeat(padded[..., None], 3, -1)), features, rtol=1e-5, atol=1e-5
+    )
     batches = [{"images": images[:4], "labels": None}, {"images": images[4:]}]
     np.testing.assert_allclose(metric.features(batches), features, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(metric.features(iter([images[:2], images[2:]])), features, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        metric.features(iter([images[:2], images[2:]])), features, rtol=1e-5, atol=1e-5
+    )
     with pytest.raises(TypeError, match="np.stack"):
         metric.features([images[0], images[1]])
     hist = metric.class_histogram(images)

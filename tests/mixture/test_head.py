@@ -72,7 +72,9 @@ def test_log_prob_against_scipy(kind):
     else:
         want = np.array(
             [
-                stats.multivariate_normal.logpdf(x[i], p["loc"][i], p["scale_tri"][i] @ p["scale_tri"][i].T)
+                stats.multivariate_normal.logpdf(
+                    x[i], p["loc"][i], p["scale_tri"][i] @ p["scale_tri"][i].T
+                )
                 for i in range(3)
             ]
         )
@@ -101,7 +103,9 @@ def test_temperatures():
     logits = _logits(head)
     base, hot = head(logits), head(logits, temperature_scales=0.5, temperature_probs=2.0)
     np.testing.assert_allclose(
-        ops.convert_to_numpy(hot["scale_diag"]), 0.5 * ops.convert_to_numpy(base["scale_diag"]), rtol=1e-6
+        ops.convert_to_numpy(hot["scale_diag"]),
+        0.5 * ops.convert_to_numpy(base["scale_diag"]),
+        rtol=1e-6,
     )
     np.testing.assert_allclose(
         ops.convert_to_numpy(hot["mixture_logits"]),

@@ -29,10 +29,25 @@ from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
 from keras_givt.utils import validation
 
-GIVT = dict(seq_len=4, out_dim=2, num_labels=3, emb_dim=8, num_decoder_layers=1, num_heads=2,
-            mlp_dim=16, num_mixtures=2)
-MASKGIT = dict(codebook_size=8, num_classes=3, seq_len=4, hidden_size=8, num_layers=1,
-               num_heads=2, intermediate_size=16)
+GIVT = dict(
+    seq_len=4,
+    out_dim=2,
+    num_labels=3,
+    emb_dim=8,
+    num_decoder_layers=1,
+    num_heads=2,
+    mlp_dim=16,
+    num_mixtures=2,
+)
+MASKGIT = dict(
+    codebook_size=8,
+    num_classes=3,
+    seq_len=4,
+    hidden_size=8,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=16,
+)
 
 # (class, valid kwargs, argument, bad values that must raise ValueError, ... TypeError)
 NAN, INF = float("nan"), float("inf")
@@ -48,8 +63,13 @@ CASES = [
     (GIVTBackbone, GIVT, "num_labels", [0], [2.0]),
     (GIVTEmbedding, dict(out_dim=2, emb_dim=8, seq_len=4), "seq_len", [0], [4.5]),
     (GIVTAttention, dict(num_heads=2, hidden_dim=8), "dropout_rate", [1.0, NAN], []),
-    (GIVTDecoderBlock, dict(hidden_dim=8, num_heads=2, mlp_dim=16), "layer_norm_epsilon",
-     [0.0, NAN], []),
+    (
+        GIVTDecoderBlock,
+        dict(hidden_dim=8, num_heads=2, mlp_dim=16),
+        "layer_norm_epsilon",
+        [0.0, NAN],
+        [],
+    ),
     (GIVTDecoderBlock, dict(hidden_dim=8, num_heads=2, mlp_dim=16), "mlp_dim", [0], [1.5]),
     (FlaxLayerNorm, dict(), "epsilon", [-1.0, INF], []),
     (GaussianMixtureHead, dict(out_dim=2), "scale_tol", [0.0, NAN], []),
@@ -57,35 +77,117 @@ CASES = [
     (VectorQuantizer, dict(codebook_size=8), "usage_decay", [1.5, NAN], []),
     (VectorQuantizer, dict(codebook_size=8), "commitment_cost", [-0.1, INF], []),
     (VectorQuantizer, dict(codebook_size=8), "entropy_temperature", [0.0, NAN], []),
-    (ViTEncoder, dict(num_layers=1, hidden_dim=8, num_heads=2, mlp_dim=16), "num_layers", [-1], [1.0]),
-    (PatchViTEncoder, dict(patch_size=(2, 2), num_patches=4, num_layers=1, hidden_dim=8,
-                           num_heads=2, mlp_dim=16), "patch_size", [(0, 2), (2, 2, 2)], [(2.0, 2)]),
+    (
+        ViTEncoder,
+        dict(num_layers=1, hidden_dim=8, num_heads=2, mlp_dim=16),
+        "num_layers",
+        [-1],
+        [1.0],
+    ),
+    (
+        PatchViTEncoder,
+        dict(patch_size=(2, 2), num_patches=4, num_layers=1, hidden_dim=8, num_heads=2, mlp_dim=16),
+        "patch_size",
+        [(0, 2), (2, 2, 2)],
+        [(2.0, 2)],
+    ),
     (FlaxGroupNorm, dict(), "num_groups", [0], [3.5]),
-    (CNNEncoder, dict(filters=8, num_res_blocks=1, channel_multipliers=(1, 2), embedding_dim=4),
-     "channel_multipliers", [(1, 0), ()], [(1, 1.5)]),
-    (BetaVAE, dict(codeword_dim=4, code_len=4, filters=32, num_res_blocks=1,
-                   channel_multipliers=(1, 1)), "beta", [-1.0, NAN], []),
-    (BetaVAE, dict(codeword_dim=4, code_len=4, filters=32, num_res_blocks=1,
-                   channel_multipliers=(1, 1)), "pixel_shuffle_patch_size", [(0, 1)], []),
+    (
+        CNNEncoder,
+        dict(filters=8, num_res_blocks=1, channel_multipliers=(1, 2), embedding_dim=4),
+        "channel_multipliers",
+        [(1, 0), ()],
+        [(1, 1.5)],
+    ),
+    (
+        BetaVAE,
+        dict(codeword_dim=4, code_len=4, filters=32, num_res_blocks=1, channel_multipliers=(1, 1)),
+        "beta",
+        [-1.0, NAN],
+        [],
+    ),
+    (
+        BetaVAE,
+        dict(codeword_dim=4, code_len=4, filters=32, num_res_blocks=1, channel_multipliers=(1, 1)),
+        "pixel_shuffle_patch_size",
+        [(0, 1)],
+        [],
+    ),
     (MaskGITBackbone, MASKGIT, "dropout", [1.0, NAN], []),
     (MaskGITBackbone, MASKGIT, "intermediate_size", [0], [16.0]),
-    (MaskGITTransformerLayer, dict(num_heads=2, intermediate_size=16), "attention_dropout",
-     [-0.1], []),
-    (MaskGITEmbedding, dict(vocab_size=8, hidden_size=8, max_position_embeddings=4),
-     "max_position_embeddings", [0], [4.0]),
-    (VQGANTokenizer, dict(filters=32, num_res_blocks=1, channel_multipliers=(1, 1),
-                          embedding_dim=4, codebook_size=8), "r1_gamma", [-1.0, NAN], []),
-    (ViTVAE, dict(inout_specs={"x": (0, 2)}, input_size=(8, 8), patch_size=(4, 4), code_len=4,
-                  codeword_dim=2, width=8, enc_depth=1, dec_depth=1, mlp_dim=16, num_heads=2),
-     "width", [0], [8.5]),
-    (IRevNetAdaptor, dict(num_blocks=1, num_channels=4, num_channels_bottleneck=8),
-     "num_channels", [0, 3], [4.0]),
-    (IRevNetAdaptor, dict(num_blocks=1, num_channels=4, num_channels_bottleneck=8),
-     "dropout_rate", [1.0, NAN], []),
-    (IRevNetAdaptor, dict(num_blocks=1, num_channels=4, num_channels_bottleneck=8),
-     "pixel_shuffle_patch_size", [(1, 0), (1,)], [(1, 2.0)]),
-    (IRevNetBlock, dict(num_channels=4, num_channels_bottleneck=8), "num_channels_bottleneck",
-     [0, 1], [8.0]),
+    (
+        MaskGITTransformerLayer,
+        dict(num_heads=2, intermediate_size=16),
+        "attention_dropout",
+        [-0.1],
+        [],
+    ),
+    (
+        MaskGITEmbedding,
+        dict(vocab_size=8, hidden_size=8, max_position_embeddings=4),
+        "max_position_embeddings",
+        [0],
+        [4.0],
+    ),
+    (
+        VQGANTokenizer,
+        dict(
+            filters=32,
+            num_res_blocks=1,
+            channel_multipliers=(1, 1),
+            embedding_dim=4,
+            codebook_size=8,
+        ),
+        "r1_gamma",
+        [-1.0, NAN],
+        [],
+    ),
+    (
+        ViTVAE,
+        dict(
+            inout_specs={"x": (0, 2)},
+            input_size=(8, 8),
+            patch_size=(4, 4),
+            code_len=4,
+            codeword_dim=2,
+            width=8,
+            enc_depth=1,
+            dec_depth=1,
+            mlp_dim=16,
+            num_heads=2,
+        ),
+        "width",
+        [0],
+        [8.5],
+    ),
+    (
+        IRevNetAdaptor,
+        dict(num_blocks=1, num_channels=4, num_channels_bottleneck=8),
+        "num_channels",
+        [0, 3],
+        [4.0],
+    ),
+    (
+        IRevNetAdaptor,
+        dict(num_blocks=1, num_channels=4, num_channels_bottleneck=8),
+        "dropout_rate",
+        [1.0, NAN],
+        [],
+    ),
+    (
+        IRevNetAdaptor,
+        dict(num_blocks=1, num_channels=4, num_channels_bottleneck=8),
+        "pixel_shuffle_patch_size",
+        [(1, 0), (1,)],
+        [(1, 2.0)],
+    ),
+    (
+        IRevNetBlock,
+        dict(num_channels=4, num_channels_bottleneck=8),
+        "num_channels_bottleneck",
+        [0, 1],
+        [8.0],
+    ),
 ]
 
 
@@ -111,8 +213,11 @@ def test_bad_numeric_argument_is_refused(cls, kwargs, arg, bad_values, bad_types
 def test_numpy_scalars_are_accepted_as_python_numbers():
     kwargs = {k: np.int64(v) for k, v in GIVT.items()}
     backbone = GIVTBackbone(
-        **kwargs, scale_tol=np.float32(1e-6), drop_labels_probability=np.float64(0.1),
-        dec_dropout_rate=np.float32(0.0), num_layers=np.int32(0),
+        **kwargs,
+        scale_tol=np.float32(1e-6),
+        drop_labels_probability=np.float64(0.1),
+        dec_dropout_rate=np.float32(0.0),
+        num_layers=np.int32(0),
     )
     config = backbone.get_config()
     json.dumps(config)  # numpy scalars would not serialize.
@@ -122,7 +227,9 @@ def test_numpy_scalars_are_accepted_as_python_numbers():
     assert GIVTBackbone.from_config(config).get_config() == config
 
     adaptor = IRevNetAdaptor(
-        num_blocks=np.int64(1), num_channels=np.int32(4), num_channels_bottleneck=np.int64(8),
+        num_blocks=np.int64(1),
+        num_channels=np.int32(4),
+        num_channels_bottleneck=np.int64(8),
         pixel_shuffle_patch_size=np.array([1, 2]),
     )
     json.dumps(adaptor.get_config())
@@ -135,8 +242,9 @@ def test_error_raised_before_any_layer_is_built():
     # A bad value late in the argument list must fail before the functional
     # model is traced (fast, nothing half-built).
     with pytest.raises(ValueError, match="scale_tol=nan"):
-        GIVTBackbone(**dict(GIVT, num_decoder_layers=50, emb_dim=1024, mlp_dim=4096),
-                     scale_tol=float("nan"))
+        GIVTBackbone(
+            **dict(GIVT, num_decoder_layers=50, emb_dim=1024, mlp_dim=4096), scale_tol=float("nan")
+        )
 
 
 @pytest.mark.parametrize(
@@ -146,10 +254,20 @@ def test_error_raised_before_any_layer_is_built():
         (validation.check_int, ("n", True), TypeError, "n=True"),
         (validation.check_int, ("n", 5, 0, 4), ValueError, "<= 4. Received: n=5"),
         (validation.check_float, ("x", float("nan")), ValueError, "finite number. Received: x=nan"),
-        (validation.check_float, ("x", 0.0, 0.0, None, False), ValueError, "> 0.0. Received: x=0.0"),
+        (
+            validation.check_float,
+            ("x", 0.0, 0.0, None, False),
+            ValueError,
+            "> 0.0. Received: x=0.0",
+        ),
         (validation.check_float, ("x", "1"), TypeError, "x='1'"),
         (validation.check_rate, ("rate", 1.0), ValueError, "< 1.0. Received: rate=1.0"),
-        (validation.check_int_pair, ("p", (1, 2, 3)), ValueError, "2 entries. Received: p=(1, 2, 3)"),
+        (
+            validation.check_int_pair,
+            ("p", (1, 2, 3)),
+            ValueError,
+            "2 entries. Received: p=(1, 2, 3)",
+        ),
         (validation.check_int_pair, ("p", 3), TypeError, "p=3"),
         (validation.check_int_list, ("m", []), ValueError, "non-empty"),
     ],

@@ -25,7 +25,9 @@ def _np(x):
 
 
 def _vae():
-    vae = BetaVAE(codeword_dim=4, code_len=16, filters=32, num_res_blocks=1, channel_multipliers=[1, 2])
+    vae = BetaVAE(
+        codeword_dim=4, code_len=16, filters=32, num_res_blocks=1, channel_multipliers=[1, 2]
+    )
     return vae.build_for_image_size(IMAGE)
 
 
@@ -78,8 +80,16 @@ _BAD_FIRST_BATCHES = {
         r"must be in \[-1, 1\].*max=2\d\d.*0-255 pixels.*preprocessor.*x / 127.5 - 1",
         False,
     ),
-    "labels out of range": (lambda x, y: {"images": x, "labels": y + 10}, r"must be in \[0, 10\)", True),
-    "float labels": (lambda x, y: {"images": x, "labels": y.astype("float32")}, r"must be integers", True),
+    "labels out of range": (
+        lambda x, y: {"images": x, "labels": y + 10},
+        r"must be in \[0, 10\)",
+        True,
+    ),
+    "float labels": (
+        lambda x, y: {"images": x, "labels": y.astype("float32")},
+        r"must be integers",
+        True,
+    ),
     "pairs without preprocessor": (lambda x, y: (x, y), r"takes dicts", False),
     "NaN latents": (
         lambda x, y: {"latents": np.full((len(y), 16, 4), np.nan, "float32"), "labels": y},
@@ -118,15 +128,26 @@ def test_a_bad_later_batch_is_named_and_the_weights_stay_good():
     model = _model(preprocessor=False, vae=False)
     tokens, labels = helpers.digits_tokens(12)
     labels[9] = 10  # Batch 3 (of 4 examples each).
-    with pytest.raises(ValueError, match=r"Batch 3 of the training data: `x\['labels'\]` must be in \[0, 10\).*\[10\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Batch 3 of the training data: `x\['labels'\]` must be in \[0, 10\).*\[10\]",
+    ):
         model.fit({"latents": tokens, "labels": labels}, batch_size=4, shuffle=False, verbose=0)
     assert all(np.all(np.isfinite(w)) for w in _weights(model))
-    history = model.fit({"latents": tokens[:8], "labels": labels[:8]}, batch_size=4,
-                        validation_data={"latents": tokens[:4], "labels": labels[:4]}, verbose=0)
+    history = model.fit(
+        {"latents": tokens[:8], "labels": labels[:8]},
+        batch_size=4,
+        validation_data={"latents": tokens[:4], "labels": labels[:4]},
+        verbose=0,
+    )
     assert np.isfinite(history.history["val_loss"][0])
     with pytest.raises(ValueError, match=r"Batch 3 of the validation data: .*must be in \[0, 10\)"):
-        model.fit({"latents": tokens[:8], "labels": labels[:8]}, batch_size=4, verbose=0,
-                  validation_data={"latents": tokens, "labels": labels})
+        model.fit(
+            {"latents": tokens[:8], "labels": labels[:8]},
+            batch_size=4,
+            verbose=0,
+            validation_data={"latents": tokens, "labels": labels},
+        )
     with pytest.raises(ValueError, match=r"Batch 1 of the evaluation data: .*must be in \[0, 10\)"):
         model.evaluate({"latents": tokens, "labels": labels}, batch_size=12, verbose=0)
 
@@ -139,7 +160,9 @@ def test_non_finite_loss_stops_training_and_undoes_the_bad_step():
     tokens, labels = helpers.digits_tokens(12)
     huge = tokens.copy()
     huge[8:] *= 1e30  # Finite inputs, but an infinite NLL in step 3.
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 3: the loss is (nan|inf).*after epoch 1, step 2"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"epoch 1, step 3: the loss is (nan|inf).*after epoch 1, step 2"
+    ):
         model.fit({"latents": huge, "labels": labels}, batch_size=4, shuffle=False, verbose=0)
     stopped = _weights(model)
     assert all(np.all(np.isfinite(w)) for w in stopped)
@@ -165,7 +188,10 @@ def test_frozen_image_model_is_not_trainable_on_any_backend():
 
 def test_compile_refuses_a_loss_and_metrics_it_would_ignore():
     model = _model(vae=False, preprocessor=False)
-    with pytest.raises(ValueError, match=r"`loss` cannot be set: GIVTCausal trains on the GIVT mixture .*loss='mse'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`loss` cannot be set: GIVTCausal trains on the GIVT mixture .*loss='mse'",
+    ):
         model.compile(loss="mse")
     with pytest.raises(ValueError, match=r"`metrics` are not supported.*metrics=\['accuracy'\]"):
         model.compile(metrics=["accuracy"])
@@ -186,12 +212,21 @@ def test_summary_of_a_task_built_from_config_has_real_shapes():
 
 
 def test_maskgit_image_generator_batches_are_checked():
-    tok = keras_givt.VQGANTokenizer(filters=32, num_res_blocks=1, channel_multipliers=[1, 2],
-                                    embedding_dim=4, codebook_size=32).build_for_image_size(IMAGE)
-    backbone = keras_givt.MaskGITBackbone(codebook_size=32, num_classes=10, seq_len=16,
-                                          hidden_size=16, num_layers=1, num_heads=2,
-                                          intermediate_size=32)
-    model = keras_givt.MaskGITImageGenerator(backbone, tok, preprocessor=ImagePreprocessor(IMAGE, output_range=(0, 1)))
+    tok = keras_givt.VQGANTokenizer(
+        filters=32, num_res_blocks=1, channel_multipliers=[1, 2], embedding_dim=4, codebook_size=32
+    ).build_for_image_size(IMAGE)
+    backbone = keras_givt.MaskGITBackbone(
+        codebook_size=32,
+        num_classes=10,
+        seq_len=16,
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=32,
+    )
+    model = keras_givt.MaskGITImageGenerator(
+        backbone, tok, preprocessor=ImagePreprocessor(IMAGE, output_range=(0, 1))
+    )
     assert len(model.trainable_variables) == len(backbone.trainable_variables)
     x, y = _raw(8)
     with pytest.raises(ValueError, match=r"Batch 1 .*`x\['tokens'\]` must be in \[0, 32\)"):
@@ -237,4 +272,6 @@ def test_a_step_that_fails_to_trace_leaves_the_variables_in_place(monkeypatch):
     monkeypatch.undo()
     for a, b in zip(before, _weights(model)):  # On jax they were purged by the failed step.
         np.testing.assert_array_equal(a, b)
-    assert np.isfinite(model.evaluate({"latents": tokens, "labels": labels}, batch_size=4, verbose=0))
+    assert np.isfinite(
+        model.evaluate({"latents": tokens, "labels": labels}, batch_size=4, verbose=0)
+    )

@@ -27,8 +27,9 @@ def _randomize(layer, seed=0):
 
 
 def _causal(**overrides):
-    kwargs = helpers.tiny_kwargs(num_mixtures=2, per_channel_mixtures=False,
-                                 drop_labels_probability=0.1)
+    kwargs = helpers.tiny_kwargs(
+        num_mixtures=2, per_channel_mixtures=False, drop_labels_probability=0.1
+    )
     kwargs.update(overrides)
     backbone = GIVTBackbone(**kwargs)
     _randomize(backbone)
@@ -36,8 +37,13 @@ def _causal(**overrides):
 
 
 def _givt_maskgit(**overrides):
-    kwargs = helpers.tiny_kwargs(style="masked", mask_style="concat", num_mixtures=2,
-                                 per_channel_mixtures=False, drop_labels_probability=0.1)
+    kwargs = helpers.tiny_kwargs(
+        style="masked",
+        mask_style="concat",
+        num_mixtures=2,
+        per_channel_mixtures=False,
+        drop_labels_probability=0.1,
+    )
     kwargs.update(overrides)
     backbone = GIVTBackbone(**kwargs)
     _randomize(backbone)
@@ -46,13 +52,23 @@ def _givt_maskgit(**overrides):
 
 def _vq_maskgit(label_dropout=0.1, tokenizer=True):
     backbone = keras_givt.MaskGITBackbone(
-        codebook_size=16, num_classes=10, seq_len=16, hidden_size=32, num_layers=1,
-        num_heads=2, intermediate_size=64,
+        codebook_size=16,
+        num_classes=10,
+        seq_len=16,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
     )
     tok = None
     if tokenizer:
-        tok = keras_givt.VQGANTokenizer(filters=32, num_res_blocks=1, channel_multipliers=[1, 1],
-                                        embedding_dim=4, codebook_size=16).build_for_image_size(8)
+        tok = keras_givt.VQGANTokenizer(
+            filters=32,
+            num_res_blocks=1,
+            channel_multipliers=[1, 1],
+            embedding_dim=4,
+            codebook_size=16,
+        ).build_for_image_size(8)
     return keras_givt.MaskGITImageGenerator(backbone, tok, label_dropout=label_dropout, seed=0)
 
 
@@ -95,13 +111,22 @@ CAUSAL_BAD = [
     (dict(labels=[1], prefix=np.zeros((1, 2, 3))), ValueError, r"`prefix`.*\(1, 2, 3\)"),
     (dict(labels=[1], prefix=np.zeros((2, 4))), ValueError, r"`prefix`.*shape \(2, 4\)"),
     (dict(labels=[1], image_range=(0, 255)), ValueError, r"`image_range`.*\(0, 255\)"),
-    (dict(labels=[1], cfg_weight=0.4, guidance_scale=1.4), TypeError,
-     r"`cfg_weight` or its alias `guidance_scale`.*cfg_weight=0\.4, guidance_scale=1\.4"),
+    (
+        dict(labels=[1], cfg_weight=0.4, guidance_scale=1.4),
+        TypeError,
+        r"`cfg_weight` or its alias `guidance_scale`.*cfg_weight=0\.4, guidance_scale=1\.4",
+    ),
     (dict(labels=[1], guidance_scale="x"), TypeError, r"`guidance_scale`.*'x'"),
-    (dict(labels=[1], num_steps=4), TypeError,
-     r"unexpected keyword argument 'num_steps'.*Valid keywords: .*cfg_weight"),
-    (dict(labels=[1], temprature=0.5), TypeError,
-     r"unexpected keyword argument 'temprature'. Did you mean `temperature`"),
+    (
+        dict(labels=[1], num_steps=4),
+        TypeError,
+        r"unexpected keyword argument 'num_steps'.*Valid keywords: .*cfg_weight",
+    ),
+    (
+        dict(labels=[1], temprature=0.5),
+        TypeError,
+        r"unexpected keyword argument 'temprature'. Did you mean `temperature`",
+    ),
     (dict(num_samples=2, cfg_weight=0.4), ValueError, r"`cfg_weight`.*labels=None"),
 ]
 
@@ -157,12 +182,19 @@ VQ_BAD = [
     (dict(choice_temperature="4.5"), TypeError, r"`choice_temperature`.*'4\.5'"),
     (dict(cfg_weight=float("-inf")), ValueError, r"`cfg_weight`.*cfg_weight=-inf"),
     (dict(labels=[10]), ValueError, r"`labels`.*\[0, 10\).*\[10\]"),
-    (dict(labels=["Sandal", "Boot"]), ValueError,
-     r"unknown class name 'Boot'. Valid names: \['T-shirt/top', .*'Ankle boot'\]"),
+    (
+        dict(labels=["Sandal", "Boot"]),
+        ValueError,
+        r"unknown class name 'Boot'. Valid names: \['T-shirt/top', .*'Ankle boot'\]",
+    ),
     (dict(labels=None, num_samples=None), ValueError, r"`labels`.*`num_samples`.*labels=None"),
     (dict(return_tokens="no"), TypeError, r"`return_tokens`.*'no'"),
-    (dict(foo=1), TypeError, r"MaskGITImageGenerator.generate\(\) got an unexpected keyword "
-                             r"argument 'foo'.*Valid keywords:.*num_steps"),
+    (
+        dict(foo=1),
+        TypeError,
+        r"MaskGITImageGenerator.generate\(\) got an unexpected keyword "
+        r"argument 'foo'.*Valid keywords:.*num_steps",
+    ),
 ]
 
 
@@ -193,12 +225,24 @@ def test_uvim_bad_arguments_fail_before_any_work():
     ]
     for kwargs, error, match in bad:
         _untouched(model, lambda: _expect(error, match, model.generate, images, **kwargs))
-    _untouched(model, lambda: _expect(ValueError, r"`images`.*\[-1, 1\].*received values in \[255, 255\]",
-                                      model.generate, images * 0 + 255.0))
-    _untouched(model, lambda: _expect(ValueError, r"`images`.*finite",
-                                      model.generate, images * np.nan))
-    _untouched(model, lambda: _expect(ValueError, r"`batch_size`.*batch_size=0",
-                                      model.predict, images, batch_size=0))
+    _untouched(
+        model,
+        lambda: _expect(
+            ValueError,
+            r"`images`.*\[-1, 1\].*received values in \[255, 255\]",
+            model.generate,
+            images * 0 + 255.0,
+        ),
+    )
+    _untouched(
+        model, lambda: _expect(ValueError, r"`images`.*finite", model.generate, images * np.nan)
+    )
+    _untouched(
+        model,
+        lambda: _expect(
+            ValueError, r"`batch_size`.*batch_size=0", model.predict, images, batch_size=0
+        ),
+    )
 
 
 def _expect(error, match, fn, *args, **kwargs):
@@ -208,9 +252,15 @@ def _expect(error, match, fn, *args, **kwargs):
 
 def test_numpy_scalars_are_accepted():
     model = _causal()
-    z = model.generate(labels=np.array([3.0, 1.0]), num_samples=np.int64(2), seed=np.int32(1),
-                       temperature=np.float32(0.9), beam_size=np.int64(1), fan_size=np.int32(2),
-                       return_latents=True)
+    z = model.generate(
+        labels=np.array([3.0, 1.0]),
+        num_samples=np.int64(2),
+        seed=np.int32(1),
+        temperature=np.float32(0.9),
+        beam_size=np.int64(1),
+        fan_size=np.int32(2),
+        return_latents=True,
+    )
     assert _np(z).shape == (2, 16, 4) and np.all(np.isfinite(_np(z)))
 
 
@@ -227,38 +277,58 @@ def _argmax_component_mean(model, logits):
 def test_causal_greedy_is_the_argmax_component_mean():
     model = _causal()
     labels = np.array([2, 5], "int32")
-    z, lp = model.generate(labels=labels, temperature=0, seed=0, return_latents=True,
-                           return_log_probs=True)
+    z, lp = model.generate(
+        labels=labels, temperature=0, seed=0, return_latents=True, return_log_probs=True
+    )
     z2 = model.generate(labels=labels, temperature=0.0, seed=7, return_latents=True)
     z, z2 = _np(z), _np(z2)
     np.testing.assert_array_equal(z, z2)  # No randomness.
     # Teacher-forced full forward on the greedy tokens: each token is the mean of
     # the most probable component of its own predictive mixture.
-    logits = model.backbone({"tokens": ops.convert_to_tensor(z),
-                             "labels": ops.convert_to_tensor(labels)})
+    logits = model.backbone(
+        {"tokens": ops.convert_to_tensor(z), "labels": ops.convert_to_tensor(labels)}
+    )
     np.testing.assert_allclose(z, _argmax_component_mean(model, logits), atol=1e-4)
     assert np.all(np.isfinite(_np(lp)))
     sampled = _np(model.generate(labels=labels, temperature=1.0, seed=0, return_latents=True))
     assert np.abs(sampled - z).max() > 1e-2
     # Greedy with guidance and with beams: deterministic and finite.
-    a = _np(model.generate(labels=labels, temperature=0, cfg_weight=0.5, beam_size=2,
-                           fan_size=2, seed=1, return_latents=True))
-    b = _np(model.generate(labels=labels, temperature=0, cfg_weight=0.5, beam_size=2,
-                           fan_size=2, seed=2, return_latents=True))
+    a = _np(
+        model.generate(
+            labels=labels,
+            temperature=0,
+            cfg_weight=0.5,
+            beam_size=2,
+            fan_size=2,
+            seed=1,
+            return_latents=True,
+        )
+    )
+    b = _np(
+        model.generate(
+            labels=labels,
+            temperature=0,
+            cfg_weight=0.5,
+            beam_size=2,
+            fan_size=2,
+            seed=2,
+            return_latents=True,
+        )
+    )
     np.testing.assert_array_equal(a, b)
     assert np.all(np.isfinite(a))
 
 
 def test_maskgit_greedy_is_deterministic():
     model = _givt_maskgit()
-    kw = dict(labels=[1, 4], num_steps=3, temperature=0, choice_temperature=0.0,
-              return_latents=True)
+    kw = dict(
+        labels=[1, 4], num_steps=3, temperature=0, choice_temperature=0.0, return_latents=True
+    )
     a, b = _np(model.generate(seed=0, **kw)), _np(model.generate(seed=9, **kw))
     np.testing.assert_array_equal(a, b)
     assert np.all(np.isfinite(a))
     vq = _vq_maskgit(tokenizer=False)
-    kw = dict(labels=[1, 4], num_steps=3, temperature=0, choice_temperature=0.0,
-              return_tokens=True)
+    kw = dict(labels=[1, 4], num_steps=3, temperature=0, choice_temperature=0.0, return_tokens=True)
     t1, t2 = _np(vq.generate(seed=0, **kw)), _np(vq.generate(seed=5, **kw))
     np.testing.assert_array_equal(t1, t2)
     # One step of greedy decoding picks the argmax code of every position.
@@ -275,8 +345,12 @@ def test_unconditional_sampling_uses_the_nolabel_row():
     model = _causal()
     nolabel = model.backbone.special_ids["nolabel"]
     z = _np(model.generate(num_samples=2, temperature=0, return_latents=True))
-    logits = model.backbone({"tokens": ops.convert_to_tensor(z),
-                             "labels": ops.convert_to_tensor(np.full((2,), nolabel, "int32"))})
+    logits = model.backbone(
+        {
+            "tokens": ops.convert_to_tensor(z),
+            "labels": ops.convert_to_tensor(np.full((2,), nolabel, "int32")),
+        }
+    )
     np.testing.assert_allclose(z, _argmax_component_mean(model, logits), atol=1e-4)
     # A preset CFG default is ignored without labels (nothing to guide towards).
     model.sampling_defaults["cfg_weight"] = 0.5
@@ -334,8 +408,7 @@ def test_guidance_scale_is_cfg_weight_plus_one():
     np.testing.assert_allclose(a, b, atol=1e-6)
     vq = _vq_maskgit(tokenizer=False)
     c = _np(vq.generate(labels=[1, 2], num_steps=2, cfg_weight=2.0, seed=3, return_tokens=True))
-    d = _np(vq.generate(labels=[1, 2], num_steps=2, guidance_scale=3.0, seed=3,
-                        return_tokens=True))
+    d = _np(vq.generate(labels=[1, 2], num_steps=2, guidance_scale=3.0, seed=3, return_tokens=True))
     np.testing.assert_array_equal(c, d)
 
 
@@ -351,8 +424,9 @@ def test_generated_images_share_one_range():
     np.testing.assert_allclose(default, 2.0 * unit - 1.0, atol=1e-6)
     from keras_givt import BetaVAE
 
-    vae = BetaVAE(codeword_dim=4, code_len=16, filters=32, num_res_blocks=1,
-                  channel_multipliers=[1, 2])
+    vae = BetaVAE(
+        codeword_dim=4, code_len=16, filters=32, num_res_blocks=1, channel_multipliers=[1, 2]
+    )
     model = GIVTCausal(_causal().backbone, vae=vae, seed=0)
     img = _np(model.generate(labels=[1], seed=0))
     img01 = _np(model.generate(labels=[1], seed=0, image_range=(0.0, 1.0)))
@@ -365,8 +439,9 @@ def test_greedy_token_of_other_heads(per_channel, multivariate, k):
     from keras_givt.mixture.head import GaussianMixtureHead
     from keras_givt.samplers.autoregressive import greedy_from_logits
 
-    head = GaussianMixtureHead(out_dim=4, num_mixtures=k, per_channel_mixtures=per_channel,
-                               multivariate=multivariate)
+    head = GaussianMixtureHead(
+        out_dim=4, num_mixtures=k, per_channel_mixtures=per_channel, multivariate=multivariate
+    )
     logits = np.random.default_rng(0).normal(size=(5, head.num_logits)).astype("float32")
     x, lp = greedy_from_logits(head, ops.convert_to_tensor(logits))
     params = head.mixture_params(ops.convert_to_tensor(logits))

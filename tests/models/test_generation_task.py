@@ -45,7 +45,10 @@ def test_fit_on_arrays_shuffles_and_splits_like_keras(monkeypatch):
     model = GIVTCausal(GIVTBackbone(**helpers.tiny_kwargs()), seed=0)
     tokens, labels = helpers.digits_tokens(40)
     history = model.fit(
-        {"latents": tokens, "labels": labels}, batch_size=8, epochs=2, validation_split=0.25,
+        {"latents": tokens, "labels": labels},
+        batch_size=8,
+        epochs=2,
+        validation_split=0.25,
         verbose=0,
     )
     assert calls == [(30, 8, True)]  # The last quarter is held out, as in Keras.

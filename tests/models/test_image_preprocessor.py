@@ -117,8 +117,14 @@ def test_inside_tf_data_matches_eager_and_refuses_per_batch():
 
 
 def test_serialization_and_task_round_trip(tmp_path):
-    pre = ImagePreprocessor((32, 24), channels=1, resize_mode="resize", output_range=(0, 1),
-                            input_range="uint8", pack_labels=False)
+    pre = ImagePreprocessor(
+        (32, 24),
+        channels=1,
+        resize_mode="resize",
+        output_range=(0, 1),
+        input_range="uint8",
+        pack_labels=False,
+    )
     clone = keras.layers.deserialize(json.loads(json.dumps(keras.layers.serialize(pre))))
     assert clone.get_config() == pre.get_config()
     x = _raw(2)

@@ -23,25 +23,37 @@ def _randomize(layer, seed=0):
 
 
 def _givt(vae=True, **overrides):
-    kwargs = helpers.tiny_kwargs(style="masked", mask_style="concat", num_mixtures=2,
-                                 per_channel_mixtures=False, drop_labels_probability=0.1)
+    kwargs = helpers.tiny_kwargs(
+        style="masked",
+        mask_style="concat",
+        num_mixtures=2,
+        per_channel_mixtures=False,
+        drop_labels_probability=0.1,
+    )
     kwargs.update(overrides)
     backbone = GIVTBackbone(**kwargs)
     _randomize(backbone)
     beta_vae = None
     if vae:  # 8x8x3 images <-> 4x4 grid of 4-dim latents.
-        beta_vae = BetaVAE(codeword_dim=4, code_len=16, filters=32, num_res_blocks=1,
-                           channel_multipliers=[1, 2])
+        beta_vae = BetaVAE(
+            codeword_dim=4, code_len=16, filters=32, num_res_blocks=1, channel_multipliers=[1, 2]
+        )
     return GIVTMaskGIT(backbone, vae=beta_vae, seed=0)
 
 
 def _vq(label_dropout=0.1):
     backbone = keras_givt.MaskGITBackbone(
-        codebook_size=16, num_classes=3, seq_len=16, hidden_size=32, num_layers=1,
-        num_heads=2, intermediate_size=64,
+        codebook_size=16,
+        num_classes=3,
+        seq_len=16,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
     )
-    tok = keras_givt.VQGANTokenizer(filters=32, num_res_blocks=1, channel_multipliers=[1, 1],
-                                    embedding_dim=4, codebook_size=16).build_for_image_size(8)
+    tok = keras_givt.VQGANTokenizer(
+        filters=32, num_res_blocks=1, channel_multipliers=[1, 1], embedding_dim=4, codebook_size=16
+    ).build_for_image_size(8)
     return keras_givt.MaskGITImageGenerator(backbone, tok, label_dropout=label_dropout, seed=0)
 
 
@@ -77,17 +89,30 @@ def test_bad_inpaint_arguments_fail_before_any_work(family):
     model = _givt() if family == "givt" else _vq()
     images, mask = _images(), _box_mask()
     bad = [
-        (dict(mask=mask[:, :4]), ValueError, r"`mask` must be a \(2, 8, 8\) pixel mask.*"
-                                              r"Received: mask with shape \(2, 4, 8\)"),
+        (
+            dict(mask=mask[:, :4]),
+            ValueError,
+            r"`mask` must be a \(2, 8, 8\) pixel mask.*" r"Received: mask with shape \(2, 4, 8\)",
+        ),
         (dict(mask=mask.astype("float32") * 2), ValueError, r"`mask`.*only 0 and 1.*2\."),
         (dict(mask=np.array([["a"]])), TypeError, r"`mask`.*'a'"),
-        (dict(images=images * 127.5 + 127.5), ValueError,
-         r"`images` must be float images in \[-1, 1\].*received values in \[0\.\d+, 254\.\d+\]"),
+        (
+            dict(images=images * 127.5 + 127.5),
+            ValueError,
+            r"`images` must be float images in \[-1, 1\].*received values in \[0\.\d+, 254\.\d+\]",
+        ),
         (dict(images=(images * 127.5 + 127.5).astype("uint8")), ValueError, r"`images`.*\[-1, 1\]"),
-        (dict(images=np.where(mask[..., None], np.nan, images)), ValueError,
-         r"`images` must be finite.*non-finite"),
+        (
+            dict(images=np.where(mask[..., None], np.nan, images)),
+            ValueError,
+            r"`images` must be finite.*non-finite",
+        ),
         (dict(images=images[0, :, :, 0]), ValueError, r"`images`.*shape \(8, 8\)"),
-        (dict(labels=[0, 1, 2]), ValueError, r"`labels` must be one label or 2 labels.*\[0, 1, 2\]"),
+        (
+            dict(labels=[0, 1, 2]),
+            ValueError,
+            r"`labels` must be one label or 2 labels.*\[0, 1, 2\]",
+        ),
         (dict(labels=[0.5, 1]), ValueError, r"`labels`.*0\.5"),
         (dict(paste_back="yes"), TypeError, r"`paste_back`.*'yes'"),
         (dict(image_range=(0, 2)), ValueError, r"`image_range`.*\(0, 2\)"),
@@ -107,14 +132,32 @@ def test_givt_token_inputs_are_checked():
     model = _givt(vae=False)
     tokens, labels = helpers.digits_tokens(2)
     mask = np.zeros((2, 16), bool)
-    _untouched(model, ValueError, r"`images` as latents must be \(B, 16, 4\).*\(2, 16, 3\)",
-               images=tokens[..., :3], mask=mask, labels=labels)
-    _untouched(model, ValueError, r"token mask.*Received: mask with shape \(2, 15\)",
-               images=tokens, mask=mask[:, :15], labels=labels)
+    _untouched(
+        model,
+        ValueError,
+        r"`images` as latents must be \(B, 16, 4\).*\(2, 16, 3\)",
+        images=tokens[..., :3],
+        mask=mask,
+        labels=labels,
+    )
+    _untouched(
+        model,
+        ValueError,
+        r"token mask.*Received: mask with shape \(2, 15\)",
+        images=tokens,
+        mask=mask[:, :15],
+        labels=labels,
+    )
     vq = _vq()
     codes = np.zeros((2, 16), "int32")
-    _untouched(vq, ValueError, r"`images` as tokens must be integer code ids in \[0, 16\)",
-               images=codes + 16, mask=mask, labels=[0, 1])
+    _untouched(
+        vq,
+        ValueError,
+        r"`images` as tokens must be integer code ids in \[0, 16\)",
+        images=codes + 16,
+        mask=mask,
+        labels=[0, 1],
+    )
 
 
 @pytest.mark.parametrize("family", ["givt", "vq"])
@@ -143,8 +186,9 @@ def test_all_known_returns_the_input_and_all_unknown_is_generation(family):
     model = _givt() if family == "givt" else _vq()
     images = _images()
     keep_all = np.zeros((2, 8, 8), bool)
-    out, counts = model.inpaint(images, keep_all, labels=[1, 2], num_steps=3, seed=0,
-                                return_num_masked=True)
+    out, counts = model.inpaint(
+        images, keep_all, labels=[1, 2], num_steps=3, seed=0, return_num_masked=True
+    )
     np.testing.assert_array_equal(_np(out), images)
     np.testing.assert_array_equal(_np(counts), np.zeros((2, 3)))
     assert model.generate_functions == {}  # Nothing sampled.
@@ -154,8 +198,7 @@ def test_all_known_returns_the_input_and_all_unknown_is_generation(family):
     b = _np(model.generate(labels=[1, 2], num_steps=3, seed=4, **{latents: True}))
     np.testing.assert_array_equal(a, b)
     # Labels by name and unconditional editing (labels=None: no class).
-    model.class_names = (["a", "b", "c"] if family == "vq"
-                         else [str(i) for i in range(10)])  # fmt: skip
+    model.class_names = ["a", "b", "c"] if family == "vq" else [str(i) for i in range(10)]
     mask = _box_mask()
     by_name = _np(model.inpaint(images, mask, labels=model.class_names[1], num_steps=2, seed=0))
     by_id = _np(model.inpaint(images, mask, labels=1, num_steps=2, seed=0))
@@ -171,6 +214,14 @@ def test_vq_token_inputs_keep_their_codes():
     mask[:, 0] = True
     out = _np(model.inpaint(codes, mask, labels=[0, 2], num_steps=2, seed=0, return_tokens=True))
     np.testing.assert_array_equal(out.reshape(2, 4, 4)[~mask], codes[~mask])
-    same = _np(model.inpaint(codes.reshape(2, 16), mask.reshape(2, 16), labels=[0, 2],
-                             num_steps=2, seed=0, return_tokens=True))
+    same = _np(
+        model.inpaint(
+            codes.reshape(2, 16),
+            mask.reshape(2, 16),
+            labels=[0, 2],
+            num_steps=2,
+            seed=0,
+            return_tokens=True,
+        )
+    )
     np.testing.assert_array_equal(same, out)

@@ -80,7 +80,9 @@ def test_truncated_config_file_is_named(saved_preset, tmp_path, name):
 def test_empty_weights_file(saved_preset, tmp_path):
     path = _copy(saved_preset, tmp_path)
     open(os.path.join(path, "model.weights.h5"), "wb").close()
-    with pytest.raises(ValueError, match=r"model\.weights\.h5' is truncated or corrupt \(0 bytes\)"):
+    with pytest.raises(
+        ValueError, match=r"model\.weights\.h5' is truncated or corrupt \(0 bytes\)"
+    ):
         GIVTBackbone.from_preset(path)
 
 
@@ -111,9 +113,7 @@ def _edit_backbone_config(path, **changes):
             json.dump(config, f)
 
 
-@pytest.mark.parametrize(
-    "changes", [{"num_decoder_layers": 3}, {"mlp_dim": 48}, {"emb_dim": 48}]
-)
+@pytest.mark.parametrize("changes", [{"num_decoder_layers": 3}, {"mlp_dim": 48}, {"emb_dim": 48}])
 @pytest.mark.parametrize("loader", ["task", "backbone"])
 def test_config_that_does_not_match_weights_is_refused(saved_preset, tmp_path, changes, loader):
     path = _copy(saved_preset, tmp_path)
@@ -122,7 +122,7 @@ def test_config_that_does_not_match_weights_is_refused(saved_preset, tmp_path, c
     with pytest.raises(ValueError) as info:
         cls.from_preset(path)
     msg = str(info.value)
-    (key, value), = changes.items()
+    ((key, value),) = changes.items()
     assert repr(os.path.join(path, "model.weights.h5")) in msg
     assert repr(os.path.join(path, "config.json")) in msg
     assert f"{key}={value}" in msg and "does not match" in msg
@@ -147,7 +147,9 @@ def _load_without_warnings(fn):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = fn()
-    messages = [str(w.message) for w in caught if not str(w.message).startswith(_KERAS_TORCH_NUMPY2)]
+    messages = [
+        str(w.message) for w in caught if not str(w.message).startswith(_KERAS_TORCH_NUMPY2)
+    ]
     assert not messages, messages
     return out
 

@@ -308,9 +308,12 @@ class GIVTBackbone(PresetBackbone):
             # Eager torch generation loop (MaskGIT steps): `decode` takes the
             # torch fast path, which the layer-by-layer graph would bypass.
             return self._forward(
-                inputs["tokens"], inputs.get("labels"), inputs.get("input_mask"),
-                inputs.get("image"), training=training,
-            )  # fmt: skip
+                inputs["tokens"],
+                inputs.get("labels"),
+                inputs.get("input_mask"),
+                inputs.get("image"),
+                training=training,
+            )
         return super().call(inputs, training=training, mask=mask)
 
     def call_with_reps(self, inputs, training=False):
@@ -433,7 +436,9 @@ class GIVTBackbone(PresetBackbone):
     # --- Distribution (keras.distribution) ---------------------------------
 
     @staticmethod
-    def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"):
+    def get_layout_map(
+        device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"
+    ):
         """A `keras.distribution.LayoutMap` sharding the weights over `model`.
 
         Attention heads, the MLP hidden dimension and the embedding width are
@@ -498,7 +503,9 @@ class GIVTBackbone(PresetBackbone):
                 "(or `encoded=backbone.encode(image)`)."
             )
         if self.image_encoder is None and encoded is not None:
-            raise ValueError("This backbone has no image encoder (num_layers=0): do not pass `encoded`.")
+            raise ValueError(
+                "This backbone has no image encoder (num_layers=0): do not pass `encoded`."
+            )
 
     def _require_ar(self, what):
         if self.style != "ar":
@@ -513,9 +520,14 @@ class GIVTBackbone(PresetBackbone):
                 + f"; received {type(inputs).__name__}."
             )
         shape = tuple(inputs["tokens"].shape)
-        if len(shape) != 3 or shape[1] not in (None, self.seq_len) or shape[2] not in (
-            None,
-            self.out_dim,
+        if (
+            len(shape) != 3
+            or shape[1] not in (None, self.seq_len)
+            or shape[2]
+            not in (
+                None,
+                self.out_dim,
+            )
         ):
             raise ValueError(
                 f"`tokens` must have shape (B, {self.seq_len}, {self.out_dim}); "

@@ -43,7 +43,9 @@ class GIVTCausal(GIVTTask):
             raise ValueError(
                 f"GIVTCausal needs a backbone with style='ar'; received style={backbone.style!r}."
             )
-        super().__init__(backbone, vae=vae, adaptor=adaptor, preprocessor=preprocessor, seed=seed, **kwargs)
+        super().__init__(
+            backbone, vae=vae, adaptor=adaptor, preprocessor=preprocessor, seed=seed, **kwargs
+        )
 
     def call(self, inputs, training=False):
         tokens, labels = self.latents_from_inputs(inputs)
@@ -161,7 +163,11 @@ class GIVTCausal(GIVTTask):
         prefix_arr = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         prefix_len = 0
         if prefix is not None:
-            if prefix.shape[0] != batch or prefix.shape[1] > bb.seq_len or prefix.shape[2] != bb.out_dim:
+            if (
+                prefix.shape[0] != batch
+                or prefix.shape[1] > bb.seq_len
+                or prefix.shape[2] != bb.out_dim
+            ):
                 raise ValueError(
                     f"`prefix` must have shape ({batch}, P <= {bb.seq_len}, {bb.out_dim}); "
                     f"Received: prefix with shape {prefix.shape}"
@@ -178,7 +184,9 @@ class GIVTCausal(GIVTTask):
         }
         if labels is not None:
             inputs["labels"] = ops.convert_to_tensor(labels, "int32")
-        key = ("ar", use_cfg, beam_size, fan_size, stochastic_beams) + (("greedy",) if greedy else ())
+        key = ("ar", use_cfg, beam_size, fan_size, stochastic_beams) + (
+            ("greedy",) if greedy else ()
+        )
         fn = self._compile_generate(
             key,
             lambda x: self.generate_step(x, use_cfg, beam_size, fan_size, stochastic_beams, greedy),

@@ -90,7 +90,9 @@ class GIVTEmbedding(keras.layers.Layer):
         emb_dim = validation.check_positive_int("emb_dim", emb_dim)
         seq_len = validation.check_positive_int("seq_len", seq_len)
         num_labels = validation.check_positive_int("num_labels", num_labels, allow_none=True)
-        drop_labels_probability = validation.check_float("drop_labels_probability", drop_labels_probability, 0.0, 1.0)
+        drop_labels_probability = validation.check_float(
+            "drop_labels_probability", drop_labels_probability, 0.0, 1.0
+        )
         super().__init__(**kwargs)
         self.out_dim = out_dim
         self.emb_dim = emb_dim

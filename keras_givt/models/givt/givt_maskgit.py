@@ -52,7 +52,9 @@ class GIVTMaskGIT(GIVTTask):
                 "GIVTMaskGIT needs a backbone with style='masked'; received "
                 f"style={backbone.style!r}."
             )
-        super().__init__(backbone, vae=vae, adaptor=adaptor, preprocessor=preprocessor, seed=seed, **kwargs)
+        super().__init__(
+            backbone, vae=vae, adaptor=adaptor, preprocessor=preprocessor, seed=seed, **kwargs
+        )
 
     def training_mask(self, batch_size):
         """big_vision's random training mask, (B, L) bool (True = masked).
@@ -96,8 +98,9 @@ class GIVTMaskGIT(GIVTTask):
             greedy=greedy,
         )
 
-    def _sampling_args(self, num_steps, schedule, choice_temperature, temperature,
-                       temperature_probs, seed):
+    def _sampling_args(
+        self, num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
+    ):
         """Checked `(num_steps, schedule, choice_temperature, temperature,
         temperature_probs, greedy, seed)` with the preset's defaults."""
         num_steps = self._check_num_steps(self._default("num_steps", num_steps, 16))
@@ -105,20 +108,37 @@ class GIVTMaskGIT(GIVTTask):
         choice_temperature = validation.check_float(
             "choice_temperature", self._default("choice_temperature", choice_temperature, 1.0), 0.0
         )
-        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        temperature, greedy = self._check_temperature(
+            self._default("temperature", temperature, 1.0)
+        )
         temperature_probs = validation.check_float(
-            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
-            0.0, min_inclusive=False,
-        )  # fmt: skip
+            "temperature_probs",
+            self._default("temperature_probs", temperature_probs, 1.0),
+            0.0,
+            min_inclusive=False,
+        )
         seed = validation.check_seed("seed", seed)
         return num_steps, schedule, choice_temperature, temperature, temperature_probs, greedy, seed
 
-    def _run(self, labels, tokens, unknown, num_steps, schedule, choice_temperature,
-             temperature, temperature_probs, cfg_weight, seed, conditional=None):
+    def _run(
+        self,
+        labels,
+        tokens,
+        unknown,
+        num_steps,
+        schedule,
+        choice_temperature,
+        temperature,
+        temperature_probs,
+        cfg_weight,
+        seed,
+        conditional=None,
+    ):
         num_steps, schedule, choice_temperature, temperature, temperature_probs, greedy, seed = (
-            self._sampling_args(num_steps, schedule, choice_temperature, temperature,
-                                temperature_probs, seed)
-        )  # fmt: skip
+            self._sampling_args(
+                num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
+            )
+        )
         if conditional is None:
             conditional = labels is not None
         cfg_weight = self._default("cfg_weight", cfg_weight, None) if conditional else None
@@ -189,7 +209,9 @@ class GIVTMaskGIT(GIVTTask):
         Arguments left to None take the preset's `sampling_defaults`.
         """
         cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        self._sampling_args(num_steps, schedule, choice_temperature, temperature, temperature_probs, seed)
+        self._sampling_args(
+            num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
+        )
         return_latents = validation.check_bool("return_latents", return_latents)
         return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
         image_range = self._check_image_range(image_range)
@@ -198,8 +220,19 @@ class GIVTMaskGIT(GIVTTask):
         bb = self.backbone
         tokens = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         unknown = np.ones((batch, bb.seq_len), bool)
-        out, counts = self._run(labels, tokens, unknown, num_steps, schedule, choice_temperature,
-                                temperature, temperature_probs, cfg_weight, seed, conditional)
+        out, counts = self._run(
+            labels,
+            tokens,
+            unknown,
+            num_steps,
+            schedule,
+            choice_temperature,
+            temperature,
+            temperature_probs,
+            cfg_weight,
+            seed,
+            conditional,
+        )
         return self._generation_outputs(out, counts, return_latents, return_num_masked, image_range)
 
     def inpaint(
@@ -258,7 +291,9 @@ class GIVTMaskGIT(GIVTTask):
             encoding of the input (the posterior mean).
         """
         cfg_weight = self._resolve_keywords("inpaint", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        self._sampling_args(num_steps, schedule, choice_temperature, temperature, temperature_probs, seed)
+        self._sampling_args(
+            num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
+        )
         return_latents = validation.check_bool("return_latents", return_latents)
         paste_back = validation.check_bool("paste_back", paste_back)
         return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
@@ -292,9 +327,19 @@ class GIVTMaskGIT(GIVTTask):
                 )
             out = None if tokens is None else ops.convert_to_tensor(tokens, "float32")
         else:
-            out, counts = self._run(labels, tokens, token_mask, num_steps, schedule,
-                                    choice_temperature, temperature, temperature_probs,
-                                    cfg_weight, seed, conditional)
+            out, counts = self._run(
+                labels,
+                tokens,
+                token_mask,
+                num_steps,
+                schedule,
+                choice_temperature,
+                temperature,
+                temperature_probs,
+                cfg_weight,
+                seed,
+                conditional,
+            )
         if return_latents:
             return (out, counts) if return_num_masked else out
         if tokens is None:  # All known from images with paste_back=False.

@@ -129,7 +129,9 @@ class GIVTTask(GenerationTask):
                 "keras_givt.ImagePreprocessor(...)`; the bundled presets carry one)."
             )
         bb = self.backbone
-        allowed = {"latents", "images", "labels"} | ({"input_mask"} if bb.style == "masked" else set())
+        allowed = {"latents", "images", "labels"} | (
+            {"input_mask"} if bb.style == "masked" else set()
+        )
         unknown = sorted(set(x) - allowed)
         if unknown:
             raise ValueError(
@@ -171,10 +173,16 @@ class GIVTTask(GenerationTask):
                 f"batch needs x['labels']. Received keys: {sorted(x)}"
             )
         else:
-            training_checks.label_array(where, "x['labels']", x["labels"], bb.num_labels, batch_size)
+            training_checks.label_array(
+                where, "x['labels']", x["labels"], bb.num_labels, batch_size
+            )
         if "input_mask" in x:
             training_checks.check_array(
-                where, "x['input_mask']", x["input_mask"], shape=(batch_size, bb.seq_len), kind="bool"
+                where,
+                "x['input_mask']",
+                x["input_mask"],
+                shape=(batch_size, bb.seq_len),
+                kind="bool",
             )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -184,18 +192,23 @@ class GIVTTask(GenerationTask):
             loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in losses]))
         return loss
 
-    def _check_ar_sampling(self, temperature, temperature_probs, beam_size, fan_size,
-                           stochastic_beams):  # fmt: skip
+    def _check_ar_sampling(
+        self, temperature, temperature_probs, beam_size, fan_size, stochastic_beams
+    ):
         """Checked autoregressive sampling arguments (host side, once per call).
 
         Returns `(temperature, greedy, temperature_probs, beam_size, fan_size,
         stochastic_beams)`; None temperatures take the `sampling_defaults`.
         """
-        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        temperature, greedy = self._check_temperature(
+            self._default("temperature", temperature, 1.0)
+        )
         temperature_probs = validation.check_float(
-            "temperature_probs", self._default("temperature_probs", temperature_probs, 1.0),
-            0.0, min_inclusive=False,
-        )  # fmt: skip
+            "temperature_probs",
+            self._default("temperature_probs", temperature_probs, 1.0),
+            0.0,
+            min_inclusive=False,
+        )
         beam_size = validation.check_int("beam_size", beam_size, 1)
         fan_size = validation.check_int("fan_size", fan_size, 1)
         if fan_size < beam_size:

@@ -195,15 +195,25 @@ class GIVTUViM(GIVTTask):
         images = np.asarray(x)
         h, w = self.backbone.input_size
         training_checks.check_array(
-            where, "x", images, shape=(None, h, w, 3), kind="image", low=-1.0, high=1.0,
+            where,
+            "x",
+            images,
+            shape=(None, h, w, 3),
+            kind="image",
+            low=-1.0,
+            high=1.0,
             hint=training_checks.image_range_hint(images, -1.0, 1.0),
-        )  # fmt: skip
+        )
         batch_size = images.shape[0]
         bb = self.backbone
         if isinstance(y, dict):
             if sorted(y) != ["latents"]:
-                raise ValueError(f"{where}: dict targets must be {{'latents': (B, L, D)}}. Received keys: {sorted(y)}")
-            training_checks.check_array(where, "y['latents']", y["latents"], shape=(batch_size, bb.seq_len, bb.out_dim))
+                raise ValueError(
+                    f"{where}: dict targets must be {{'latents': (B, L, D)}}. Received keys: {sorted(y)}"
+                )
+            training_checks.check_array(
+                where, "y['latents']", y["latents"], shape=(batch_size, bb.seq_len, bb.out_dim)
+            )
             return
         targets = np.asarray(y)
         vh, vw = self.vae.input_size
@@ -214,12 +224,18 @@ class GIVTUViM(GIVTTask):
             return
         specs = self.vae.inout_specs
         channels = max(channel for channel, _ in specs.values()) + 1
-        training_checks.check_array(where, "y", targets, shape=(batch_size, vh, vw, channels), kind="int")
+        training_checks.check_array(
+            where, "y", targets, shape=(batch_size, vh, vw, channels), kind="int"
+        )
         for name, (channel, num_classes) in specs.items():
             training_checks.check_array(
-                where, f"y[..., {channel}] ({name})", targets[..., channel], kind="int", low=0,
+                where,
+                f"y[..., {channel}] ({name})",
+                targets[..., channel],
+                kind="int",
+                low=0,
                 high=num_classes,
-            )  # fmt: skip
+            )
 
     def call(self, inputs, training=False):
         """images (B, Hi, Wi, 3) in [-1, 1] -> {"encoded": (B, P, E)}."""

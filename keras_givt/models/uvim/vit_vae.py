@@ -137,7 +137,10 @@ class ViTVAE(keras.Model):
         self.input_size = [int(v) for v in input_size]
         self.patch_size = [int(v) for v in patch_size]
         h, w = (self.input_size[0] // self.patch_size[0], self.input_size[1] // self.patch_size[1])
-        if h * self.patch_size[0] != self.input_size[0] or w * self.patch_size[1] != self.input_size[1]:
+        if (
+            h * self.patch_size[0] != self.input_size[0]
+            or w * self.patch_size[1] != self.input_size[1]
+        ):
             raise ValueError(
                 f"`input_size` {input_size} must be divisible by `patch_size` {patch_size}."
             )
@@ -170,14 +173,26 @@ class ViTVAE(keras.Model):
 
         # === Layers ===
         self.encoder = PatchViTEncoder(
-            self.patch_size, self.num_patches, self.enc_depth, self.width, self.num_heads,
-            self.mlp_dim, self.dropout, dtype=dtype, name="encoder",
+            self.patch_size,
+            self.num_patches,
+            self.enc_depth,
+            self.width,
+            self.num_heads,
+            self.mlp_dim,
+            self.dropout,
+            dtype=dtype,
+            name="encoder",
         )
         self.encoder_head = FlatDense(2 * self.codeword_dim, dtype=dtype, name="encoder_head")
         self.decoder_stem = FlatDense(self.width, dtype=dtype, name="decoder_stem")
         self.decoder = ViTEncoder(
-            self.dec_depth, self.width, self.num_heads, self.mlp_dim, self.dropout,
-            dtype=dtype, name="decoder",
+            self.dec_depth,
+            self.width,
+            self.num_heads,
+            self.mlp_dim,
+            self.dropout,
+            dtype=dtype,
+            name="decoder",
         )
         self.decoder_head = FlatDense(
             self.patch_size[0] * self.patch_size[1] * self.num_classes,
@@ -204,11 +219,13 @@ class ViTVAE(keras.Model):
         if not self.bottleneck_resize:
             # flax's default Dense init (lecun_normal) on the patch axis.
             self.bottleneck_downsample = self.add_weight(
-                name="bottleneck_downsample", shape=(P, L),
+                name="bottleneck_downsample",
+                shape=(P, L),
                 initializer=keras.initializers.LecunNormal(),
             )
             self.bottleneck_upsample = self.add_weight(
-                name="bottleneck_upsample", shape=(L, P),
+                name="bottleneck_upsample",
+                shape=(L, P),
                 initializer=keras.initializers.LecunNormal(),
             )
         self.built = True

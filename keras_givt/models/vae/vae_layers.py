@@ -19,6 +19,7 @@ from keras import ops
 
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.utils import validation
+
 ACTIVATIONS = {
     "swish": lambda x: x * ops.sigmoid(x),
     "silu": lambda x: x * ops.sigmoid(x),
@@ -28,9 +29,7 @@ ACTIVATIONS = {
 
 def get_activation(name):
     if name not in ACTIVATIONS:
-        raise ValueError(
-            f"Unsupported activation_fn {name!r}; supported: {sorted(ACTIVATIONS)}."
-        )
+        raise ValueError(f"Unsupported activation_fn {name!r}; supported: {sorted(ACTIVATIONS)}.")
     return ACTIVATIONS[name]
 
 

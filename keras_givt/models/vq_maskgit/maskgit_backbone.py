@@ -92,7 +92,11 @@ class MaskGITBackbone(PresetBackbone):
         )
         self.transformer_layers = [
             MaskGITTransformerLayer(
-                num_heads, intermediate_size, dropout, attention_dropout, dtype=dtype,
+                num_heads,
+                intermediate_size,
+                dropout,
+                attention_dropout,
+                dtype=dtype,
                 name=f"transformer_layer_{i}",
             )
             for i in range(num_layers)

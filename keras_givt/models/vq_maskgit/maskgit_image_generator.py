@@ -137,7 +137,9 @@ class MaskGITImageGenerator(GenerationTask):
     def decode_tokens(self, tokens):
         """Images (B, H, W, C) in [0, 1] from tokens (B, L)."""
         if self.tokenizer is None:
-            raise ValueError("This task has no tokenizer to decode images: use `return_tokens=True`.")
+            raise ValueError(
+                "This task has no tokenizer to decode images: use `return_tokens=True`."
+            )
         h, w = self.token_grid
         tokens = ops.reshape(ops.cast(tokens, "int32"), (-1, h, w))
         return ops.clip(self.tokenizer.decode_from_indices(tokens), 0.0, 1.0)
@@ -222,9 +224,14 @@ class MaskGITImageGenerator(GenerationTask):
             data = np.asarray(x["tokens"])
             flat = data.reshape(data.shape[0], -1) if data.ndim >= 2 else data
             training_checks.check_array(
-                where, "x['tokens']", flat, shape=(None, bb.seq_len), kind="int", low=0,
+                where,
+                "x['tokens']",
+                flat,
+                shape=(None, bb.seq_len),
+                kind="int",
+                low=0,
                 high=bb.codebook_size,
-            )  # fmt: skip
+            )
         else:
             if self.tokenizer is None:
                 raise ValueError(
@@ -235,9 +242,15 @@ class MaskGITImageGenerator(GenerationTask):
             size = getattr(self.tokenizer, "image_size", None)
             shape = (None,) + tuple(size) if size else (None, None, None, None)
             training_checks.check_array(
-                where, "x['images']", data, shape=shape, kind="image", low=0.0, high=1.0,
+                where,
+                "x['images']",
+                data,
+                shape=shape,
+                kind="image",
+                low=0.0,
+                high=1.0,
                 hint=training_checks.image_range_hint(data, 0.0, 1.0),
-            )  # fmt: skip
+            )
         batch_size = data.shape[0]
         if "labels" in x:
             if bb.num_classes == 0:
@@ -245,7 +258,9 @@ class MaskGITImageGenerator(GenerationTask):
                     f"{where}: this {name} is unconditional (num_classes=0) but the batch has "
                     "x['labels']. Drop them."
                 )
-            training_checks.label_array(where, "x['labels']", x["labels"], bb.num_classes, batch_size)
+            training_checks.label_array(
+                where, "x['labels']", x["labels"], bb.num_classes, batch_size
+            )
         elif bb.num_classes > 0:
             raise ValueError(
                 f"{where}: this {name} is class-conditional (num_classes={bb.num_classes}): the "
@@ -253,9 +268,12 @@ class MaskGITImageGenerator(GenerationTask):
             )
         if "mask" in x:
             training_checks.check_array(
-                where, "x['mask']", np.asarray(x["mask"]).reshape(batch_size, -1),
-                shape=(batch_size, bb.seq_len), kind="bool",
-            )  # fmt: skip
+                where,
+                "x['mask']",
+                np.asarray(x["mask"]).reshape(batch_size, -1),
+                shape=(batch_size, bb.seq_len),
+                kind="bool",
+            )
 
     def _default_optimizer(self):
         """AdamW(1e-4, weight decay 0.045 as MaskGIT, clipnorm 1)."""
@@ -297,12 +315,24 @@ class MaskGITImageGenerator(GenerationTask):
         choice_temperature = validation.check_float(
             "choice_temperature", self._default("choice_temperature", choice_temperature, 4.5), 0.0
         )
-        temperature, greedy = self._check_temperature(self._default("temperature", temperature, 1.0))
+        temperature, greedy = self._check_temperature(
+            self._default("temperature", temperature, 1.0)
+        )
         seed = validation.check_seed("seed", seed)
         return num_steps, schedule, choice_temperature, temperature, greedy, seed
 
-    def _run(self, tokens, labels, num_steps, schedule, choice_temperature, temperature,
-             cfg_weight, seed, conditional=True):
+    def _run(
+        self,
+        tokens,
+        labels,
+        num_steps,
+        schedule,
+        choice_temperature,
+        temperature,
+        cfg_weight,
+        seed,
+        conditional=True,
+    ):
         num_steps, schedule, choice_temperature, temperature, greedy, seed = self._sampling_args(
             num_steps, schedule, choice_temperature, temperature, seed
         )
@@ -410,8 +440,17 @@ class MaskGITImageGenerator(GenerationTask):
         labels, batch, conditional = self._generation_labels(labels, num_samples)
         self._check_unconditional_cfg(conditional, cfg_weight)
         tokens = np.full((batch, self.backbone.seq_len), -1, "int32")
-        out, counts = self._run(tokens, labels, num_steps, schedule, choice_temperature,
-                                temperature, cfg_weight, seed, conditional)
+        out, counts = self._run(
+            tokens,
+            labels,
+            num_steps,
+            schedule,
+            choice_temperature,
+            temperature,
+            cfg_weight,
+            seed,
+            conditional,
+        )
         return self._generation_outputs(out, counts, return_tokens, return_num_masked, image_range)
 
     def inpaint(
@@ -464,7 +503,9 @@ class MaskGITImageGenerator(GenerationTask):
             codes.
         """
         cfg_weight = self._resolve_keywords("inpaint", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        num_steps = self._sampling_args(num_steps, schedule, choice_temperature, temperature, seed)[0]
+        num_steps = self._sampling_args(num_steps, schedule, choice_temperature, temperature, seed)[
+            0
+        ]
         return_tokens = validation.check_bool("return_tokens", return_tokens)
         return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
         paste_back = validation.check_bool("paste_back", paste_back)
@@ -492,8 +533,17 @@ class MaskGITImageGenerator(GenerationTask):
             out = tokens
         else:
             start = ops.where(ops.convert_to_tensor(token_mask), -1, tokens)
-            out, counts = self._run(start, labels, num_steps, schedule, choice_temperature,
-                                    temperature, cfg_weight, seed, conditional)
+            out, counts = self._run(
+                start,
+                labels,
+                num_steps,
+                schedule,
+                choice_temperature,
+                temperature,
+                cfg_weight,
+                seed,
+                conditional,
+            )
         if return_tokens:
             return (out, counts) if return_num_masked else out
         decoded = self._decode_to_range(out, image_range)
@@ -539,4 +589,6 @@ class MaskGITImageGenerator(GenerationTask):
 
 def check_schedule(schedule):
     """A MaskGIT `schedule` name: "uniform", "cosine", "log", "exp" or "pow<k>" (k > 0)."""
-    return validation.check_schedule_name(schedule, ("uniform", "cosine", "log", "exp"), "pow", "pow2")
+    return validation.check_schedule_name(
+        schedule, ("uniform", "cosine", "log", "exp"), "pow", "pow2"
+    )

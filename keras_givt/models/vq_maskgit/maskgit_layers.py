@@ -40,8 +40,9 @@ class MaskGITTransformerLayer(keras.layers.Layer):
         attention_dropout: float. Dropout of the attention probabilities.
     """
 
-    def __init__(self, num_heads, intermediate_size, hidden_dropout=0.1, attention_dropout=0.1,
-                 **kwargs):
+    def __init__(
+        self, num_heads, intermediate_size, hidden_dropout=0.1, attention_dropout=0.1, **kwargs
+    ):
         # Numeric arguments: finite, in range, numpy scalars accepted.
         num_heads = validation.check_positive_int("num_heads", num_heads)
         intermediate_size = validation.check_positive_int("intermediate_size", intermediate_size)
@@ -65,16 +66,22 @@ class MaskGITTransformerLayer(keras.layers.Layer):
         # input_shape: (B, S, E)
         dim = input_shape[-1]
         if dim % self.num_heads:
-            raise ValueError(
-                f"hidden size {dim} is not divisible by num_heads={self.num_heads}."
-            )
+            raise ValueError(f"hidden size {dim} is not divisible by num_heads={self.num_heads}.")
         h, dh = self.num_heads, dim // self.num_heads
         for name in ("query", "key", "value"):
-            setattr(self, f"{name}_kernel",
-                    self.add_weight(name=f"{name}_kernel", shape=(dim, h, dh), initializer=_init()))
-            setattr(self, f"{name}_bias",
-                    self.add_weight(name=f"{name}_bias", shape=(h, dh), initializer="zeros"))
-        self.out_kernel = self.add_weight(name="out_kernel", shape=(h, dh, dim), initializer=_init())
+            setattr(
+                self,
+                f"{name}_kernel",
+                self.add_weight(name=f"{name}_kernel", shape=(dim, h, dh), initializer=_init()),
+            )
+            setattr(
+                self,
+                f"{name}_bias",
+                self.add_weight(name=f"{name}_bias", shape=(h, dh), initializer="zeros"),
+            )
+        self.out_kernel = self.add_weight(
+            name="out_kernel", shape=(h, dh, dim), initializer=_init()
+        )
         self.out_bias = self.add_weight(name="out_bias", shape=(dim,), initializer="zeros")
         self.attention_ln.build(input_shape)
         self.mlp_ln.build(input_shape)
@@ -141,7 +148,9 @@ class MaskGITEmbedding(keras.layers.Layer):
         # Numeric arguments: finite, in range, numpy scalars accepted.
         vocab_size = validation.check_positive_int("vocab_size", vocab_size)
         hidden_size = validation.check_positive_int("hidden_size", hidden_size)
-        max_position_embeddings = validation.check_positive_int("max_position_embeddings", max_position_embeddings)
+        max_position_embeddings = validation.check_positive_int(
+            "max_position_embeddings", max_position_embeddings
+        )
         dropout = validation.check_rate("dropout", dropout)
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
@@ -218,9 +227,7 @@ class MaskGITMLMHead(keras.layers.Layer):
     def build(self, input_shape):
         self.dense.build(input_shape)
         self.ln.build(input_shape)
-        self.bias = self.add_weight(
-            name="mlm_bias", shape=(self.vocab_size,), initializer="zeros"
-        )
+        self.bias = self.add_weight(name="mlm_bias", shape=(self.vocab_size,), initializer="zeros")
         self.built = True
 
     def call(self, h):

@@ -47,8 +47,11 @@ class StyleGANDiscriminator(keras.Model):
         for i, mult in enumerate(channel_multipliers):
             f = filters * mult
             self.blocks.append(
-                (conv(f, 3, f"block_{i}_conv_0"), conv(f, 3, f"block_{i}_conv_1"),
-                 conv(f, 1, f"block_{i}_skip", bias=False))
+                (
+                    conv(f, 3, f"block_{i}_conv_0"),
+                    conv(f, 3, f"block_{i}_conv_1"),
+                    conv(f, 1, f"block_{i}_skip", bias=False),
+                )
             )
         # Keras tracks layers in lists, not tuples of lists: flatten for tracking.
         self.block_layers = [layer for block in self.blocks for layer in block]

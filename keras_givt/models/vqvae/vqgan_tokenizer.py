@@ -136,8 +136,12 @@ class VQGANTokenizer(keras.Model):
         codebook_size = validation.check_positive_int("codebook_size", codebook_size)
         commitment_cost = validation.check_float("commitment_cost", commitment_cost, 0.0)
         entropy_loss_ratio = validation.check_float("entropy_loss_ratio", entropy_loss_ratio, 0.0)
-        entropy_temperature = validation.check_float("entropy_temperature", entropy_temperature, 0.0, min_inclusive=False)
-        dead_code_threshold = validation.check_float("dead_code_threshold", dead_code_threshold, 0.0)
+        entropy_temperature = validation.check_float(
+            "entropy_temperature", entropy_temperature, 0.0, min_inclusive=False
+        )
+        dead_code_threshold = validation.check_float(
+            "dead_code_threshold", dead_code_threshold, 0.0
+        )
         output_dim = validation.check_positive_int("output_dim", output_dim)
         perceptual_weight = validation.check_float("perceptual_weight", perceptual_weight, 0.0)
         adversarial_weight = validation.check_float("adversarial_weight", adversarial_weight, 0.0)
@@ -149,9 +153,14 @@ class VQGANTokenizer(keras.Model):
         super().__init__(**kwargs)
         # === Layers ===
         self.encoder = CNNEncoder(
-            filters, num_res_blocks, list(channel_multipliers), embedding_dim,
-            conv_downsample=conv_downsample, activation_fn=activation_fn,
-            dtype=self.dtype_policy, name="encoder",
+            filters,
+            num_res_blocks,
+            list(channel_multipliers),
+            embedding_dim,
+            conv_downsample=conv_downsample,
+            activation_fn=activation_fn,
+            dtype=self.dtype_policy,
+            name="encoder",
         )
         self.quantizer = VectorQuantizer(
             codebook_size,
@@ -164,8 +173,13 @@ class VQGANTokenizer(keras.Model):
             name="quantizer",
         )
         self.decoder = CNNDecoder(
-            filters, num_res_blocks, list(channel_multipliers), output_dim=output_dim,
-            activation_fn=activation_fn, dtype=self.dtype_policy, name="decoder",
+            filters,
+            num_res_blocks,
+            list(channel_multipliers),
+            output_dim=output_dim,
+            activation_fn=activation_fn,
+            dtype=self.dtype_policy,
+            name="decoder",
         )
         self.perceptual_network = perceptual_network
         if perceptual_network is not None:
@@ -277,8 +291,10 @@ class VQGANTokenizer(keras.Model):
         b = self.perceptual_network(fake)
         if not isinstance(a, (list, tuple)):
             a, b = [a], [b]
-        terms = [ops.mean(ops.square(ops.cast(u, "float32") - ops.cast(v, "float32")))
-                 for u, v in zip(a, b)]
+        terms = [
+            ops.mean(ops.square(ops.cast(u, "float32") - ops.cast(v, "float32")))
+            for u, v in zip(a, b)
+        ]
         return ops.sum(ops.stack(terms))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -288,7 +304,11 @@ class VQGANTokenizer(keras.Model):
             rec = ops.mean(ops.square(real - fake))
         else:
             rec = ops.mean(ops.abs(real - fake))
-        quant = ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses])) if self.losses else 0.0
+        quant = (
+            ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
+            if self.losses
+            else 0.0
+        )
         loss = rec + quant
         self.reconstruction_loss_tracker.update_state(rec)
         self.quantizer_loss_tracker.update_state(quant)
@@ -340,11 +360,17 @@ class VQGANTokenizer(keras.Model):
                 "dead_code_threshold": self.dead_code_threshold,
                 "output_dim": self.output_dim,
                 "reconstruction_loss": self.reconstruction_loss,
-                "perceptual_network": None if self.perceptual_network is None
-                else keras.layers.serialize(self.perceptual_network),
+                "perceptual_network": (
+                    None
+                    if self.perceptual_network is None
+                    else keras.layers.serialize(self.perceptual_network)
+                ),
                 "perceptual_weight": self.perceptual_weight,
-                "discriminator": None if self.discriminator is None
-                else keras.layers.serialize(self.discriminator),
+                "discriminator": (
+                    None
+                    if self.discriminator is None
+                    else keras.layers.serialize(self.discriminator)
+                ),
                 "adversarial_loss": self.adversarial_loss,
                 "adversarial_weight": self.adversarial_weight,
                 "r1_gamma": self.r1_gamma,

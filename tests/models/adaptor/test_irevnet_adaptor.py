@@ -16,12 +16,33 @@ from keras_givt.utils.tensor_utils import to_numpy
     [
         (dict(num_blocks=3, num_channels=4, num_channels_bottleneck=8), (2, 9, 4)),
         # big_vision's 512 config: (1, 2) patch, token grid 4 x 2 (not square).
-        (dict(num_blocks=2, num_channels=4, num_channels_bottleneck=16,
-              pixel_shuffle_patch_size=(1, 2)), (1, 8, 4)),
-        (dict(num_blocks=2, num_channels=4, num_channels_bottleneck=8,
-              pixel_shuffle_patch_size=(2, 1)), (2, 18, 4)),
-        (dict(num_blocks=1, num_channels=6, num_channels_bottleneck=12,
-              pixel_shuffle_patch_size=(2, 3)), (1, 6, 6)),
+        (
+            dict(
+                num_blocks=2,
+                num_channels=4,
+                num_channels_bottleneck=16,
+                pixel_shuffle_patch_size=(1, 2),
+            ),
+            (1, 8, 4),
+        ),
+        (
+            dict(
+                num_blocks=2,
+                num_channels=4,
+                num_channels_bottleneck=8,
+                pixel_shuffle_patch_size=(2, 1),
+            ),
+            (2, 18, 4),
+        ),
+        (
+            dict(
+                num_blocks=1,
+                num_channels=6,
+                num_channels_bottleneck=12,
+                pixel_shuffle_patch_size=(2, 3),
+            ),
+            (1, 6, 6),
+        ),
     ],
 )
 def test_inverse_of_forward(kwargs, shape):
@@ -66,8 +87,15 @@ def test_config_and_keras_save(tmp_path):
 
 @pytest.mark.parametrize(
     "num_tokens,patch,grid",
-    [(16, (1, 1), (4, 4)), (8, (1, 2), (4, 2)), (32, (1, 2), (8, 4)), (18, (2, 1), (3, 6)),
-     (6, (2, 3), (3, 2)), (256, (2, 2), (16, 16)), (512, (1, 2), (32, 16))],
+    [
+        (16, (1, 1), (4, 4)),
+        (8, (1, 2), (4, 2)),
+        (32, (1, 2), (8, 4)),
+        (18, (2, 1), (3, 6)),
+        (6, (2, 3), (3, 2)),
+        (256, (2, 2), (16, 16)),
+        (512, (1, 2), (32, 16)),
+    ],
 )
 def test_token_grid_matches_big_vision(num_tokens, patch, grid):
     # big_vision cnn.get_h_w_pixelshuffle: s = isqrt(L*ph*pw), h = s // ph, w = s // pw.

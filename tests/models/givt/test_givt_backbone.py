@@ -153,7 +153,10 @@ def test_preset_saved_on_another_backend(tmp_path):
     preset, ref = str(tmp_path / "preset"), str(tmp_path / "ref.npy")
     env = dict(os.environ, KERAS_BACKEND=other)
     subprocess.run(
-        [sys.executable, "-c", _SAVE_SCRIPT, preset, ref], check=True, env=env, cwd=ROOT,
+        [sys.executable, "-c", _SAVE_SCRIPT, preset, ref],
+        check=True,
+        env=env,
+        cwd=ROOT,
         capture_output=True,
     )
     restored = GIVTBackbone.from_preset(preset)

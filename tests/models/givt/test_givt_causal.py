@@ -49,8 +49,12 @@ def test_cached_generation_equals_full_forward(temperature):
     model = _model()
     labels = np.array([1, 4, 7], "int32")
     tokens, lp = model.generate(
-        labels=labels, seed=3, temperature=temperature, temperature_probs=1.2,
-        return_latents=True, return_log_probs=True,
+        labels=labels,
+        seed=3,
+        temperature=temperature,
+        temperature_probs=1.2,
+        return_latents=True,
+        return_log_probs=True,
     )
     want = _full_log_prob(model, _np(tokens), labels, temperature, 1.2)
     np.testing.assert_allclose(_np(lp), want, rtol=1e-4, atol=1e-3)
@@ -60,7 +64,9 @@ def test_unconditional_generation():
     model = _model(num_labels=None, drop_labels_probability=0.0, per_channel_mixtures=True)
     tokens, lp = model.generate(num_samples=2, seed=0, return_latents=True, return_log_probs=True)
     assert tuple(tokens.shape) == (2, 16, 4)
-    np.testing.assert_allclose(_np(lp), _full_log_prob(model, _np(tokens), None), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        _np(lp), _full_log_prob(model, _np(tokens), None), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_seeded_reproducibility():
@@ -85,7 +91,14 @@ def test_no_retrace_on_numeric_arguments():
     model = Counting(base.backbone, seed=0)
     model.generate(labels=[1, 2], seed=0, temperature=1.0, cfg_weight=0.4, return_latents=True)
     n = len(traces)
-    model.generate(labels=[3, 4], seed=1, temperature=0.7, temperature_probs=2.0, cfg_weight=0.1, return_latents=True)
+    model.generate(
+        labels=[3, 4],
+        seed=1,
+        temperature=0.7,
+        temperature_probs=2.0,
+        cfg_weight=0.1,
+        return_latents=True,
+    )
     assert len(model.generate_functions) == 1
     if keras.config.backend() != "torch":  # torch runs eagerly (no tracing).
         assert n == 1 and len(traces) == 1
@@ -128,8 +141,14 @@ def test_beam_search_returns_highest_likelihood_beam():
 def test_beam_search_with_cfg_and_stochastic_beams():
     model = _model()
     z, lp = model.generate(
-        labels=[1, 5], seed=0, beam_size=2, fan_size=3, cfg_weight=0.4,
-        stochastic_beams=True, return_latents=True, return_log_probs=True,
+        labels=[1, 5],
+        seed=0,
+        beam_size=2,
+        fan_size=3,
+        cfg_weight=0.4,
+        stochastic_beams=True,
+        return_latents=True,
+        return_log_probs=True,
     )
     assert tuple(z.shape) == (2, 16, 4) and np.all(np.isfinite(_np(lp)))
 
@@ -150,7 +169,9 @@ def test_label_dropout_is_applied_in_training():
 def test_fit_on_digits_lowers_nll():
     tokens, labels = helpers.digits_tokens(256)
     backbone = GIVTBackbone(
-        **helpers.tiny_kwargs(num_mixtures=2, per_channel_mixtures=True, drop_labels_probability=0.1)
+        **helpers.tiny_kwargs(
+            num_mixtures=2, per_channel_mixtures=True, drop_labels_probability=0.1
+        )
     )
     model = GIVTCausal(backbone, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
@@ -174,10 +195,17 @@ def test_fit_on_tf_data():
 def test_db_cfg_sample_moments():
     # Normalisable target: exact product Gaussian, checked by numerical integration.
     lc, sc, lu, su, w = 0.3, 0.8, -0.5, 1.5, 0.4
-    params_c = {"head_type": "per_channel", "mixture_logits": np.zeros((20000, 1, 1), "float32"),
-                "loc": np.full((20000, 1, 1), lc, "float32"), "scale": np.full((20000, 1, 1), sc, "float32")}
-    params_u = dict(params_c, loc=np.full((20000, 1, 1), lu, "float32"),
-                    scale=np.full((20000, 1, 1), su, "float32"))
+    params_c = {
+        "head_type": "per_channel",
+        "mixture_logits": np.zeros((20000, 1, 1), "float32"),
+        "loc": np.full((20000, 1, 1), lc, "float32"),
+        "scale": np.full((20000, 1, 1), sc, "float32"),
+    }
+    params_u = dict(
+        params_c,
+        loc=np.full((20000, 1, 1), lu, "float32"),
+        scale=np.full((20000, 1, 1), su, "float32"),
+    )
     cfg = guidance.CFGDensity(params_c, params_u, w)
     x = _np(cfg.sample(seed=keras.random.SeedGenerator(0)))[:, 0]
     mean, std = guidance.guided_log_prob_moments(lc, sc, lu, su, w)
@@ -203,14 +231,16 @@ def test_task_serialization_and_save(tmp_path):
     tokens, labels = helpers.digits_tokens(2)
     np.testing.assert_allclose(
         _np(restored({"latents": tokens, "labels": labels})["logits"]),
-        _np(model({"latents": tokens, "labels": labels})["logits"]), atol=1e-5,
+        _np(model({"latents": tokens, "labels": labels})["logits"]),
+        atol=1e-5,
     )
     preset = str(tmp_path / "preset")
     model.save_to_preset(preset)
     loaded = GIVTCausal.from_preset(preset)
     np.testing.assert_allclose(
         _np(loaded({"latents": tokens, "labels": labels})["logits"]),
-        _np(model({"latents": tokens, "labels": labels})["logits"]), atol=1e-5,
+        _np(model({"latents": tokens, "labels": labels})["logits"]),
+        atol=1e-5,
     )
 
 
@@ -258,9 +288,12 @@ print("JSON" + json.dumps(out))
 
 @pytest.mark.skipif(keras.config.backend() != "jax", reason="virtual CPU devices: JAX backend")
 def test_data_and_model_parallel_fit():
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    proc = subprocess.run([sys.executable, "-c", _PARALLEL_SCRIPT], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    env = dict(
+        os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=8"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARALLEL_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("JSON", 1)[1])
     for key in ("dp", "mp"):
@@ -294,7 +327,12 @@ def test_db_cfg_compiled_fallback():
     sc = np.ones((n, 2, 1), "float32")
     su = np.ones((n, 2, 1), "float32")
     su[:, 1] = 0.2  # Channel 1: (1+w)/sc² − w/su² < 0, not normalisable.
-    params_c = {"head_type": "per_channel", "mixture_logits": np.zeros_like(lc), "loc": lc, "scale": sc}
+    params_c = {
+        "head_type": "per_channel",
+        "mixture_logits": np.zeros_like(lc),
+        "loc": lc,
+        "scale": sc,
+    }
     params_u = dict(params_c, loc=lc + 0.5, scale=su)
     gen = keras.random.SeedGenerator(0)
     cfg = guidance.CFGDensity(params_c, params_u, 0.4)
@@ -321,8 +359,13 @@ def test_fit_with_mixed_precision_and_callbacks(tmp_path):
         keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs["loss"])),
         keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
     ]
-    model.fit({"latents": tokens, "labels": labels}, batch_size=16, epochs=2, verbose=0,
-              callbacks=callbacks)
+    model.fit(
+        {"latents": tokens, "labels": labels},
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=callbacks,
+    )
     assert len(seen) == 2 and all(np.isfinite(seen))
     assert (tmp_path / "log.csv").read_text().count("\n") == 3
     out = model({"latents": tokens[:2], "labels": labels[:2]})
@@ -354,7 +397,8 @@ def test_generate_restores_torch_threads():
     import torch
 
     before = torch.get_num_threads()
-    bb = GIVTBackbone(seq_len=4, out_dim=2, num_labels=3, emb_dim=8,
-                                 num_decoder_layers=1, num_heads=2, mlp_dim=16)  # fmt: skip
+    bb = GIVTBackbone(
+        seq_len=4, out_dim=2, num_labels=3, emb_dim=8, num_decoder_layers=1, num_heads=2, mlp_dim=16
+    )
     GIVTCausal(bb, seed=0).generate(labels=[0, 1], seed=0, return_latents=True)
     assert torch.get_num_threads() == before

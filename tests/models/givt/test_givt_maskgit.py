@@ -18,7 +18,10 @@ def _np(x):
 
 def _model(seed=0, randomize=True, **overrides):
     kwargs = helpers.tiny_kwargs(
-        style="masked", mask_style="concat", num_mixtures=2, per_channel_mixtures=False,
+        style="masked",
+        mask_style="concat",
+        num_mixtures=2,
+        per_channel_mixtures=False,
         drop_labels_probability=0.1,
     )
     kwargs.update(overrides)
@@ -42,12 +45,18 @@ def _expected_counts(seq_len, num_steps, schedule, n0=None):
     return out
 
 
-@pytest.mark.parametrize("num_steps, schedule", [(16, "cosine"), (5, "pow:2"), (4, "linear"), (6, "arccos")])
+@pytest.mark.parametrize(
+    "num_steps, schedule", [(16, "cosine"), (5, "pow:2"), (4, "linear"), (6, "arccos")]
+)
 def test_generation_follows_the_schedule(num_steps, schedule):
     model = _model()
     z, counts = model.generate(
-        labels=[1, 2], num_steps=num_steps, schedule=schedule, seed=0,
-        return_latents=True, return_num_masked=True,
+        labels=[1, 2],
+        num_steps=num_steps,
+        schedule=schedule,
+        seed=0,
+        return_latents=True,
+        return_num_masked=True,
     )
     counts = _np(counts)
     want = _expected_counts(16, num_steps, schedule)
@@ -69,8 +78,15 @@ def test_seeded_reproducibility_and_no_retrace():
     b = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.4, return_latents=True))
     np.testing.assert_array_equal(a, b)
     c = _np(
-        model.generate(labels=[1, 2], num_steps=4, seed=6, cfg_weight=0.1, temperature=0.5,
-                       choice_temperature=3.0, return_latents=True)
+        model.generate(
+            labels=[1, 2],
+            num_steps=4,
+            seed=6,
+            cfg_weight=0.1,
+            temperature=0.5,
+            choice_temperature=3.0,
+            return_latents=True,
+        )
     )
     assert np.abs(a - c).max() > 1e-3
     assert len(model.generate_functions) == 1
@@ -88,7 +104,9 @@ def test_inpainting_keeps_unmasked_latents_bit_identical():
     np.testing.assert_array_equal(out[~mask], tokens[~mask])
     assert np.abs(out[mask] - tokens[mask]).min() > 0
     # Class-conditional editing: same region, another label, other content.
-    other = _np(model.inpaint(tokens, mask, labels=[9, 9], num_steps=4, seed=0, return_latents=True))
+    other = _np(
+        model.inpaint(tokens, mask, labels=[9, 9], num_steps=4, seed=0, return_latents=True)
+    )
     np.testing.assert_array_equal(other[~mask], tokens[~mask])
     assert np.abs(other[mask] - out[mask]).max() > 1e-3
 

@@ -29,9 +29,7 @@ def test_bottom_k_mask_ties_masks_exactly_k_lowest_index_first():
     conf = np.array([[1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 1.0, 0.0], [np.inf] * 4], "float32")
     k = np.array([[2], [2], [3]], "int32")
     got = _np(schedules.bottom_k_mask(conf, k))
-    want = np.array(
-        [[1, 1, 0, 0], [0, 1, 0, 1], [1, 1, 1, 0]], bool
-    )
+    want = np.array([[1, 1, 0, 0], [0, 1, 0, 1], [1, 1, 1, 0]], bool)
     np.testing.assert_array_equal(got, want)
     assert got.sum(1).tolist() == [2, 2, 3]
 
@@ -83,7 +81,10 @@ def test_training_mask_counts_formula():
 @pytest.mark.parametrize("min_rate,seq_len,min_count", [(0.3, 16, 8), (0.5, 16, 12), (0.0, 9, 1)])
 def test_training_mask_distribution_matches_big_vision(min_rate, seq_len, min_count):
     kwargs = helpers.tiny_kwargs(
-        style="masked", mask_style="concat", num_mixtures=2, per_channel_mixtures=False,
+        style="masked",
+        mask_style="concat",
+        num_mixtures=2,
+        per_channel_mixtures=False,
     )
     kwargs.update(seq_len=seq_len, min_masking_rate_training=min_rate)
     model = GIVTMaskGIT(GIVTBackbone(**kwargs), seed=0)

@@ -110,7 +110,9 @@ def test_generate_panoptic_and_depth():
 
     depth = helpers.tiny_uvim("depth")
     assert depth.sampling_defaults == {"temperature": 0.9, "beam_size": 2, "fan_size": 8}
-    pred = depth.predict(np.concatenate([images, images]), batch_size=2, beam_size=1, fan_size=1, seed=0)
+    pred = depth.predict(
+        np.concatenate([images, images]), batch_size=2, beam_size=1, fan_size=1, seed=0
+    )
     assert pred["depth"].shape == (4, 16, 16)
     assert pred["depth"].min() > 0.001 and pred["depth"].max() < 10.0
     # Depth targets are quantised into the VAE's bins.

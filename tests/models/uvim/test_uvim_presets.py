@@ -32,7 +32,13 @@ def _export(weight_map):
 
 
 def _published_files(tmp_path, vae, backbone):
-    vae_params = _scan(_export(big_vision_uvim.vit_vae_weight_map(vae)), "encoder/encoderblock", vae.enc_depth, 0, "_")
+    vae_params = _scan(
+        _export(big_vision_uvim.vit_vae_weight_map(vae)),
+        "encoder/encoderblock",
+        vae.enc_depth,
+        0,
+        "_",
+    )
     vae_params = _scan(vae_params, "decoder/encoderblock", vae.dec_depth, 0, "_")
     givt_params = _export(big_vision.givt_weight_map(backbone))
     givt_params = _scan(givt_params, "decoder/EncDecBlock", backbone.num_decoder_layers, 1, "")
@@ -52,7 +58,9 @@ def test_published_presets_are_registered():
         entry = preset_utils.PRESETS[name]
         assert set(entry["files"]) == {"givt", "vae"}
         for url in entry["files"].values():
-            assert url.startswith("https://storage.googleapis.com/big_vision/givt/") and url.endswith(".npz")
+            assert url.startswith(
+                "https://storage.googleapis.com/big_vision/givt/"
+            ) and url.endswith(".npz")
 
 
 def test_preset_from_local_files_in_published_format(tmp_path, monkeypatch):
@@ -83,14 +91,16 @@ def test_preset_from_local_files_in_published_format(tmp_path, monkeypatch):
     np.testing.assert_allclose(
         ops.convert_to_numpy(model.vae.encode(x)[0]),
         ops.convert_to_numpy(vae.encode(x)[0]),
-        rtol=1e-5, atol=1e-5,
+        rtol=1e-5,
+        atol=1e-5,
     )
     image = rng.uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
     tokens = rng.normal(size=(1, 4, 4)).astype("float32")
     np.testing.assert_allclose(
         ops.convert_to_numpy(model.backbone({"tokens": tokens, "image": image})),
         ops.convert_to_numpy(backbone({"tokens": tokens, "image": image})),
-        rtol=1e-5, atol=1e-5,
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 

@@ -26,7 +26,10 @@ def _index():
 # backend; the ViT VAE configs are `large` here to avoid running them twice.
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.large) if n.startswith("vit_vae") else n for n in sorted(_index())],
+    [
+        pytest.param(n, marks=pytest.mark.large) if n.startswith("vit_vae") else n
+        for n in sorted(_index())
+    ],
 )
 def test_big_vision_uvim_fixture_parity(name):
     """Every output of big_vision's ViT VAE / encoder-decoder GIVT fixtures."""
@@ -41,7 +44,9 @@ def test_big_vision_uvim_fixture_parity(name):
 def test_resize_matrix_known_answers():
     # Downsampling 4 -> 2 widens the triangle kernel by 2 (antialiasing):
     # output 0 samples at 0.5 with weights (0.75, 0.75, 0.25, 0) / 1.75.
-    np.testing.assert_allclose(linear_resize_matrix(4, 2)[:, 0], [3 / 7, 3 / 7, 1 / 7, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        linear_resize_matrix(4, 2)[:, 0], [3 / 7, 3 / 7, 1 / 7, 0], rtol=1e-6
+    )
     np.testing.assert_allclose(linear_resize_matrix(5, 5), np.eye(5))
     # Upsampling 2 -> 4: sources at -0.25, 0.25, 0.75, 1.25 (edges clamp).
     np.testing.assert_allclose(

@@ -45,8 +45,13 @@ def test_encode_decode_shapes_odd_config():
 
 
 def test_conv_downsample_and_weight_names():
-    vae = BetaVAE(codeword_dim=2, filters=32, num_res_blocks=1, channel_multipliers=[1, 2, 2],
-                  conv_downsample=True)
+    vae = BetaVAE(
+        codeword_dim=2,
+        filters=32,
+        num_res_blocks=1,
+        channel_multipliers=[1, 2, 2],
+        conv_downsample=True,
+    )
     vae.build_for_image_size(16)
     names = set(big_vision_vae.vae_weight_map(vae))
     # stem, 2 strided downsample convs, head.
@@ -91,8 +96,9 @@ def test_config_round_trip_and_keras_save(tmp_path):
 
 def test_checkpoint_errors_name_the_array(tmp_path):
     cdir = os.path.join(BIG_VISION_FIXTURES, "vae_plain")
-    kwargs = dict(codeword_dim=4, code_len=256, filters=32, num_res_blocks=1,
-                  channel_multipliers=[1, 2])
+    kwargs = dict(
+        codeword_dim=4, code_len=256, filters=32, num_res_blocks=1, channel_multipliers=[1, 2]
+    )
     vae = big_vision_vae.build_vae(kwargs, image_size=32)
     params = big_vision_vae.read_vae_params(os.path.join(cdir, "params.npz"))
     bad = dict(params)
@@ -110,8 +116,15 @@ def test_checkpoint_errors_name_the_array(tmp_path):
 
 def test_from_big_vision_checkpoint_msgpack_and_offline_url(tmp_path):
     cdir = os.path.join(BIG_VISION_FIXTURES, "vae_malib_pixelshuffle")
-    config = dict(codeword_dim=4, code_len=128, filters=32, num_res_blocks=1,
-                  channel_multipliers=[1], malib_ckpt=True, pixel_shuffle_patch_size=[1, 2])
+    config = dict(
+        codeword_dim=4,
+        code_len=128,
+        filters=32,
+        num_res_blocks=1,
+        channel_multipliers=[1],
+        malib_ckpt=True,
+        pixel_shuffle_patch_size=[1, 2],
+    )
     vae = BetaVAE.from_big_vision_checkpoint(os.path.join(cdir, "params_malib"), config)
     want = np.load(os.path.join(cdir, "outputs.npz"))
     x = np.load(os.path.join(cdir, "inputs.npz"))["images"]
@@ -140,8 +153,15 @@ def _digit_images(n=16):
 
 def test_training_lowers_loss():
     keras.utils.set_random_seed(0)
-    vae = BetaVAE(codeword_dim=4, code_len=16, filters=32, num_res_blocks=1,
-                  channel_multipliers=[1], beta=1e-3, seed=0)
+    vae = BetaVAE(
+        codeword_dim=4,
+        code_len=16,
+        filters=32,
+        num_res_blocks=1,
+        channel_multipliers=[1],
+        beta=1e-3,
+        seed=0,
+    )
     x = _digit_images(16)
     # jit_compile=False: compile time dominates such a tiny run on TF.
     jit = keras.config.backend() == "jax"
@@ -154,8 +174,14 @@ def test_training_lowers_loss():
 
 
 def test_mixed_precision_policy():
-    vae = BetaVAE(codeword_dim=4, code_len=16, filters=32, num_res_blocks=1,
-                  channel_multipliers=[1, 2], dtype="mixed_bfloat16")
+    vae = BetaVAE(
+        codeword_dim=4,
+        code_len=16,
+        filters=32,
+        num_res_blocks=1,
+        channel_multipliers=[1, 2],
+        dtype="mixed_bfloat16",
+    )
     mu, logvar = vae.encode(_images(1, 8))
     assert keras.backend.standardize_dtype(mu.dtype) == "bfloat16"
     assert vae.encoder.res_blocks[0].conv_0.kernel.dtype == "float32"

@@ -26,14 +26,22 @@ def _np(x):
 
 def _backbone(num_classes=3, seq_len=16):
     return keras_givt.MaskGITBackbone(
-        codebook_size=K, num_classes=num_classes, seq_len=seq_len, hidden_size=32,
-        num_layers=2, num_heads=2, intermediate_size=64,
+        codebook_size=K,
+        num_classes=num_classes,
+        seq_len=seq_len,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
     )
 
 
 def _tokenizer():
     tok = keras_givt.VQGANTokenizer(
-        filters=32, num_res_blocks=1, channel_multipliers=[1, 1], embedding_dim=4,
+        filters=32,
+        num_res_blocks=1,
+        channel_multipliers=[1, 1],
+        embedding_dim=4,
         codebook_size=K,
     )
     return tok.build_for_image_size(8)
@@ -106,8 +114,14 @@ def test_fit_on_tokens_lowers_loss():
 )
 def test_decoding_unmasks_the_scheduled_number_per_step(schedule, num_steps):
     model = keras_givt.MaskGITImageGenerator(_backbone(), seed=0)
-    out, counts = model.generate(labels=[0, 2], num_steps=num_steps, schedule=schedule,
-                                 seed=1, return_tokens=True, return_num_masked=True)
+    out, counts = model.generate(
+        labels=[0, 2],
+        num_steps=num_steps,
+        schedule=schedule,
+        seed=1,
+        return_tokens=True,
+        return_num_masked=True,
+    )
     want = _expected_counts(16, num_steps, schedule)
     np.testing.assert_array_equal(_np(counts), np.array([want, want], "float32"))
     out = _np(out)
@@ -126,8 +140,17 @@ def test_seeded_reproducibility_and_no_retrace():
     a = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.5, return_tokens=True))
     b = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.5, return_tokens=True))
     np.testing.assert_array_equal(a, b)
-    c = _np(model.generate(labels=[1, 2], num_steps=4, seed=6, cfg_weight=2.0, temperature=0.5,
-                           choice_temperature=1.0, return_tokens=True))
+    c = _np(
+        model.generate(
+            labels=[1, 2],
+            num_steps=4,
+            seed=6,
+            cfg_weight=2.0,
+            temperature=0.5,
+            choice_temperature=1.0,
+            return_tokens=True,
+        )
+    )
     assert np.any(a != c)
     assert len(model.generate_functions) == 1
     if keras.config.backend() != "torch":
@@ -152,17 +175,27 @@ def test_editing_keeps_tokens_outside_the_box():
     token_mask = np.broadcast_to(token_mask.reshape(1, 16), (2, 16))
     original = _np(model.encode_images(images))
     # Images in the VQGAN's own [0, 1]: `image_range=(0, 1)` (the default is [-1, 1]).
-    out, counts = model.inpaint(images, mask, labels=[2, 0], num_steps=3, seed=0,
-                                return_tokens=True, return_num_masked=True, image_range=(0, 1))
+    out, counts = model.inpaint(
+        images,
+        mask,
+        labels=[2, 0],
+        num_steps=3,
+        seed=0,
+        return_tokens=True,
+        return_num_masked=True,
+        image_range=(0, 1),
+    )
     out = _np(out)
     np.testing.assert_array_equal(out[~token_mask], original[~token_mask])
     np.testing.assert_array_equal(_np(counts), [_expected_counts(4, 3, "cosine")] * 2)
     # Outpainting on tokens directly: keep only the box.
-    out2 = _np(model.inpaint(original, ~token_mask, labels=[1, 1], num_steps=4, seed=0,
-                             return_tokens=True))
+    out2 = _np(
+        model.inpaint(original, ~token_mask, labels=[1, 1], num_steps=4, seed=0, return_tokens=True)
+    )
     np.testing.assert_array_equal(out2[token_mask], original[token_mask])
-    edited = _np(model.inpaint(images, mask, labels=[1, 1], num_steps=3, seed=0,
-                               image_range=(0, 1)))
+    edited = _np(
+        model.inpaint(images, mask, labels=[1, 1], num_steps=3, seed=0, image_range=(0, 1))
+    )
     assert edited.shape == (2, 8, 8, 3) and edited.min() >= 0 and edited.max() <= 1
     np.testing.assert_array_equal(edited[~mask], images[~mask])  # Known pixels pasted back.
     signed = _np(model.inpaint(2.0 * images - 1.0, mask, labels=[1, 1], num_steps=3, seed=0))
@@ -199,27 +232,36 @@ def local_presets(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     src = tmp_path / "published"
     src.mkdir()
-    shutil.copy(os.path.join(MASKGIT_FIXTURES, "maskgit_transformer", "checkpoint"),
-                src / "maskgit_tiny_checkpoint")
-    shutil.copy(os.path.join(MASKGIT_FIXTURES, "vqgan_tokenizer", "checkpoint"),
-                src / "tokenizer_tiny_checkpoint")
+    shutil.copy(
+        os.path.join(MASKGIT_FIXTURES, "maskgit_transformer", "checkpoint"),
+        src / "maskgit_tiny_checkpoint",
+    )
+    shutil.copy(
+        os.path.join(MASKGIT_FIXTURES, "vqgan_tokenizer", "checkpoint"),
+        src / "tokenizer_tiny_checkpoint",
+    )
     with open(os.path.join(MASKGIT_FIXTURES, "index.json")) as f:
         configs = json.load(f)["configs"]
     vq_config = configs["vqgan_tokenizer"]["config"]["vqvae"]
     entry = {
         "metadata": {"description": "test", "params": 0, "path": "maskgit"},
         "task": "MaskGITImageGenerator",
-        "files": {"transformer": (src / "maskgit_tiny_checkpoint").as_uri(),
-                  "tokenizer": (src / "tokenizer_tiny_checkpoint").as_uri()},
+        "files": {
+            "transformer": (src / "maskgit_tiny_checkpoint").as_uri(),
+            "tokenizer": (src / "tokenizer_tiny_checkpoint").as_uri(),
+        },
         "model_kwargs": configs["maskgit_transformer"]["model_kwargs"],
         "codebook_size": 32,
         "vqvae_config": vq_config,
         "image_size": 8,
         "sampling_defaults": {"num_steps": 3, "choice_temperature": 4.5},
     }
-    vq_entry = {"metadata": {"description": "t", "params": 0, "path": "vqvae"},
-                "url": (src / "tokenizer_tiny_checkpoint").as_uri(),
-                "config": vq_config, "image_size": 16}
+    vq_entry = {
+        "metadata": {"description": "t", "params": 0, "path": "vqvae"},
+        "url": (src / "tokenizer_tiny_checkpoint").as_uri(),
+        "config": vq_config,
+        "image_size": 16,
+    }
     preset_utils.register_presets(maskgit_presets.registry_entries({"test_maskgit_tiny": entry}))
     preset_utils.register_presets(vqvae_presets.registry_entries({"test_vqgan_tiny": vq_entry}))
     yield src
@@ -254,4 +296,6 @@ def test_builtin_presets_are_listed():
     for entry in maskgit_presets.maskgit_presets.values():
         for url in entry["files"].values():
             assert url.startswith("https://storage.googleapis.com/maskgit-public/checkpoints/")
-    assert {"vqgan_tokenizer_imagenet256", "vqgan_tokenizer_imagenet512"} <= set(preset_utils.PRESETS)
+    assert {"vqgan_tokenizer_imagenet256", "vqgan_tokenizer_imagenet512"} <= set(
+        preset_utils.PRESETS
+    )

@@ -16,8 +16,9 @@ from keras_givt.models.vqvae import StyleGANDiscriminator
 from tests.conftest import FIXTURES_DIR
 
 MASKGIT_FIXTURES = os.path.join(FIXTURES_DIR, "maskgit")
-TINY = dict(filters=32, num_res_blocks=1, channel_multipliers=[1, 1], embedding_dim=4,
-            codebook_size=16)
+TINY = dict(
+    filters=32, num_res_blocks=1, channel_multipliers=[1, 1], embedding_dim=4, codebook_size=16
+)
 
 
 def _np(x):
@@ -96,8 +97,9 @@ def test_adversarial_and_perceptual_step_updates_both_networks():
     hist = tok.fit(images, epochs=1, batch_size=8, verbose=0).history
     assert {"generator_loss", "discriminator_loss", "perceptual_loss"} <= set(hist)
     assert max(np.abs(a - _np(b)).max() for a, b in zip(g0, tok.decoder.trainable_variables)) > 0
-    assert max(np.abs(a - _np(b)).max()
-               for a, b in zip(d0, tok.discriminator.trainable_variables)) > 0
+    assert (
+        max(np.abs(a - _np(b)).max() for a, b in zip(d0, tok.discriminator.trainable_variables)) > 0
+    )
     # The user's feature network stays frozen.
     for a, b in zip(p0, features.weights):
         np.testing.assert_array_equal(a, _np(b))
@@ -114,7 +116,9 @@ def test_adversarial_loss_formulas():
     softplus = lambda v: np.log1p(np.exp(v))  # noqa: E731
     g, d = tok.adversarial_losses(real, fake)
     np.testing.assert_allclose(_np(g), softplus(-d_fake).mean(), rtol=1e-5)
-    np.testing.assert_allclose(_np(d), softplus(-d_real).mean() + softplus(d_fake).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        _np(d), softplus(-d_real).mean() + softplus(d_fake).mean(), rtol=1e-5
+    )
     tok.adversarial_loss = "hinge"
     g, d = tok.adversarial_losses(real, fake)
     np.testing.assert_allclose(_np(g), -d_fake.mean(), rtol=1e-5)
@@ -133,14 +137,20 @@ def test_save_and_load_round_trip(tmp_path):
     path = str(tmp_path / "tok.keras")
     tok.save(path)
     again = keras.saving.load_model(path)
-    np.testing.assert_array_equal(_np(again.encode_to_indices(images)),
-                                  _np(tok.encode_to_indices(images)))
+    np.testing.assert_array_equal(
+        _np(again.encode_to_indices(images)), _np(tok.encode_to_indices(images))
+    )
     assert again.get_config() == tok.get_config()
 
 
 def test_checkpoint_errors(tmp_path):
-    config = {"filters": 32, "num_res_blocks": 1, "channel_multipliers": [1, 2],
-              "embedding_dim": 8, "codebook_size": 16}  # The fixture has 32 codes.
+    config = {
+        "filters": 32,
+        "num_res_blocks": 1,
+        "channel_multipliers": [1, 2],
+        "embedding_dim": 8,
+        "codebook_size": 16,
+    }  # The fixture has 32 codes.
     path = os.path.join(MASKGIT_FIXTURES, "vqgan_tokenizer", "checkpoint")
     with pytest.raises(ValueError, match="quantizer/codebook"):
         maskgit.tokenizer_from_checkpoint(path, config, image_size=16)
