@@ -31,7 +31,7 @@ COMMANDS = ("train-vae", "encode", "train", "sample", "inpaint", "evaluate", "de
 # and `run(args, argv)`, and may define `check_args(args)` (pre-import checks,
 # raising CLIError); `add(name, help)` returns a subparser that has
 # `--backend` already. Missing modules are skipped.
-PLUGINS = ("keras_givt.cli.vq_cli", "keras_givt.cli.uvim_cli")
+PLUGINS = ("keras_givt.cli.vq_commands", "keras_givt.cli.uvim_commands")
 
 
 def _version():
@@ -535,7 +535,7 @@ def _check_args(args):
 
 
 def _finish_open_records(status, reason):
-    commands = sys.modules.get("keras_givt.cli.commands")
+    commands = sys.modules.get("keras_givt.cli.givt_commands")
     if commands is not None:
         commands.finish_open_records(status, reason)
 
@@ -590,7 +590,7 @@ def main(argv=None):
         import keras_givt
 
         keras_givt._load_all()  # Models and presets (Keras): after KERAS_BACKEND is set.
-        from keras_givt.cli import commands
+        from keras_givt.cli import givt_commands as commands
 
         run = commands.run
         if getattr(args, "_plugin", None):
@@ -610,7 +610,7 @@ def main(argv=None):
         _finish_open_records("failed", f"{type(e).__name__}: {e}")
         raise
     finally:
-        commands = sys.modules.get("keras_givt.cli.commands")
+        commands = sys.modules.get("keras_givt.cli.givt_commands")
         if commands is not None:
             commands.release_locks()
         if previous is not None:

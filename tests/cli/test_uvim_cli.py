@@ -16,7 +16,7 @@ BACKEND = keras.config.backend()
 def test_uvim_commands_are_registered():
     parser = build_parser()
     args = parser.parse_args(["uvim-evaluate", "--model", "m", "--out", "o", "--beam-size", "2"])
-    assert args._plugin == "keras_givt.cli.uvim_cli" and args.beam_size == 2
+    assert args._plugin == "keras_givt.cli.uvim_commands" and args.beam_size == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["uvim-train", "--out", "o"])  # --vae is required
 

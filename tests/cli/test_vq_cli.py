@@ -70,7 +70,7 @@ def workdir(tmp_path_factory):
 def test_parsers_are_registered_without_keras_side_effects():
     parser = build_parser()
     args = parser.parse_args(["train-vq", "--data", "x", "--out", "o"])
-    assert args._plugin == "keras_givt.cli.vq_cli"
+    assert args._plugin == "keras_givt.cli.vq_commands"
     assert args.channel_multipliers == [1, 2, 2, 2] and args.codebook_size == 512
     with pytest.raises(SystemExit):
         parser.parse_args(["train-maskgit-vq", "--data", "x", "--out", "o"])  # --vq missing

@@ -300,14 +300,14 @@ def run(args, argv):
 
 def save_tokenizer(tok, tok_dir, extra=None):
     """`tok_dir/model.keras` (`VQGANTokenizer.from_preset(tok_dir)`) + `vq.json`, atomically."""
-    from keras_givt.cli import commands as C
+    from keras_givt.cli import givt_commands as C
 
     C.save_model_folder(tok, tok_dir, "vq.json", extra)
 
 
 def load_tokenizer(path):
     """`(tokenizer, vq.json dict, abs folder)` of a `train-vq` output folder."""
-    from keras_givt.cli import commands as C
+    from keras_givt.cli import givt_commands as C
     from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
 
     return C.load_model_folder(path, VQGANTokenizer, "tokenizer", "vq.json", "--vq", "train-vq")
@@ -322,7 +322,7 @@ def _train_vq(args, argv):
     import keras
     import numpy as np
 
-    from keras_givt.cli import commands as C
+    from keras_givt.cli import givt_commands as C
     from keras_givt.cli.io_utils import CLIError
     from keras_givt.layers.vector_quantizer import codebook_statistics
     from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
@@ -443,7 +443,7 @@ def _train_maskgit(args, argv):
     import tensorflow as tf
 
     import keras_givt
-    from keras_givt.cli import commands as C
+    from keras_givt.cli import givt_commands as C
     from keras_givt.cli import io_utils
     from keras_givt.cli.io_utils import CLIError
 
@@ -670,7 +670,7 @@ def _evaluate(args, argv):
     import keras
     import numpy as np
 
-    from keras_givt.cli import commands as C
+    from keras_givt.cli import givt_commands as C
     from keras_givt.cli import io_utils
 
     model, card = load_vq_maskgit(args.preset)

@@ -151,7 +151,7 @@ def check_args(args):
 
 
 def run(args, argv):
-    from keras_givt.cli import commands as C
+    from keras_givt.cli import givt_commands as C
     from keras_givt.cli.io_utils import CLIError
 
     fn = {"uvim-train-vae": _train_vae, "uvim-train": _train, "uvim-evaluate": _evaluate}
