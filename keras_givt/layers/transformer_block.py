@@ -14,8 +14,8 @@ Semantics follow big_vision's GIVT decoder (`givt.EncDecBlock`):
   encoded sequence between self-attention and MLP.
 - a dense KV cache `(num_layers, 2, B, H, L, Dh)` (layer-major, heads
   before positions, so attention reads one layer's keys as a contiguous
-  block without a copy or transpose), updated in place with
-  `ops.slice_update`.
+  block without a copy or transpose), updated with `ops.slice_update`
+  (the torch generation engine writes it in place).
 
 `PreLNTransformerBlock` holds what the GIVT decoder block and the ViT
 encoder block (`vit_encoder.py`) share: the attention and MLP sublayers
@@ -38,6 +38,17 @@ def lecun_normal(fan_in):
     return keras.initializers.TruncatedNormal(stddev=math.sqrt(1.0 / fan_in) / 0.87962566103423978)
 
 
+def is_plain_dense(layer):
+    """Whether a Dense/EinsumDense `layer` is a plain `x @ kernel (+ bias)`:
+    no LoRA, not quantized.
+
+    Only then may code apply its kernel directly (`FlatDense`,
+    `GIVTAttention`'s projections, the torch generation engine); LoRA and
+    quantized layers go through their own `call`.
+    """
+    return not getattr(layer, "lora_enabled", False) and layer.quantization_mode is None
+
+
 def flat_matmul(x, kernel):
     """`x (..., I) @ kernel (I, O)` as one 2-D matmul.
 
@@ -55,7 +66,7 @@ class FlatDense(keras.layers.Dense):
     gradients on CPU); LoRA and quantized modes use Dense's own path."""
 
     def call(self, inputs, training=None):
-        if getattr(self, "lora_enabled", False) or self.quantization_mode is not None:
+        if not is_plain_dense(self):
             return super().call(inputs, training=training)
         y = flat_matmul(inputs, ops.cast(self.kernel, self.compute_dtype))
         if self.use_bias:
@@ -214,7 +225,7 @@ class GIVTAttention(keras.layers.Layer):
 
     def _project(self, layer, x):
         """x (B, T, E) -> (B, T, H, Dh) with `layer`'s (E, H, Dh) kernel."""
-        if getattr(layer, "lora_enabled", False) or layer.quantization_mode is not None:
+        if not is_plain_dense(layer):
             return layer(x)
         kernel = ops.cast(layer.kernel, self.compute_dtype)
         y = flat_matmul(x, ops.reshape(kernel, (self.hidden_dim, self.num_heads * self.head_dim)))
@@ -225,7 +236,7 @@ class GIVTAttention(keras.layers.Layer):
 
     def _output(self, o):
         """o (B, T, H, Dh) -> (B, T, E) with the (H, Dh, E) out kernel."""
-        if getattr(self.out, "lora_enabled", False) or self.out.quantization_mode is not None:
+        if not is_plain_dense(self.out):
             return self.out(o)
         lead = tuple(ops.shape(o)[:-2])
         kernel = ops.cast(self.out.kernel, self.compute_dtype)
@@ -270,7 +281,7 @@ class GIVTAttention(keras.layers.Layer):
 
         `cache` holds keys and values, either of this layer `(2, B, H, L, Dh)`
         or of the whole stack `(N, 2, B, H, L, Dh)` with `layer_index` given
-        (updated in place). Layer-major, heads before positions: one layer's
+        (returned updated). Layer-major, heads before positions: one layer's
         keys are a contiguous `(B, H, L, Dh)` block that attention reads
         without a copy or transpose. Returns `(output (B, T, E), cache)`.
         """

@@ -12,12 +12,11 @@ substrate that matches the backend; both are built from one parameter dict
 All maths is float32.
 """
 
-import math
-
 import keras
 from keras import ops
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+from keras_givt.mixture import formulas
+from keras_givt.samplers import random_utils
 
 
 def _f32(x):
@@ -26,18 +25,7 @@ def _f32(x):
 
 def normal_log_prob(x, loc, scale):
     """Elementwise log N(x; loc, scale), float32."""
-    x, loc, scale = _f32(x), _f32(loc), _f32(scale)
-    z = (x - loc) / scale
-    # Grouped as distrax/TFP do, for bit-level agreement on extreme values.
-    return -0.5 * ops.square(z) - (_HALF_LOG_2PI + ops.log(scale))
-
-
-def _gumbel_argmax(logits, seed):
-    """One categorical draw per leading position via the Gumbel-max trick."""
-    u = keras.random.uniform(
-        ops.shape(logits), minval=1e-20, maxval=1.0, dtype="float32", seed=seed
-    )
-    return ops.argmax(logits - ops.log(-ops.log(u)), axis=-1)
+    return formulas.normal_log_prob(_f32(x), _f32(loc), _f32(scale), ops)
 
 
 class _Distribution:
@@ -84,7 +72,7 @@ class NormalMixture(_Mixture):
 
     def sample(self, seed=None):
         """One sample per position, (..., D)."""
-        idx = _gumbel_argmax(self.logits, seed)  # (..., D)
+        idx = random_utils.gumbel_argmax(self.logits, seed, dtype="float32")  # (..., D)
         onehot = ops.one_hot(idx, ops.shape(self.logits)[-1], dtype="float32")
         loc = ops.sum(onehot * self.loc, axis=-1)
         scale = ops.sum(onehot * self.scale, axis=-1)
@@ -126,7 +114,7 @@ class DiagonalNormalMixture(_Mixture):
         )
 
     def sample_component(self, seed=None):
-        return _gumbel_argmax(self.logits, seed)
+        return random_utils.gumbel_argmax(self.logits, seed, dtype="float32")
 
     def sample(self, seed=None):
         idx = self.sample_component(seed)
@@ -153,7 +141,7 @@ class MultivariateNormalTriL(_Distribution):
         return (
             -0.5 * ops.sum(ops.square(z), axis=-1)
             - ops.sum(ops.log(ops.abs(diag)), axis=-1)
-            - d * _HALF_LOG_2PI
+            - d * formulas.HALF_LOG_2PI
         )
 
     def mean(self):

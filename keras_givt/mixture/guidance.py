@@ -25,6 +25,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.mixture import formulas
 from keras_givt.mixture.distributions import normal_log_prob
 from keras_givt.samplers import random_utils
 from keras_givt.utils.tensor_utils import is_concrete
@@ -63,9 +64,7 @@ def sample_mixture_index(params, seed=None):
     """Draws the component per position from the conditional mixture (..,)."""
     if params["head_type"] != "mv_diag":
         return None
-    logits = params["mixture_logits"]
-    u = keras.random.uniform(ops.shape(logits), minval=1e-20, maxval=1.0, seed=seed)
-    return ops.argmax(logits - ops.log(-ops.log(u)), axis=-1)
+    return random_utils.gumbel_argmax(params["mixture_logits"], seed)
 
 
 class CFGDensity:
@@ -90,9 +89,9 @@ class CFGDensity:
         self.simple_scale = 2.0 * ops.maximum(self.scale_c, self.scale_u)
 
     def log_prob(self, x):
-        w = self.w
-        return (1.0 + w) * normal_log_prob(x, self.loc_c, self.scale_c) - w * normal_log_prob(
-            x, self.loc_u, self.scale_u
+        x = ops.cast(x, "float32")
+        return formulas.guided_log_prob(
+            x, self.loc_c, self.scale_c, self.loc_u, self.scale_u, self.w, ops
         )
 
     @property
@@ -107,19 +106,16 @@ class CFGDensity:
 
     @property
     def precision(self):
-        w = self.w
-        return (1.0 + w) / ops.square(self.scale_c) - w / ops.square(self.scale_u)
+        return formulas.guided_precision(self.scale_c, self.scale_u, self.w, ops)
 
     def exact_params(self):
         """(loc, scale, normalisable) of the guided normal per channel."""
         prec = self.precision
         ok = prec > 0
         safe = ops.where(ok, prec, 1.0)
-        w = self.w
-        loc = (
-            (1.0 + w) * self.loc_c / ops.square(self.scale_c)
-            - w * self.loc_u / ops.square(self.scale_u)
-        ) / safe
+        loc = formulas.guided_loc(
+            self.loc_c, self.scale_c, self.loc_u, self.scale_u, self.w, safe, ops
+        )
         return loc, ops.rsqrt(safe), ok
 
     def rejection_sample(self, seed=None, num_proposals=NUM_PROPOSALS, raw_seed=None):

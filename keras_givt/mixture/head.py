@@ -16,7 +16,9 @@ big_vision's three head types (`givt.Model.get_pdf`):
   first D² logits are the scale matrix (row-major, lower triangle used), the
   last D the loc. `M = D² + D`.
 
-Scales go through `square_plus` and are clamped to `scale_tol`
+The two mixture layouts, squareplus and the clamp are `mixture.formulas`
+(shared with the torch generation engine). Scales go through `square_plus`
+and are clamped to `scale_tol`
 (for the multivariate head: `maximum(scale, eye · scale_tol)`), then
 multiplied by `temperature_scales`; mixture logits are multiplied by
 `temperature_probs` (an inverse temperature, as in big_vision).
@@ -27,6 +29,7 @@ import keras
 from keras import ops
 
 from keras_givt.mixture import distributions
+from keras_givt.mixture import formulas
 from keras_givt.utils.validation import check_positive_int
 from keras_givt.utils import validation
 
@@ -40,10 +43,7 @@ def square_plus(x, fix_square_plus=True):
     With `False` (big_vision's default and its original bug):
     `x + sqrt(x² + 4) / 2`, which goes negative below x = −2/√3.
     """
-    x = ops.convert_to_tensor(x)
-    if fix_square_plus:
-        return (x + ops.sqrt(ops.square(x) + 4.0)) / 2.0
-    return x + ops.sqrt(ops.square(x) + 4.0) / 2.0
+    return formulas.square_plus(ops.convert_to_tensor(x), fix_square_plus, ops)
 
 
 def head_type(per_channel_mixtures=True, multivariate=False):
@@ -148,9 +148,8 @@ class GaussianMixtureHead(keras.layers.Layer):
             )
         D, K = self.out_dim, self.num_mixtures
         lead = tuple(ops.shape(logits)[:-1])
-        sp = lambda x: square_plus(x, self.fix_square_plus)  # noqa: E731
         if self.head_type == "multivariate":
-            scales = sp(logits[..., : D * D])
+            scales = formulas.square_plus(logits[..., : D * D], self.fix_square_plus, ops)
             loc = logits[..., D * D :]
             scales = ops.reshape(scales, lead + (D, D))
             eye = ops.eye(D, dtype="float32")
@@ -159,18 +158,9 @@ class GaussianMixtureHead(keras.layers.Layer):
                 scales = scales * _as_f32(temperature_scales)
             scales = ops.tril(scales)
             return {"head_type": self.head_type, "loc": loc, "scale_tri": scales}
-        if self.head_type == "mv_diag":
-            mix = logits[..., :K]
-            other = ops.reshape(logits[..., K:], lead + (K, 2, D))
-            loc = other[..., 0, :]
-            scale = ops.maximum(sp(other[..., 1, :]), self.scale_tol)
-            key = "scale_diag"
-        else:
-            other = ops.reshape(logits, lead + (3 * D, K))
-            mix = other[..., :D, :]
-            loc = other[..., D : 2 * D, :]
-            scale = ops.maximum(sp(other[..., 2 * D :, :]), self.scale_tol)
-            key = "scale"
+        mix, loc, raw_scale = formulas.split_logits(logits, self.head_type, D, K, ops)
+        scale = formulas.mixture_scale(raw_scale, self.fix_square_plus, self.scale_tol, ops)
+        key = "scale_diag" if self.head_type == "mv_diag" else "scale"
         if temperature_scales is not None:
             scale = scale * _as_f32(temperature_scales)
         if temperature_probs is not None:

@@ -386,16 +386,15 @@ class GenerationTask(Task):
 
         jax: `jax.jit` with the backbone weights and the seed state passed
         explicitly; tensorflow: `tf.function(jit_compile=True)`; torch: eager
-        under `torch.no_grad()`, KV-cache writes in place, and on CPU with
-        `torch_generate_threads` intra-op threads.
+        under `torch.no_grad()` (GIVT tasks decode with the plain-torch
+        `TorchDecoder` there), and on CPU with `torch_generate_threads`
+        intra-op threads.
         """
         if key in self.generate_functions:
             return self.generate_functions[key]
         backend = keras.config.backend()
         if backend == "torch":
             import torch
-
-            from keras_givt.utils.tensor_utils import inplace_cache_updates
 
             threads = getattr(self, "torch_generate_threads", None)
 
@@ -405,7 +404,7 @@ class GenerationTask(Task):
                 if set_threads:
                     torch.set_num_threads(min(threads, before))
                 try:
-                    with torch.no_grad(), inplace_cache_updates():
+                    with torch.no_grad():
                         return step_fn(inputs)
                 finally:
                     if set_threads:

@@ -8,99 +8,22 @@ prefilled at position 0, then each step samples token i from the mixture at
 position i (temperatures: `temperature` scales the scales, `temperature_probs`
 multiplies the mixture logits), and feeds it back through the cache. With a
 CFG weight the batch is doubled (conditional | NOLABEL) and tokens are drawn
-from the density-guided distribution (`samplers.guidance`). Beam search keeps
+from the density-guided distribution (`mixture.guidance`). Beam search keeps
 the K best of K·F sampled candidates by cumulative log-density (optionally
 sampled without replacement, "stochastic top-k"); unlike big_vision it also
 works with CFG, scoring by the guided log-density.
 
-These are plain functions of tensors, compiled by the task.
+These are plain functions of tensors, compiled by the task. The model calls
+and the draws go through a `samplers.decoder.Decoder` (the task's choice).
 """
 
-import keras
 from keras import ops
 
-from keras_givt.layers import torch_decoding
-from keras_givt.mixture.distributions import make_keras_distribution
-from keras_givt.mixture import guidance
+from keras_givt.samplers.decoder import as_decoder
+from keras_givt.samplers.random_utils import gumbel
 from keras_givt.samplers.random_utils import seeded_fori_loop
-from keras_givt.utils.tensor_utils import update_slice
 
 _NEG = -1e30
-
-
-def sample_from_logits(
-    head,
-    logits,
-    temperature,
-    temperature_probs,
-    seed_generator,
-    logits_uncond=None,
-    cfg_weight=None,
-    greedy=False,
-):
-    """One token per row: `logits (R, M)` -> `(tokens (R, D), log_prob (R,))`.
-
-    The log-density is that of the distribution sampled from (tempered; the
-    unnormalised guided density with CFG), summed over channels.
-    `greedy=True` (static) returns `greedy_from_logits` instead (no draw).
-    """
-    if greedy:
-        return greedy_from_logits(head, logits, logits_uncond, cfg_weight)
-    if torch_decoding.sampling_eligible(head):  # Eager torch generation loop.
-        out = torch_decoding.sample_from_logits(
-            head, logits, temperature, temperature_probs, seed_generator, logits_uncond, cfg_weight
-        )
-        if out is not None:
-            return out
-    params = head.mixture_params(logits, temperature, temperature_probs)
-    if logits_uncond is None:
-        dist = make_keras_distribution(params)
-        x = dist.sample(seed=seed_generator)
-        return x, _sum_channels(dist.log_prob(x))
-    params_u = head.mixture_params(logits_uncond, temperature, temperature_probs)
-    index = guidance.sample_mixture_index(params, seed=seed_generator)
-    cfg = guidance.CFGDensity(params, params_u, cfg_weight, mixture_index=index)
-    x = cfg.sample(seed=seed_generator)
-    return x, ops.sum(cfg.log_prob(x), axis=-1)
-
-
-def greedy_from_logits(head, logits, logits_uncond=None, cfg_weight=None):
-    """The deterministic "temperature 0" token: `(tokens (R, D), log_prob (R,))`.
-
-    The mean of the most probable mixture component (per channel for
-    per-channel heads; the mean of a full-covariance head), i.e. the limit of
-    sampling as the scale temperature goes to 0 with the component chosen by
-    argmax. With CFG the component is the conditional argmax and the token is
-    the mode of its guided normal (the conditional mean where the guided
-    density is not normalisable). The log-density (beam scores, MaskGIT
-    confidences) is that of the untempered distribution (guided with CFG).
-    """
-    params = head.mixture_params(logits)
-    kind = params["head_type"]
-    if logits_uncond is None:
-        dist = make_keras_distribution(params)
-        if kind == "multivariate":
-            x = params["loc"]
-        else:
-            mix = params["mixture_logits"]  # (R, K) mv_diag, (R, D, K) per channel
-            onehot = ops.one_hot(ops.argmax(mix, axis=-1), ops.shape(mix)[-1], dtype="float32")
-            if kind == "mv_diag":
-                x = ops.sum(ops.expand_dims(onehot, -1) * params["loc"], axis=-2)
-            else:
-                x = ops.sum(onehot * params["loc"], axis=-1)
-        return x, _sum_channels(dist.log_prob(x))
-    params_u = head.mixture_params(logits_uncond)
-    index = None
-    if kind == "mv_diag":
-        index = ops.argmax(params["mixture_logits"], axis=-1)
-    cfg = guidance.CFGDensity(params, params_u, cfg_weight, mixture_index=index)
-    loc, _, ok = cfg.exact_params()
-    x = ops.where(ok, loc, cfg.loc_c)
-    return x, ops.sum(cfg.log_prob(x), axis=-1)
-
-
-def _sum_channels(lp):
-    return ops.sum(lp, axis=-1) if len(lp.shape) == 2 else lp
 
 
 def _split_cfg(logits, use_cfg):
@@ -112,7 +35,7 @@ def _split_cfg(logits, use_cfg):
 
 
 def ar_generate(
-    backbone,
+    decoder,
     labels,
     batch_size,
     seed_generator,
@@ -131,7 +54,8 @@ def ar_generate(
     """Samples `(tokens (B, L, D), log_prob (B,))` autoregressively.
 
     Args:
-        backbone: a `GIVTBackbone` with style 'ar'.
+        decoder: the `Decoder` of a `GIVTBackbone` with style 'ar' (a
+            backbone alone is decoded by the Keras `Decoder`).
         labels: (B,) int labels, or None (unconditional).
         batch_size: B (static).
         seed_generator: the `keras.random.SeedGenerator` all draws use.
@@ -146,9 +70,11 @@ def ar_generate(
             instead of the best one.
         encoded: (B, P, E) encoded image for an encoder-decoder backbone
             (UViM), cross-attended at every step; None otherwise.
-        greedy: static bool. Take `greedy_from_logits` tokens (temperature
-            0) instead of sampling.
+        greedy: static bool. Take `decoder.greedy` tokens (temperature 0)
+            instead of sampling.
     """
+    decoder = as_decoder(decoder)
+    backbone = decoder.backbone
     head = backbone.head
     L, D = backbone.seq_len, backbone.out_dim
     B, K, F = batch_size, beam_size, fan_size
@@ -174,10 +100,8 @@ def ar_generate(
         encoded = ops.repeat(encoded, K, axis=0)  # (R, P, E)
         if use_cfg:
             encoded = ops.concatenate([encoded, encoded], axis=0)
-    cache = backbone.build_cache(rows)
-    logits, cache = backbone.prefill(
-        labels, cache, batch_size=rows, encoded=encoded
-    )  # (rows, 1, M)
+    cache = decoder.build_cache(rows)
+    logits, cache = decoder.prefill(labels, cache, batch_size=rows, encoded=encoded)  # (rows, 1, M)
     tokens = ops.zeros((R, L, D), "float32")
     scores = ops.zeros((B, K), "float32")
     if K > 1:
@@ -189,9 +113,12 @@ def ar_generate(
         if F > 1:  # F candidates per beam, beam-major.
             lc = ops.repeat(lc, F, axis=0)
             lu = None if lu is None else ops.repeat(lu, F, axis=0)
-        x, lp = sample_from_logits(
-            head, lc, temperature, temperature_probs, seed_generator, lu, cfg_weight, greedy
-        )  # (R·F, D), (R·F,)
+        if greedy:
+            x, lp = decoder.greedy(head, lc, lu, cfg_weight)  # (R·F, D), (R·F,)
+        else:
+            x, lp = decoder.draw(
+                head, lc, temperature, temperature_probs, seed_generator, lu, cfg_weight
+            )
         # Prefix tokens are forced; they add nothing to the scores (all beams
         # share them).
         is_forced = i < prefix_len
@@ -202,8 +129,7 @@ def ar_generate(
         cand = ops.reshape(ops.reshape(scores, (B, K, 1)) + ops.reshape(lp, (B, K, F)), (B, K * F))
         select = cand
         if stochastic_beams:
-            u = keras.random.uniform(ops.shape(cand), minval=1e-20, maxval=1.0, seed=seed_generator)
-            select = cand - ops.log(-ops.log(u))
+            select = cand + gumbel(ops.shape(cand), seed_generator)
         _, idx = ops.top_k(select, K)  # (B, K)
         new_scores = ops.take_along_axis(cand, idx, axis=1)
         x = ops.take_along_axis(ops.reshape(x, (B, K * F, D)), ops.expand_dims(idx, -1), axis=1)
@@ -221,9 +147,9 @@ def ar_generate(
         tokens, logits, cache, scores = carry
         x, scores, src = choose(i, logits, scores)
         tokens, cache = reorder(src, tokens, cache)
-        tokens = update_slice(tokens, [0, i, 0], x[:, None])  # In place in torch's loop.
+        tokens = decoder.update_slice(tokens, [0, i, 0], x[:, None])
         feed = ops.concatenate([x, x], axis=0) if use_cfg else x
-        logits, cache = backbone.call_with_cache(feed[:, None], cache, i + 1, encoded=encoded)
+        logits, cache = decoder.step(feed[:, None], cache, i + 1, encoded=encoded)
         return tokens, logits, cache, scores
 
     tokens, logits, cache, scores = seeded_fori_loop(

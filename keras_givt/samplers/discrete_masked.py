@@ -15,20 +15,15 @@ Per step s (ratio r = (s + 1) / S), on the current tokens (−1 = masked):
    `final_seqs[:, -1]`), so nothing is left masked.
 """
 
-import keras
 from keras import ops
 
 from keras_givt.samplers.schedules import cutoff_mask
 from keras_givt.samplers.schedules import maskgit_mask_ratio
+from keras_givt.samplers.random_utils import gumbel
 from keras_givt.samplers.random_utils import seeded_fori_loop
 
 MASK_ID = -1
 _INF = 1e30
-
-
-def _gumbel(shape, seed_generator):
-    u = keras.random.uniform(shape, minval=1e-20, maxval=1.0, seed=seed_generator)
-    return -ops.log(-ops.log(u))
 
 
 def discrete_maskgit_decode(
@@ -68,7 +63,7 @@ def discrete_maskgit_decode(
         else:
             logits = logits / temperature
             sampled = ops.cast(
-                ops.argmax(logits + _gumbel(ops.shape(logits), seed_generator), axis=-1), "int32"
+                ops.argmax(logits + gumbel(ops.shape(logits), seed_generator), axis=-1), "int32"
             )
         sampled = ops.where(unknown, sampled, cur)
         log_probs = ops.log_softmax(logits, axis=-1)
@@ -77,7 +72,7 @@ def discrete_maskgit_decode(
         mask_len = ops.floor(n0 * maskgit_mask_ratio(ratio, n0, schedule))  # (B, 1)
         num_unknown = ops.sum(ops.cast(unknown, "float32"), axis=1, keepdims=True)
         mask_len = ops.maximum(1.0, ops.minimum(num_unknown - 1.0, mask_len))
-        confidence = chosen + choice_temperature * (1.0 - ratio) * _gumbel((B, L), seed_generator)
+        confidence = chosen + choice_temperature * (1.0 - ratio) * gumbel((B, L), seed_generator)
         confidence = ops.where(unknown, confidence, _INF)
         masking = cutoff_mask(confidence, mask_len)  # (B, L), maskgit's strict cut
         nxt = ops.where(masking, MASK_ID, sampled)

@@ -13,21 +13,22 @@ Per step (big_vision `parallel_decode.decode_masked`):
    (n0 = initially unknown tokens, L when generating from scratch), so at
    least one token is revealed per step and none is left after the last.
 Known tokens (already revealed, or given for inpainting) are never changed.
+The model call and the draws go through a `samplers.decoder.Decoder`.
 """
 
-import keras
 from keras import ops
 
-from keras_givt.samplers.autoregressive import sample_from_logits
+from keras_givt.samplers.decoder import as_decoder
+from keras_givt.samplers.random_utils import gumbel
+from keras_givt.samplers.random_utils import seeded_fori_loop
 from keras_givt.samplers.schedules import bottom_k_mask
 from keras_givt.samplers.schedules import mask_ratio
-from keras_givt.samplers.random_utils import seeded_fori_loop
 
 _INF = 1e30
 
 
 def maskgit_generate(
-    backbone,
+    decoder,
     labels,
     tokens,
     unknown,
@@ -42,13 +43,17 @@ def maskgit_generate(
 ):
     """Fills the `unknown (B, L)` positions of `tokens (B, L, D)`.
 
+    `decoder`: the `Decoder` of a `GIVTBackbone` with style 'masked' (a
+    backbone alone is decoded by the Keras `Decoder`).
     `greedy` (static): every position takes its temperature-0 token
-    (`autoregressive.greedy_from_logits`); the Gumbel noise on the confidences
-    still follows `choice_temperature`.
+    (`decoder.greedy`); the Gumbel noise on the confidences still follows
+    `choice_temperature`.
 
     Returns `(tokens (B, L, D), num_masked (B, S))` where `num_masked[:, s]`
     is the number of positions still masked after step s.
     """
+    decoder = as_decoder(decoder)
+    backbone = decoder.backbone
     head = backbone.head
     tokens = ops.cast(tokens, "float32")
     unknown = ops.cast(unknown, "bool")
@@ -73,27 +78,22 @@ def maskgit_generate(
         feed = {"tokens": feed_tokens, "input_mask": feed_mask}
         if labels is not None:
             feed["labels"] = labels
-        logits = ops.cast(backbone(feed, training=False), "float32")  # (B[·2], L, M)
+        logits = ops.cast(decoder.forward(feed), "float32")  # (B[·2], L, M)
         lc, lu = (logits[:B], logits[B:]) if use_cfg else (logits, None)
         m = ops.shape(lc)[-1]
         flat_u = None if lu is None else ops.reshape(lu, (-1, m))
-        x, lp = sample_from_logits(
-            head,
-            ops.reshape(lc, (-1, m)),
-            temperature,
-            temperature_probs,
-            seed_generator,
-            flat_u,
-            cfg_weight,
-            greedy,
-        )
+        flat_c = ops.reshape(lc, (-1, m))
+        if greedy:
+            x, lp = decoder.greedy(head, flat_c, flat_u, cfg_weight)
+        else:
+            x, lp = decoder.draw(
+                head, flat_c, temperature, temperature_probs, seed_generator, flat_u, cfg_weight
+            )
         x = ops.reshape(x, ops.shape(tokens))
         confidence = ops.reshape(lp, (B, L))
         ratio = ops.cast(s + 1, "float32") / float(num_steps)
-        gumbel = -ops.log(
-            -ops.log(keras.random.uniform((B, L), minval=1e-20, maxval=1.0, seed=seed_generator))
-        )
-        confidence = confidence + ops.cast(choice_temperature, "float32") * (1.0 - ratio) * gumbel
+        noise = gumbel((B, L), seed_generator)
+        confidence = confidence + ops.cast(choice_temperature, "float32") * (1.0 - ratio) * noise
         confidence = ops.where(unknown, confidence, _INF)  # Known tokens stay known.
         num_unknown = ops.sum(ops.cast(unknown, "float32"), axis=1, keepdims=True)
         mask_len = ops.floor(n0 * mask_ratio(ratio, schedule))

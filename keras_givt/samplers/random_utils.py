@@ -1,4 +1,4 @@
-"""Seeded loops that compile on every backend.
+"""Seeded loops that compile on every backend, and the Gumbel draws.
 
 Randomness inside compiled generation comes only from a
 `keras.random.SeedGenerator`. On JAX its state is a traced value: a loop
@@ -6,10 +6,16 @@ body cannot assign it back to the variable, so `seeded_fori_loop` threads
 the state through the loop carry explicitly (the same idea as keras-hub's
 samplers) while keeping every other variable mapping of the enclosing
 `StatelessScope` (the model weights passed to `jax.jit`).
+
+`gumbel` / `gumbel_argmax` are the one Keras-side source of Gumbel noise
+(MaskGIT confidences, stochastic beams, mixture-component draws); the
+formula itself is `mixture.formulas.gumbel`, shared with the torch engine.
 """
 
 import keras
 from keras import ops
+
+from keras_givt.mixture import formulas
 
 
 def _current_scope():
@@ -52,6 +58,23 @@ def seeded_fori_loop(lower, upper, body, init_val, seed_generator):
     else:
         state_var.assign(end)
     return val
+
+
+def _gumbel_uniform(shape, seed, dtype):
+    # In (0, 1]: the lower bound keeps log(u) finite.
+    return keras.random.uniform(shape, minval=1e-20, maxval=1.0, dtype=dtype, seed=seed)
+
+
+def gumbel(shape, seed, dtype=None):
+    """Gumbel(0, 1) noise of `shape` (one uniform draw from `seed`, a
+    `SeedGenerator` or a seed); `dtype` None is Keras's floatx."""
+    return formulas.gumbel(_gumbel_uniform(shape, seed, dtype), ops)
+
+
+def gumbel_argmax(logits, seed, dtype=None):
+    """A categorical draw per leading position of `logits (..., K)` (Gumbel-max
+    on the last axis; one uniform draw of the logits' shape) -> (...) int."""
+    return formulas.gumbel_argmax(logits, _gumbel_uniform(ops.shape(logits), seed, dtype), ops)
 
 
 def draw_raw_seed(seed_generator):

@@ -437,7 +437,7 @@ def test_generated_images_share_one_range():
 @pytest.mark.parametrize("per_channel, multivariate, k", [(True, False, 3), (False, True, 1)])
 def test_greedy_token_of_other_heads(per_channel, multivariate, k):
     from keras_givt.mixture.head import GaussianMixtureHead
-    from keras_givt.samplers.autoregressive import greedy_from_logits
+    from keras_givt.samplers.decoder import greedy_from_logits
 
     head = GaussianMixtureHead(
         out_dim=4, num_mixtures=k, per_channel_mixtures=per_channel, multivariate=multivariate
@@ -459,7 +459,7 @@ def test_greedy_token_of_other_heads(per_channel, multivariate, k):
 
 def test_greedy_with_guidance_is_the_guided_mode():
     from keras_givt.mixture import guidance
-    from keras_givt.samplers.autoregressive import greedy_from_logits
+    from keras_givt.samplers.decoder import greedy_from_logits
 
     model = _causal()
     head = model.backbone.head

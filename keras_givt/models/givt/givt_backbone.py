@@ -16,6 +16,9 @@ every decoder block cross-attends to it (also in KV-cache decoding).
 `backbone.distribution(logits, ...)` turns them into a per-token Gaussian
 mixture. Style 'ar' is causal: logits at position i predict token i from
 tokens < i; style 'masked' is bidirectional and predicts the masked tokens.
+Generation runs the backbone through a `samplers.decoder.Decoder` (`prefill`,
+`call_with_cache`, the forward pass), or through its plain-torch twin
+`torch_generation.TorchDecoder` on torch; the backbone itself is keras.ops only.
 """
 
 import numbers
@@ -26,7 +29,6 @@ from keras import ops
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.preset_backbone import PresetBackbone
-from keras_givt.layers import torch_decoding
 from keras_givt.mixture.head import GaussianMixtureHead
 from keras_givt.mixture.head import num_logits as _num_logits
 from keras_givt.models.givt.givt_embedding import GIVTEmbedding
@@ -283,16 +285,11 @@ class GIVTBackbone(PresetBackbone):
         self._check_encoded(encoded)
         x = self.embedding(tokens, labels, input_mask)  # (B, L[+1], E)
         reps = {}
-        if not return_reps and torch_decoding.is_eligible(self, training):
-            # Eager torch generation loop: the same arithmetic without the
-            # per-op Keras dispatch (see `layers/torch_decoding.py`).
-            x = torch_decoding.full_blocks(self, x, encoded)
-        else:
-            for i, block in enumerate(self.decoder_blocks):
-                x = block(x, encoded, training=training)
-                if return_reps:
-                    reps[f"block{i}_rep"] = ops.mean(x, axis=1)
-            x = self.decoder_norm(x)
+        for i, block in enumerate(self.decoder_blocks):
+            x = block(x, encoded, training=training)
+            if return_reps:
+                reps[f"block{i}_rep"] = ops.mean(x, axis=1)
+        x = self.decoder_norm(x)
         if return_reps:
             reps["pre_logits"] = ops.mean(x, axis=1)
         if self.embedding.style == "masked":
@@ -304,16 +301,6 @@ class GIVTBackbone(PresetBackbone):
 
     def call(self, inputs, training=None, mask=None):
         self._check_inputs(inputs)
-        if torch_decoding.is_eligible(self, training):
-            # Eager torch generation loop (MaskGIT steps): `decode` takes the
-            # torch fast path, which the layer-by-layer graph would bypass.
-            return self._forward(
-                inputs["tokens"],
-                inputs.get("labels"),
-                inputs.get("input_mask"),
-                inputs.get("image"),
-                training=training,
-            )
         return super().call(inputs, training=training, mask=mask)
 
     def call_with_reps(self, inputs, training=False):
@@ -356,10 +343,6 @@ class GIVTBackbone(PresetBackbone):
     def _decode_step(self, x, cache, cache_update_index, encoded=None, training=None):
         # x (B, T, E) without positions; cache (N, 2, B, H, L, Dh); encoded (B, P, E).
         self._check_encoded(encoded)
-        if torch_decoding.is_eligible(self, training):
-            # Eager torch generation loop: the same arithmetic without the
-            # per-op Keras dispatch (see `layers/torch_decoding.py`).
-            return torch_decoding.decode_step(self, x, cache, cache_update_index, encoded)
         t = ops.shape(x)[1]
         x = x + self.embedding.positions(cache_update_index, t)
         for i, block in enumerate(self.decoder_blocks):
@@ -402,10 +385,7 @@ class GIVTBackbone(PresetBackbone):
             `cache_update_index + j`.
         """
         self._require_ar("call_with_cache")
-        if torch_decoding.is_eligible(self):
-            x = torch_decoding.embed_tokens(self, tokens)
-        else:
-            x = self.embedding.token_embedding(tokens)
+        x = self.embedding.token_embedding(tokens)
         return self._decode_step(x, cache, cache_update_index, encoded)
 
     # --- Distribution ----------------------------------------------------

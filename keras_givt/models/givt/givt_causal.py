@@ -58,7 +58,7 @@ class GIVTCausal(GIVTTask):
         labels = inputs.get("labels")
         batch = ops.shape(inputs["prefix"])[0]
         return ar_generate(
-            self.backbone,
+            self._make_decoder(),
             labels,
             batch,
             self.seed_generator,

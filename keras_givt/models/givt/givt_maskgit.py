@@ -84,7 +84,7 @@ class GIVTMaskGIT(GIVTTask):
 
     def generate_step(self, inputs, use_cfg, num_steps, schedule, greedy=False):
         return maskgit_generate(
-            self.backbone,
+            self._make_decoder(),
             inputs.get("labels"),
             inputs["tokens"],
             inputs["unknown"],

@@ -12,7 +12,9 @@ from keras import ops
 from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.givt.givt_backbone import GIVTBackbone
 from keras_givt.models.givt.givt_loss import givt_nll
+from keras_givt.models.givt.torch_generation import TorchDecoder
 from keras_givt.models import training_checks
+from keras_givt.samplers.decoder import Decoder
 from keras_givt.utils import validation
 
 
@@ -224,6 +226,19 @@ class GIVTTask(GenerationTask):
         return keras.optimizers.Adam(3e-4, global_clipnorm=1.0)
 
     # --- Generation -----------------------------------------------------------
+
+    def _make_decoder(self):
+        """The decoder `generate_step` hands the samplers: the plain-torch
+        `TorchDecoder` on torch where it applies (`TorchDecoder.supports`),
+        else the Keras `Decoder`.
+
+        Called once per build of the compiled generation step: once per
+        trace on jax/tensorflow, once per `generate` call on torch (eager), so
+        a `TorchDecoder` and what it prepares live for one generation.
+        """
+        if TorchDecoder.supports(self.backbone):
+            return TorchDecoder(self.backbone)
+        return Decoder(self.backbone)
 
     def _check_cfg_support(self, cfg_weight):
         """Density-based CFG needs the NOLABEL row and a supported head."""

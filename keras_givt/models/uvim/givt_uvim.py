@@ -269,7 +269,7 @@ class GIVTUViM(GIVTTask):
         images = inputs["images"]
         encoded = self.backbone.encode(images, training=False)
         return ar_generate(
-            self.backbone,
+            self._make_decoder(),
             None,
             ops.shape(images)[0],
             self.seed_generator,

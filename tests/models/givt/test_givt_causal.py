@@ -375,20 +375,14 @@ def test_fit_with_mixed_precision_and_callbacks(tmp_path):
 
 
 def test_cache_update_is_functional_outside_generation():
-    import numpy as np
+    # In-place writes belong to the torch engine alone (test_torch_generation.py).
     from keras import ops
 
-    from keras_givt.utils.tensor_utils import inplace_cache_updates
     from keras_givt.utils.tensor_utils import update_slice
 
     cache = ops.zeros((2, 3, 4))
     out = update_slice(cache, [0, 1, 0], ops.ones((2, 1, 4)))
     assert float(ops.sum(cache)) == 0.0 and float(ops.sum(out)) == 8.0
-    with inplace_cache_updates():
-        out = update_slice(cache, [0, 2, 0], ops.ones((2, 1, 4)))
-    np.testing.assert_array_equal(ops.convert_to_numpy(out)[:, 2], np.ones((2, 4)))
-    if keras.config.backend() == "torch":  # The scope's purpose: no copy per token.
-        assert out is cache
 
 
 def test_generate_restores_torch_threads():
