@@ -5,8 +5,10 @@ so that Keras deserialisation and keras-hub's preset lookup find keras_givt's
 classes and presets. This entry point imports the package with
 `KERAS_GIVT_LAZY_IMPORT=1` instead, so `keras-givt --help`, `--version` and
 usage errors answer in a fraction of a second; the command itself loads the
-models once its arguments are checked. `python -m keras_givt_cli ...` is the
-same command.
+models once its arguments are checked. The CLI's own modules keep to the same
+rule (the command-family modules import Keras only inside their command
+functions; see the docstring of `keras_givt/cli/main.py`). `python -m
+keras_givt_cli ...` is the same command.
 """
 
 import os

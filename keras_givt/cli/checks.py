@@ -32,7 +32,8 @@ def _bad(flag, value, why):
     return CLIError(f"argument {flag}: {why}; received {value!r}")
 
 
-def _read_json(path):
+def read_json_or_none(path):
+    """The JSON content of `path`, or None when it is missing or not valid JSON."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -144,7 +145,7 @@ def _npz_shape(z, key):
 
 def _task_class(path):
     """The class name in `path/task.json` ('' if unreadable)."""
-    info = _read_json(os.path.join(path, "task.json")) or {}
+    info = read_json_or_none(os.path.join(path, "task.json")) or {}
     return str(info.get("class_name") or info.get("registered_name", "")).split(">")[-1]
 
 
@@ -189,7 +190,7 @@ def _check_family(flag, value, cls, families, command_hint):
 def check_vae(value, args, flag="--vae"):
     """A `train-vae` folder whose VAE matches `--channels` and `--image-size` (if the command has them)."""
     path = model_folder(value, flag, "vae", "model.keras", "train-vae")
-    info = _read_json(os.path.join(path, "vae.json")) or {}
+    info = read_json_or_none(os.path.join(path, "vae.json")) or {}
     config = info.get("config") or {}
     channels = getattr(args, "channels", None)
     if channels is not None and getattr(args, "data", None):
@@ -218,7 +219,7 @@ def _card_dataset_of(value):
         path = (
             os.path.join(value, "preset") if os.path.isdir(os.path.join(value, "preset")) else value
         )
-        card = _read_json(os.path.join(path, "model_card.json")) or {}
+        card = read_json_or_none(os.path.join(path, "model_card.json")) or {}
     data = (card.get("data") or {}).get("data") or {}
     if isinstance(data, dict):
         data = data.get("data")
@@ -268,8 +269,11 @@ def _check_divisible(flag, value, by_flag, by):
         raise CLIError(f"argument {flag}: must be divisible by {by_flag} ({by}); received {value}")
 
 
-def check_args(args):
-    """All pre-import checks of the GIVT commands (the plugins add their own)."""
+def check_givt_args(args):
+    """All pre-import checks of the GIVT commands (`givt_commands.check_args`).
+
+    The VQ and UViM families have their own `check_args`, built from the same checks.
+    """
     command = args.command
     data = getattr(args, "data", None)
     if getattr(args, "data_dir", None):

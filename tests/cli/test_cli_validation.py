@@ -522,7 +522,7 @@ class _FakeFD:
 
 
 def test_demo_floor_comes_from_the_shipped_table():
-    from keras_givt.cli.givt_commands import real_floor_at
+    from keras_givt.cli.evaluation import real_floor_at
     from keras_givt.cli.fd_floors import FLOORS
 
     # The demo's default N is in the table: no data set is read.

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from keras_givt.cli import io_utils
-from keras_givt.cli.givt_commands import TRAIN_LOG
+from keras_givt.cli.training import TRAIN_LOG
 from keras_givt.cli.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

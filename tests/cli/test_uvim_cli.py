@@ -6,6 +6,8 @@ import os
 import keras
 import pytest
 
+from keras_givt.cli import uvim_commands
+from keras_givt.cli.main import FAMILY_OF_COMMAND
 from keras_givt.cli.main import build_parser
 from keras_givt.cli.main import main
 from tests.datasets.test_mnist import write_tiny_mnist
@@ -16,7 +18,7 @@ BACKEND = keras.config.backend()
 def test_uvim_commands_are_registered():
     parser = build_parser()
     args = parser.parse_args(["uvim-evaluate", "--model", "m", "--out", "o", "--beam-size", "2"])
-    assert args._plugin == "keras_givt.cli.uvim_commands" and args.beam_size == 2
+    assert FAMILY_OF_COMMAND[args.command] is uvim_commands and args.beam_size == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["uvim-train", "--out", "o"])  # --vae is required
 

@@ -13,6 +13,8 @@ import pytest
 
 import keras_givt
 from keras_givt.cli import io_utils
+from keras_givt.cli import vq_commands
+from keras_givt.cli.main import FAMILY_OF_COMMAND
 from keras_givt.cli.main import build_parser
 from keras_givt.cli.main import main
 
@@ -70,7 +72,7 @@ def workdir(tmp_path_factory):
 def test_parsers_are_registered_without_keras_side_effects():
     parser = build_parser()
     args = parser.parse_args(["train-vq", "--data", "x", "--out", "o"])
-    assert args._plugin == "keras_givt.cli.vq_commands"
+    assert FAMILY_OF_COMMAND[args.command] is vq_commands
     assert args.channel_multipliers == [1, 2, 2, 2] and args.codebook_size == 512
     with pytest.raises(SystemExit):
         parser.parse_args(["train-maskgit-vq", "--data", "x", "--out", "o"])  # --vq missing

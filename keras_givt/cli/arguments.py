@@ -1,0 +1,214 @@
+"""argparse value types and the flag groups shared by the `keras-givt` command families.
+
+Each value type raises `argparse.ArgumentTypeError` with the expected kind and
+the received text, so a bad value is a one-line usage error. `add_data_args`
+and `add_train_args` add the data and training flags of every image-training
+command (GIVT and VQ families). Only the standard library: this module is
+imported to build the parser, before Keras.
+"""
+
+import argparse
+
+
+def received(text):
+    """The "received '...'" tail of a usage error."""
+    return f"received {text!r}"
+
+
+def int_at_least(minimum):
+    """An argparse `type`: an integer >= `minimum`."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}; {received(text)}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}; {received(text)}")
+        return value
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+nonneg_int = int_at_least(0)
+
+
+def finite_float(text):
+    """A finite float."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; {received(text)}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number; {received(text)}")
+    return value
+
+
+def nonneg_float(text):
+    """A finite float >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0; {received(text)}")
+    return value
+
+
+def positive_float(text):
+    """A finite float > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; {received(text)}")
+    return value
+
+
+def probability(text):
+    """A float in [0, 1]."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1]; {received(text)}")
+    return value
+
+
+def dropout_rate(text):
+    """A float in [0, 1)."""
+    value = finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1); {received(text)}")
+    return value
+
+
+def int_list(text, minimum=None):
+    """Comma-separated integers (each >= `minimum` when given) as a list."""
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers; {received(text)}")
+    if not values or (minimum is not None and min(values) < minimum):
+        what = "integers" if minimum is None else f"integers >= {minimum}"
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}; {received(text)}")
+    return values
+
+
+def positive_int_list(text):
+    """Comma-separated integers >= 1."""
+    return int_list(text, minimum=1)
+
+
+def nonneg_int_list(text):
+    """Comma-separated integers >= 0."""
+    return int_list(text, minimum=0)
+
+
+def add_data_args(p, default_data=None):
+    """`--data`, `--data-dir`, `--image-size`, `--channels`, `--resize-mode`, `--max-examples`.
+
+    Args:
+        p: the subparser.
+        default_data: the default of `--data` (None: required).
+    """
+    p.add_argument(
+        "--data",
+        default=default_data,
+        required=default_data is None,
+        help="'fashion_mnist', 'mnist' or a folder of images (one subfolder per class).",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
+    )
+    p.add_argument(
+        "--image-size", type=positive_int, default=32, help="Image height and width in pixels."
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="1 (gray) or 3 (RGB; gray is tiled).",
+    )
+    p.add_argument(
+        "--resize-mode",
+        choices=("pad", "resize"),
+        default=None,
+        help="'pad' (default for MNIST-like data: 28 -> 32 with background -1) or 'resize' "
+        "(default for image folders).",
+    )
+    p.add_argument(
+        "--max-examples",
+        type=positive_int,
+        default=None,
+        help="Use only the first N examples (default: all).",
+    )
+
+
+def add_train_args(p, default_lr):
+    """`--out`, batch/epochs/steps, learning-rate schedule, checkpoints, `--resume`, `--seed`.
+
+    Args:
+        p: the subparser.
+        default_lr: the default of `--learning-rate`.
+    """
+    p.add_argument("--out", required=True, help="Output folder (checkpoints, JSON, the model).")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=64, help="Examples per optimizer step."
+    )
+    p.add_argument(
+        "--epochs", type=positive_int, default=1, help="Epochs (when --steps is not given)."
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=positive_int,
+        default=None,
+        help="Optimizer steps per epoch (default: one pass over the data).",
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="Total optimizer steps (default: epochs x steps-per-epoch). With --resume, "
+        "training continues up to this total.",
+    )
+    p.add_argument(
+        "--learning-rate", type=positive_float, default=default_lr, help="Adam learning rate."
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="Learning-rate schedule (cosine: decay to 0 over the run, after --warmup-steps).",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=nonneg_int,
+        default=0,
+        help="Linear warm-up steps of the cosine schedule.",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        help="Checkpoint every N steps (default: every epoch). Also at the end and on Ctrl-C.",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue from <out>/checkpoint (weights, optimizer, step, data position, history).",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="Delete <out>/checkpoint and start afresh."
+    )
+    p.add_argument(
+        "--seed", type=nonneg_int, default=0, help="Random seed (weights, data order, noise)."
+    )
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+    )
