@@ -15,7 +15,6 @@ from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.models.givt.torch_generation import TorchDecoder
 from keras_givt.models import training_checks
 from keras_givt.samplers.decoder import Decoder
-from keras_givt.utils import validation
 
 
 class GIVTTask(GenerationTask):
@@ -193,33 +192,6 @@ class GIVTTask(GenerationTask):
         if losses:
             loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in losses]))
         return loss
-
-    def _check_ar_sampling(
-        self, temperature, temperature_probs, beam_size, fan_size, stochastic_beams
-    ):
-        """Checked autoregressive sampling arguments (host side, once per call).
-
-        Returns `(temperature, greedy, temperature_probs, beam_size, fan_size,
-        stochastic_beams)`; None temperatures take the `sampling_defaults`.
-        """
-        temperature, greedy = self._check_temperature(
-            self._default("temperature", temperature, 1.0)
-        )
-        temperature_probs = validation.check_float(
-            "temperature_probs",
-            self._default("temperature_probs", temperature_probs, 1.0),
-            0.0,
-            min_inclusive=False,
-        )
-        beam_size = validation.check_int("beam_size", beam_size, 1)
-        fan_size = validation.check_int("fan_size", fan_size, 1)
-        if fan_size < beam_size:
-            raise ValueError(
-                "`fan_size` must be >= `beam_size` (each beam proposes F candidates). "
-                f"Received: beam_size={beam_size}, fan_size={fan_size}"
-            )
-        stochastic_beams = validation.check_bool("stochastic_beams", stochastic_beams)
-        return temperature, greedy, temperature_probs, beam_size, fan_size, stochastic_beams
 
     def _default_optimizer(self):
         """Adam(3e-4, global clipnorm 1); the loss is the model's NLL."""
