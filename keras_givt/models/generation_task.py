@@ -3,13 +3,12 @@
 The GIVT tasks (`GIVTTask` and its subclasses) and the discrete
 `MaskGITImageGenerator` hold a backbone, optional frozen image models
 (VAE/adaptor, VQGAN tokenizer), a `SeedGenerator` and a preset's sampling
-defaults; they sample with a function compiled once per mode, and the two
-MaskGIT tasks edit images by regenerating the tokens under a pixel mask.
+defaults (read as a `keras_givt.samplers.config` object, `task.sampling`);
+they sample with a function compiled once per mode. The two MaskGIT tasks
+add the masked pipeline and `inpaint` of `models.masked_editing`.
 
 Dimension letters: B batch, H/W/C image, h/w token grid, L = h·w tokens.
 """
-
-import math
 
 import keras
 import numpy as np
@@ -17,8 +16,9 @@ from keras import ops
 from keras_hub.models import Task
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.models import fit_arrays
 from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
-from keras_givt.samplers.masked import pixel_mask_to_token_mask
+from keras_givt.samplers.config import SamplingConfig
 from keras_givt.utils import preset_utils
 from keras_givt.utils import validation
 
@@ -27,7 +27,9 @@ class GenerationTask(Task):
     """Base class of `GIVTTask` and `MaskGITImageGenerator`.
 
     Holds the backbone, the task's `SeedGenerator`, the preset's sampling
-    defaults and the `generate` functions compiled so far. A subclass calls
+    defaults (`sampling_defaults`, a dict; `sampling`, the same as a config
+    of the task's `sampling_config_class`) and the `generate` functions
+    compiled so far. A subclass calls
     `super().__init__(backbone, ...)`, then sets its sub-models (the
     optional ones named in `nested_models` are serialized in the config),
     marks itself built and compiles.
@@ -39,17 +41,19 @@ class GenerationTask(Task):
             mapped over every `fit`/`evaluate` batch: raw images -> the
             model's image convention, `(images, labels)` -> dicts.
         seed: int or None. Seed of the task's `SeedGenerator`.
-        sampling_defaults: dict of `generate` defaults (e.g. from a preset).
+        sampling_defaults: the preset's `generate` defaults: a dict (as presets
+            and saved configs hold them; keys of other tasks are kept and
+            ignored) or a config of the task's `sampling_config_class`.
     """
 
     # Attributes holding optional sub-models, serialized in the config.
     nested_models = ()
     # How `fit` batches look (the message when a batch is not a dict).
     batch_description = "Generation tasks take dicts of arrays"
-    # `inpaint` inputs other than (B, H, W, C) images: their ranks and how
-    # error messages name them.
-    inpaint_token_ranks = ()
-    inpaint_token_description = "tokens"
+    # The `keras_givt.samplers.config` class of the task's sampling settings.
+    sampling_config_class = None
+    # Fields of that config the task's `generate` does not take.
+    unused_sampling_fields = ()
 
     def __init__(self, backbone, preprocessor=None, seed=None, sampling_defaults=None, **kwargs):
         class_names = kwargs.pop("class_names", None)
@@ -63,7 +67,7 @@ class GenerationTask(Task):
         self.seed_generator = keras.random.SeedGenerator(seed, name="task_seed_generator")
         # === Config ===
         self.seed = seed
-        self.sampling_defaults = dict(sampling_defaults or {})
+        self.sampling_defaults = self._sampling_defaults_dict(sampling_defaults)
         self.generate_functions = {}
         self.class_names = class_names  # Optional names of the classes (labels by name).
 
@@ -207,14 +211,14 @@ class GenerationTask(Task):
                     f"sample_weight={training_checks.describe(sample_weight)}"
                 )
             return x
-        if not (_is_array_dict(x) or _is_array(x)):
+        if not (fit_arrays.is_array_dict(x) or fit_arrays.is_array(x)):
             return None
-        arrays = _flat_arrays(x, y, sample_weight)
+        arrays = fit_arrays.flat_arrays(x, y, sample_weight)
         # Plain Python on the structure: no AutoGraph (which re-reads the source).
-        unflatten = tf.autograph.experimental.do_not_convert(_unflatten)
+        unflatten = tf.autograph.experimental.do_not_convert(fit_arrays.unflatten)
         if shuffle is None:
-            return _ordered_dataset(arrays, batch_size or 32).map(unflatten)
-        return _array_dataset(arrays, batch_size or 32, shuffle).map(unflatten)
+            return fit_arrays.ordered_dataset(arrays, batch_size or 32).map(unflatten)
+        return fit_arrays.array_dataset(arrays, batch_size or 32, shuffle).map(unflatten)
 
     def fit(
         self,
@@ -255,17 +259,21 @@ class GenerationTask(Task):
         from keras_givt.models import training_checks
 
         val_batch_size = batch_size or 32
-        if validation_split and validation_data is None and (_is_array_dict(x) or _is_array(x)):
-            arrays = _flat_arrays(x, y, sample_weight)
-            arrays, held_out = _split_last(arrays, validation_split)
-            x, y, sample_weight = _unflatten_numpy(arrays)
-            validation_data = _unflatten_numpy(held_out)
+        if (
+            validation_split
+            and validation_data is None
+            and (fit_arrays.is_array_dict(x) or fit_arrays.is_array(x))
+        ):
+            arrays = fit_arrays.flat_arrays(x, y, sample_weight)
+            arrays, held_out = fit_arrays.split_last(arrays, validation_split)
+            x, y, sample_weight = fit_arrays.unflatten_numpy(arrays)
+            validation_data = fit_arrays.unflatten_numpy(held_out)
             validation_split = None
         train = self._batched_dataset(x, y, sample_weight, batch_size, shuffle)
         if train is not None:
             x, y, sample_weight, batch_size = self._checked(train, "training"), None, None, None
         if validation_data is not None:
-            val_x, val_y, val_sw = _unpack_validation(validation_data)
+            val_x, val_y, val_sw = fit_arrays.unpack_validation(validation_data)
             val = self._batched_dataset(val_x, val_y, val_sw, val_batch_size, None)
             if val is not None:
                 validation_data = self._checked(val, "validation")
@@ -449,12 +457,6 @@ class GenerationTask(Task):
         state = self.seed_generator.state
         state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
 
-    def _default(self, name, value, fallback):
-        """An explicit argument, else the preset's sampling default, else `fallback`."""
-        if value is not None:
-            return value
-        return self.sampling_defaults.get(name, fallback)
-
     def _check_cfg(self, cfg_weight):
         """Whether classifier-free guidance is on (`cfg_weight` not None or 0).
 
@@ -469,15 +471,139 @@ class GenerationTask(Task):
     def _check_cfg_support(self, cfg_weight):
         """Raises a `ValueError` when the model cannot use guidance."""
 
-    def _check_num_steps(self, num_steps):
-        return validation.check_int("num_steps", num_steps, 1)
+    def _check_unconditional_cfg(self, conditional, cfg_weight):
+        """Refuses a `cfg_weight` (the call's own, not the preset's) without labels."""
+        if not conditional and cfg_weight not in (None, 0.0):
+            raise ValueError(
+                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
+                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
+            )
 
-    def _generation_outputs(
-        self, tokens, counts, return_tokens, return_num_masked, image_range=None
-    ):
-        """Images in `image_range` (or `tokens`), with the per-step masked `counts` when asked."""
-        out = tokens if return_tokens else self._decode_to_range(tokens, image_range)
-        return (out, counts) if return_num_masked else out
+    # --- Sampling settings -------------------------------------------------
+    # `sampling_defaults` (a dict, as presets and saved configs store it)
+    # holds the preset's values. A `generate`/`inpaint` call layers:
+    # built-in defaults < preset defaults < `sampling=` < keyword overrides.
+
+    def _sampling_defaults_dict(self, defaults):
+        """`sampling_defaults` (None, a dict or a config) as a dict of the set values."""
+        if defaults is None:
+            return {}
+        if isinstance(defaults, SamplingConfig):
+            return self._check_sampling_config("sampling_defaults", defaults).set_fields()
+        if not isinstance(defaults, dict):
+            raise TypeError(
+                "`sampling_defaults` must be a dict or a "
+                f"{self.sampling_config_class.__name__}. Received: "
+                f"sampling_defaults={validation._show(defaults)} (of type "
+                f"{type(defaults).__name__})"
+            )
+        return dict(defaults)
+
+    @property
+    def sampling(self):
+        """The task's sampling settings: the preset's defaults over the built-in ones.
+
+        A resolved config of `sampling_config_class` (every field set).
+        Assigning a config replaces the preset's values of its fields by the
+        config's set fields (`sampling_defaults` follows).
+        """
+        return self._merged_sampling({}).resolved()
+
+    @sampling.setter
+    def sampling(self, config):
+        config = self._check_sampling_config("sampling", config)
+        fields = config.field_names()
+        kept = {k: v for k, v in self.sampling_defaults.items() if k not in fields}
+        self.sampling_defaults = {**kept, **config.set_fields()}
+
+    def _check_sampling_config(self, name, config):
+        """`config` (a config of the task's class, or a dict of its fields), checked."""
+        cls = self.sampling_config_class
+        if isinstance(config, dict):
+            config = cls.from_config(config)
+        if not isinstance(config, cls):
+            raise TypeError(
+                f"`{name}` must be a {cls.__name__} (or a dict of its fields). Received: "
+                f"{name}={validation._show(config)} (of type {type(config).__name__})"
+            )
+        for field in self.unused_sampling_fields:
+            if getattr(config, field) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} does not use `{field}`. Received: {name} with "
+                    f"{field}={getattr(config, field)!r}"
+                )
+        return config
+
+    def _merged_sampling(self, requested):
+        """The preset's defaults (fields of the task's config) updated by `requested`."""
+        cls = self.sampling_config_class
+        names = [n for n in cls.field_names() if n not in self.unused_sampling_fields]
+        preset = {k: v for k, v in self.sampling_defaults.items() if k in names and v is not None}
+        return cls(**{**preset, **requested})
+
+    def _sampling_for_call(self, method, sampling, kwargs):
+        """`(settings, requested)` of one `generate`/`inpaint` call.
+
+        Args:
+            method: "generate" or "inpaint": the method whose signature and
+                sampling fields are the valid keywords.
+            sampling: None, a config of `sampling_config_class` or a dict
+                of its fields.
+            kwargs: the call's extra keywords: sampling fields (None = unset)
+                and keras-hub aliases (`guidance_scale`). Unknown keywords
+                raise Python's TypeError listing the valid ones.
+
+        Returns:
+            `settings`, the resolved config of the call (built-in defaults <
+            preset defaults < `sampling` < keywords), and `requested`, the
+            config of the call's own values only (`sampling` < keywords).
+        """
+        overrides = self._sampling_keywords(method, kwargs)
+        requested = {}
+        if sampling is not None:
+            requested = self._check_sampling_config("sampling", sampling).set_fields()
+        requested.update({k: v for k, v in overrides.items() if v is not None})
+        requested = self.sampling_config_class(**requested)
+        return self._merged_sampling(requested.set_fields()).resolved(), requested
+
+    def _sampling_keywords(self, method, kwargs):
+        """The sampling fields among the extra keywords `kwargs`, aliases mapped.
+
+        The valid keywords are `method`'s parameters and the task's
+        sampling fields; keras-hub's `guidance_scale` (`uncond + s·(cond −
+        uncond)`) is `cfg_weight + 1`: it becomes `cfg_weight =
+        guidance_scale − 1`.
+        """
+        import inspect
+
+        params = [
+            n
+            for n, p in inspect.signature(getattr(self, method)).parameters.items()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        fields = [
+            n
+            for n in self.sampling_config_class.field_names()
+            if n not in self.unused_sampling_fields
+        ]
+        aliases = {a: t for a, t in self.keyword_aliases.items() if t in fields}
+        validation.check_keywords(
+            f"{type(self).__name__}.{method}", kwargs, params + fields, aliases
+        )
+        overrides = {k: v for k, v in kwargs.items() if k in fields}
+        for alias, value in kwargs.items():
+            if alias not in aliases:
+                continue
+            target = aliases[alias]
+            if overrides.get(target) is not None:
+                raise TypeError(
+                    f"Pass either `{target}` or its alias `{alias}`, not both. Received: "
+                    f"{target}={overrides[target]!r}, {alias}={value!r}"
+                )
+            if alias == "guidance_scale":
+                value = validation.check_float("guidance_scale", value) - 1.0
+            overrides[target] = value
+        return overrides
 
     # --- Generation arguments ----------------------------------------------
     # `generate`/`inpaint` check every argument here, on the host, once per
@@ -577,43 +703,6 @@ class GenerationTask(Task):
             )
         return self._unconditional_labels(num_samples), num_samples, False
 
-    def _resolve_keywords(self, method, kwargs, **values):
-        """Maps keras-hub aliases in `kwargs` onto `values`; unknown keywords raise.
-
-        `guidance_scale` (keras-hub's `uncond + s·(cond − uncond)`) is
-        `cfg_weight + 1`: it becomes `cfg_weight = guidance_scale − 1`.
-        Returns `values` updated.
-        """
-        if not kwargs:
-            return values
-        import inspect
-
-        valid = [
-            n
-            for n, p in inspect.signature(getattr(self, method)).parameters.items()
-            if p.kind is not inspect.Parameter.VAR_KEYWORD
-        ]
-        aliases = {a: t for a, t in self.keyword_aliases.items() if t in valid}
-        validation.check_keywords(f"{type(self).__name__}.{method}", kwargs, valid, aliases)
-        for alias, value in kwargs.items():
-            if alias not in aliases:
-                continue
-            target = aliases[alias]
-            if values.get(target) is not None:
-                raise TypeError(
-                    f"Pass either `{target}` or its alias `{alias}`, not both. Received: "
-                    f"{target}={values[target]!r}, {alias}={value!r}"
-                )
-            if alias == "guidance_scale":
-                value = validation.check_float("guidance_scale", value) - 1.0
-            values[target] = value
-        return values
-
-    def _check_temperature(self, temperature):
-        """`(temperature float >= 0, greedy)`: temperature 0 is greedy decoding."""
-        temperature = validation.check_float("temperature", temperature, 0.0)
-        return temperature, temperature == 0.0
-
     def _check_image_range(self, image_range):
         """`image_range` (None: `default_image_range`) as a (lo, hi) float pair."""
         if image_range is None:
@@ -663,103 +752,6 @@ class GenerationTask(Task):
             return x
         (lo, hi), (nlo, nhi) = image_range, self.native_image_range
         return (ops.cast(x, "float32") - nlo) * ((hi - lo) / (nhi - nlo)) + lo
-
-    # --- Editing -----------------------------------------------------------
-
-    def _square_token_grid(self, hint=""):
-        """(h, w) of a square grid of `backbone.seq_len` tokens (`hint` ends the error)."""
-        seq_len = self.backbone.seq_len
-        side = int(round(math.sqrt(seq_len)))
-        if side * side != seq_len:
-            raise ValueError(f"seq_len={seq_len} is not a square{hint}.")
-        return side, side
-
-    def _inpaint_tokens(self, images, mask, token_grid, image_range=None, check_batch=None):
-        """`(tokens, token_mask (B, L) bool numpy, pixels, pixel_mask)` of an `inpaint` call.
-
-        Images (B, H, W, C) in `image_range` are checked, encoded by
-        `_encode_for_inpaint` and the pixel mask (B, H, W), (B, H, W, 1) or
-        (H, W) (True / 1 = regenerate) mapped onto `token_grid()` (a token
-        is regenerated when any of its pixels is); `pixels` (float32 numpy)
-        and `pixel_mask` (B, H, W) bool are returned for pasting back. Token
-        inputs (ranks `inpaint_token_ranks`) and their mask go through
-        `_inpaint_token_inputs`; `pixels` and `pixel_mask` are then None.
-        `check_batch(B)` (the call's remaining checks, e.g. labels) runs once
-        the inputs are checked, before anything is encoded.
-        """
-        image_range = self._check_image_range(image_range)
-        try:
-            rank = len(images.shape)
-        except (AttributeError, TypeError):
-            rank = np.ndim(images)
-        if rank == 4:
-            pixels = self._check_images(images, image_range)
-            pixel_mask = validation.check_binary_mask("mask", mask)
-            b, height, width = pixels.shape[:3]
-            if pixel_mask.shape == (height, width):
-                pixel_mask = np.broadcast_to(pixel_mask, (b, height, width))
-            elif pixel_mask.shape == (b, height, width, 1):
-                pixel_mask = pixel_mask[..., 0]
-            if pixel_mask.shape != (b, height, width):
-                raise ValueError(
-                    f"`mask` must be a ({b}, {height}, {width}) pixel mask (or ({height}, "
-                    f"{width}), or ({b}, {height}, {width}, 1)) for images of shape "
-                    f"{pixels.shape}, True / 1 = regenerate. Received: mask with shape "
-                    f"{pixel_mask.shape}"
-                )
-            h, w = token_grid()
-            if height % h or width % w:
-                raise ValueError(
-                    f"`images` of size {(height, width)} must be a multiple of the token grid "
-                    f"{(h, w)}. Received: images with shape {pixels.shape}"
-                )
-            token_mask = np.asarray(
-                ops.convert_to_numpy(pixel_mask_to_token_mask(pixel_mask, (h, w)))
-            )
-            if check_batch is not None:
-                check_batch(b)
-            if token_mask.any():
-                native = self._to_native(pixels, image_range)
-                tokens = self._encode_for_inpaint(ops.convert_to_tensor(native, "float32"))
-            else:
-                tokens = None  # Everything is known: nothing to encode.
-            return tokens, token_mask, pixels, pixel_mask
-        if rank in self.inpaint_token_ranks:
-            tokens, token_mask = self._inpaint_token_inputs(images, mask)
-        else:
-            raise ValueError(
-                f"`images` must be (B, H, W, C) images or {self.inpaint_token_description}. "
-                f"Received: images with shape {tuple(np.shape(images))}"
-            )
-        token_mask = np.asarray(ops.convert_to_numpy(token_mask)).astype(bool)
-        batch = int(tokens.shape[0])
-        seq_len = self.backbone.seq_len
-        if tuple(token_mask.shape) != (batch, seq_len):
-            raise ValueError(
-                f"The token mask must be ({batch}, {seq_len}); received {tuple(token_mask.shape)}."
-                f" Received: mask with shape {tuple(token_mask.shape)}"
-            )
-        if check_batch is not None:
-            check_batch(batch)
-        return tokens, token_mask, None, None
-
-    def _paste_back(self, decoded, pixels, pixel_mask):
-        """The input `pixels` where `pixel_mask` is False, `decoded` elsewhere."""
-        if tuple(decoded.shape) != tuple(pixels.shape):
-            raise ValueError(
-                f"The decoded images {tuple(decoded.shape)} do not have the input's shape "
-                f"{pixels.shape}: pass `paste_back=False` to get the raw decode."
-            )
-        keep = ops.convert_to_tensor(~pixel_mask[..., None])
-        return ops.where(keep, ops.convert_to_tensor(pixels), ops.cast(decoded, "float32"))
-
-    def _encode_for_inpaint(self, images):
-        """Tokens of the float32 images (B, H, W, C) that `inpaint` edits."""
-        raise NotImplementedError
-
-    def _inpaint_token_inputs(self, x, mask):
-        """`(tokens, token_mask)` of token inputs to `inpaint`."""
-        raise NotImplementedError
 
     # --- Presets -----------------------------------------------------------
 
@@ -884,119 +876,6 @@ def _model_card_class_names(path):
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         return names
     return None
-
-
-def _is_array_dict(x):
-    """A dict of in-memory arrays (numpy or backend tensors), not a dataset."""
-    if not isinstance(x, dict) or not x:
-        return False
-    return all(hasattr(v, "shape") and hasattr(v, "__array__") for v in x.values())
-
-
-def _split_last(arrays, fraction):
-    """Keras' `validation_split`: the last `fraction` of the examples."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"`validation_split` must be in (0, 1); received {fraction!r}.")
-    n = len(next(iter(arrays.values())))
-    cut = int(n * (1.0 - fraction))
-    return {k: v[:cut] for k, v in arrays.items()}, {k: v[cut:] for k, v in arrays.items()}
-
-
-def _array_dataset(arrays, batch_size, shuffle):
-    """Batches of `arrays` in a new random order each epoch (or in order)."""
-    import tensorflow as tf
-
-    sizes = {k: len(v) for k, v in arrays.items()}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"All arrays must have the same number of examples; received {sizes}.")
-    n = next(iter(sizes.values()))
-    tensors = {k: tf.constant(v) for k, v in arrays.items()}
-    index = tf.data.Dataset.range(n)
-    if shuffle:
-        index = index.shuffle(n, reshuffle_each_iteration=True)
-    # Gathering whole batches keeps one copy of the arrays (no shuffle buffer
-    # of examples).
-    index = index.batch(batch_size)
-    return index.map(
-        lambda i: {k: tf.gather(t, i) for k, t in tensors.items()},
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).prefetch(tf.data.AUTOTUNE)
-
-
-# --- fit/evaluate inputs ------------------------------------------------------
-
-_X, _Y, _SW = "__x__", "__y__", "__sample_weight__"
-
-
-def _is_array(x):
-    """An in-memory array (numpy or backend tensor), not a dict or dataset."""
-    return not isinstance(x, (dict, str, bytes)) and hasattr(x, "shape") and hasattr(x, "__array__")
-
-
-def _flat_arrays(x, y, sample_weight):
-    """`x` (array or dict of arrays), `y`, `sample_weight` as one flat dict of numpy arrays.
-
-    A dict `x` alone keeps its keys; otherwise entries are keyed `__x__`,
-    `__x__/<key>`, `__y__` (`__y__/<key>`) and `__sample_weight__`.
-    """
-    if _is_array_dict(x) and y is None and sample_weight is None:
-        return {k: np.asarray(v) for k, v in x.items()}
-    flat = {}
-    for prefix, value in ((_X, x), (_Y, y), (_SW, sample_weight)):
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            flat.update({f"{prefix}/{k}": np.asarray(v) for k, v in value.items()})
-        else:
-            flat[prefix] = np.asarray(keras.ops.convert_to_numpy(value))
-    return flat
-
-
-def _unflatten(flat):
-    """Inverse of `_flat_arrays` on one batch: `x` or `(x, y[, sample_weight])`."""
-    if not any(k == p or k.startswith(p + "/") for k in flat for p in (_X, _Y, _SW)):
-        return flat
-    parts = {}
-    for prefix in (_X, _Y, _SW):
-        if prefix in flat:
-            parts[prefix] = flat[prefix]
-        else:
-            sub = {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + "/")}
-            parts[prefix] = sub or None
-    if parts[_Y] is None and parts[_SW] is None:
-        return parts[_X]
-    if parts[_SW] is None:
-        return parts[_X], parts[_Y]
-    return parts[_X], parts[_Y], parts[_SW]
-
-
-def _unflatten_numpy(flat):
-    """`(x, y, sample_weight)` of a flat dict of arrays (see `_flat_arrays`)."""
-    out = _unflatten(flat)
-    if not isinstance(out, tuple):
-        return out, None, None
-    return tuple(out) + (None,) * (3 - len(out))
-
-
-def _unpack_validation(validation_data):
-    if isinstance(validation_data, tuple):
-        if len(validation_data) not in (1, 2, 3):
-            raise ValueError(
-                "`validation_data` must be x, (x, y) or (x, y, sample_weight). Received: a tuple "
-                f"of {len(validation_data)} entries"
-            )
-        return tuple(validation_data) + (None,) * (3 - len(validation_data))
-    return validation_data, None, None
-
-
-def _ordered_dataset(arrays, batch_size):
-    """Batches of `arrays` in order (validation / evaluation)."""
-    import tensorflow as tf
-
-    sizes = {k: len(v) for k, v in arrays.items()}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"All arrays must have the same number of examples; received {sizes}.")
-    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
 
 
 def _jax_values(model):

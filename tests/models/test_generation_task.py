@@ -1,4 +1,4 @@
-"""`GenerationTask.fit` on in-memory arrays: reshuffled every epoch."""
+"""`GenerationTask.fit` on in-memory arrays (`models.fit_arrays`): reshuffled every epoch."""
 
 import keras
 import numpy as np
@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_givt import GIVTBackbone
 from keras_givt import GIVTCausal
-from keras_givt.models import generation_task
+from keras_givt.models import fit_arrays
 from tests import helpers
 
 
@@ -18,7 +18,7 @@ def _order(dataset):
 def test_array_dataset_reshuffles_each_epoch_and_keeps_every_example():
     tf.random.set_seed(0)
     arrays = {"index": np.arange(50), "x": np.arange(100.0).reshape(50, 2)}
-    ds = generation_task._array_dataset(arrays, 8, shuffle=True)
+    ds = fit_arrays.array_dataset(arrays, 8, shuffle=True)
     first, second = _order(ds), _order(ds)
     np.testing.assert_array_equal(np.sort(first), np.arange(50))
     np.testing.assert_array_equal(np.sort(second), np.arange(50))
@@ -26,21 +26,21 @@ def test_array_dataset_reshuffles_each_epoch_and_keeps_every_example():
     assert not np.array_equal(first, np.arange(50))
     batch = next(iter(ds))  # Rows stay aligned across keys.
     np.testing.assert_array_equal(batch["x"].numpy()[:, 0], 2.0 * batch["index"].numpy())
-    ordered = generation_task._array_dataset(arrays, 8, shuffle=False)
+    ordered = fit_arrays.array_dataset(arrays, 8, shuffle=False)
     np.testing.assert_array_equal(_order(ordered), np.arange(50))
     with pytest.raises(ValueError, match="same number of examples"):
-        generation_task._array_dataset({"a": np.zeros(3), "b": np.zeros(4)}, 2, True)
+        fit_arrays.array_dataset({"a": np.zeros(3), "b": np.zeros(4)}, 2, True)
 
 
 def test_fit_on_arrays_shuffles_and_splits_like_keras(monkeypatch):
     calls = []
-    real = generation_task._array_dataset
+    real = fit_arrays.array_dataset
 
     def spy(arrays, batch_size, shuffle):
         calls.append((len(arrays["latents"]), batch_size, shuffle))
         return real(arrays, batch_size, shuffle)
 
-    monkeypatch.setattr(generation_task, "_array_dataset", spy)
+    monkeypatch.setattr(fit_arrays, "array_dataset", spy)
     keras.utils.set_random_seed(0)
     model = GIVTCausal(GIVTBackbone(**helpers.tiny_kwargs()), seed=0)
     tokens, labels = helpers.digits_tokens(40)

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_givt.models.givt.givt_task import GIVTTask
+from keras_givt.samplers.config import ARSamplingConfig
 from keras_givt.samplers.autoregressive import ar_generate
 from keras_givt.utils import validation
 
@@ -23,6 +24,8 @@ class GIVTCausal(GIVTTask):
         adaptor: optional invertible flow on the latents (`forward`/`inverse`).
         seed: int or None. Seed of the task's `SeedGenerator` (latent
             sampling, label dropout, generation).
+        sampling_defaults: the preset's `generate` defaults: a dict or a
+            `keras_givt.samplers.config.ARSamplingConfig`.
 
     Example:
     ```python
@@ -37,6 +40,8 @@ class GIVTCausal(GIVTTask):
                        return_latents=True)                      # (2, 16, 4)
     ```
     """
+
+    sampling_config_class = ARSamplingConfig
 
     def __init__(self, backbone, vae=None, adaptor=None, preprocessor=None, seed=None, **kwargs):
         if backbone.style != "ar":
@@ -78,17 +83,12 @@ class GIVTCausal(GIVTTask):
         labels=None,
         num_samples=None,
         seed=None,
-        temperature=None,
-        temperature_probs=None,
-        cfg_weight=None,
-        beam_size=1,
-        fan_size=1,
-        stochastic_beams=False,
+        sampling=None,
         prefix=None,
         return_latents=False,
         return_log_probs=False,
         image_range=None,
-        **kwargs,
+        **overrides,
     ):
         """Samples images (or latents) autoregressively.
 
@@ -107,21 +107,9 @@ class GIVTCausal(GIVTTask):
                 repeat one label B times.
             seed: int (numpy ints accepted) for reproducible samples; None
                 continues the task's seed generator.
-            temperature: finite float >= 0 multiplying the mixture scales
-                (big_vision's `temperature_scales`). 0 is greedy decoding:
-                every token is the mean of its most probable mixture
-                component (the mode of the guided normal with CFG), no
-                randomness; beam scores then use the untempered density.
-            temperature_probs: finite float > 0 multiplying the mixture
-                logits (inverse temperature of the component choice).
-            cfg_weight: finite float w of density-based CFG (None or 0: no
-                guidance). Needs a backbone with `drop_labels_probability > 0`
-                and labels. keras-hub's `guidance_scale=s` is accepted as
-                `cfg_weight = s - 1` (s = 1: no guidance).
-            beam_size, fan_size: positive ints K <= F: beam search with K
-                beams of F sampled candidates each (1, 1: plain sampling).
-            stochastic_beams: bool. Keep K candidates sampled without
-                replacement by score instead of the top K.
+            sampling: a `keras_givt.samplers.config.ARSamplingConfig` (or a
+                dict of its fields); its unset fields take the preset's
+                `sampling_defaults`.
             prefix: (B, P, D) finite latents fixing the first P <= L tokens
                 (image completion; e.g.
                 `model.encode_images(images, sample=False)[:, :P]`).
@@ -130,20 +118,32 @@ class GIVTCausal(GIVTTask):
                 generated (non-prefix) tokens under the sampling density.
             image_range: (-1, 1) (default, the convention of every task's
                 `generate`/`inpaint`) or (0, 1): the range of the returned images.
+            **overrides: sampling fields, over `sampling` and the preset's
+                defaults (None: not set):
+                `temperature`: finite float >= 0 multiplying the mixture
+                scales (big_vision's `temperature_scales`). 0 is greedy
+                decoding: every token is the mean of its most probable
+                mixture component (the mode of the guided normal with CFG),
+                no randomness; beam scores then use the untempered density.
+                `temperature_probs`: finite float > 0 multiplying the mixture
+                logits (inverse temperature of the component choice).
+                `cfg_weight`: finite float w of density-based CFG (None or 0:
+                no guidance). Needs a backbone with `drop_labels_probability
+                > 0` and labels. keras-hub's `guidance_scale=s` is accepted
+                as `cfg_weight = s - 1` (s = 1: no guidance).
+                `beam_size`, `fan_size`: positive ints K <= F: beam search
+                with K beams of F sampled candidates each (1, 1: plain
+                sampling).
+                `stochastic_beams`: bool. Keep K candidates sampled without
+                replacement by score instead of the top K.
 
-        Arguments left to None take the preset's `sampling_defaults`
-        (e.g. t=0.95, CFG 0.4 for `givt_causal_imagenet256`), else 1.0 /
-        no guidance. Changing a numeric argument (temperature, CFG weight, ...) does not
-        retrace; the function is compiled once per mode and batch size.
+        Unset sampling fields take the preset's `sampling_defaults` (e.g.
+        t=0.95, CFG 0.4 for `givt_causal_imagenet256`), else 1.0 / no
+        guidance / one beam. Changing a numeric argument (temperature, CFG
+        weight, ...) does not retrace; the function is compiled once per
+        mode and batch size.
         """
-        cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        bb = self.backbone
-        explicit_cfg = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
-        temperature, greedy, temperature_probs, beam_size, fan_size, stochastic_beams = (
-            self._check_ar_sampling(
-                temperature, temperature_probs, beam_size, fan_size, stochastic_beams
-            )
-        )
+        sampling, requested = self._sampling_for_call("generate", sampling, overrides)
         return_latents = validation.check_bool("return_latents", return_latents)
         return_log_probs = validation.check_bool("return_log_probs", return_log_probs)
         seed = validation.check_seed("seed", seed)
@@ -153,13 +153,10 @@ class GIVTCausal(GIVTTask):
             if labels is None and num_samples is None:
                 num_samples = int(prefix.shape[0])
         labels, batch, conditional = self._generation_labels(labels, num_samples)
-        if not conditional and explicit_cfg not in (None, 0.0):
-            raise ValueError(
-                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
-                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
-            )
-        cfg_weight = self._default("cfg_weight", cfg_weight, None) if conditional else None
-        use_cfg = self._check_cfg(cfg_weight)
+        self._check_unconditional_cfg(conditional, requested.cfg_weight)
+        if not conditional:
+            sampling = sampling.replace(cfg_weight=None)
+        bb = self.backbone
         prefix_arr = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         prefix_len = 0
         if prefix is not None:
@@ -174,26 +171,37 @@ class GIVTCausal(GIVTTask):
                 )
             prefix_len = prefix.shape[1]
             prefix_arr[:, :prefix_len] = prefix
-        self._set_seed(seed)
+        tokens, log_probs = self._run(labels, prefix_arr, prefix_len, sampling, seed)
+        out = tokens if return_latents else self._decode_to_range(tokens, image_range)
+        return (out, log_probs) if return_log_probs else out
+
+    def _run(self, labels, prefix, prefix_len, sampling, seed=None):
+        """`(tokens (B, L, D), log_probs (B,))` sampled after the first `prefix_len` tokens.
+
+        Args:
+            labels: (B,) int32 or None.
+            prefix: (B, L, D) float32 latents, the first `prefix_len` fixed.
+            prefix_len: int P.
+            sampling: an `ARSamplingConfig` (unset fields take the built-in
+                defaults); its `cfg_weight` is used as it is.
+            seed: int or None.
+        """
+        sampling = sampling.resolved()
+        use_cfg = self._check_cfg(sampling.cfg_weight)
         inputs = {
-            "prefix": ops.convert_to_tensor(prefix_arr),
+            "prefix": ops.convert_to_tensor(prefix),
             "prefix_len": ops.convert_to_tensor(prefix_len, "int32"),
-            "temperature": ops.convert_to_tensor(temperature, "float32"),
-            "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
-            "cfg_weight": ops.convert_to_tensor(float(cfg_weight) if use_cfg else 0.0, "float32"),
+            "temperature": ops.convert_to_tensor(sampling.temperature, "float32"),
+            "temperature_probs": ops.convert_to_tensor(sampling.temperature_probs, "float32"),
+            "cfg_weight": ops.convert_to_tensor(
+                float(sampling.cfg_weight) if use_cfg else 0.0, "float32"
+            ),
         }
         if labels is not None:
             inputs["labels"] = ops.convert_to_tensor(labels, "int32")
-        key = ("ar", use_cfg, beam_size, fan_size, stochastic_beams) + (
-            ("greedy",) if greedy else ()
-        )
-        fn = self._compile_generate(
-            key,
-            lambda x: self.generate_step(x, use_cfg, beam_size, fan_size, stochastic_beams, greedy),
-        )
-        tokens, log_probs = fn(inputs)
-        out = tokens if return_latents else self._decode_to_range(tokens, image_range)
-        return (out, log_probs) if return_log_probs else out
+        mode = (use_cfg, sampling.beam_size, sampling.fan_size, sampling.stochastic_beams)
+        mode += (True,) if sampling.greedy else ()
+        return self._generate_compiled("ar", inputs, seed, *mode)
 
     def _prefix_tokens(self, prefix):
         prefix = validation.check_finite_array("prefix", prefix)

@@ -8,6 +8,8 @@ import numpy as np
 from keras import ops
 
 from keras_givt.models.givt.givt_task import GIVTTask
+from keras_givt.models.masked_editing import MaskedEditing
+from keras_givt.samplers.config import MaskedSamplingConfig
 from keras_givt.samplers.schedules import bottom_k_mask
 from keras_givt.samplers.schedules import training_mask_counts
 from keras_givt.samplers.schedules import mask_ratio
@@ -16,7 +18,7 @@ from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class GIVTMaskGIT(GIVTTask):
+class GIVTMaskGIT(MaskedEditing, GIVTTask):
     """GIVT-MaskGIT task: masked `fit`, parallel `generate`, `inpaint`.
 
     Training follows big_vision: per example a kept fraction r ~ U[0, 1 − m)
@@ -43,6 +45,9 @@ class GIVTMaskGIT(GIVTTask):
     ```
     """
 
+    sampling_config_class = MaskedSamplingConfig
+    masked_generate_name = "maskgit"
+    token_dtype = "float32"
     inpaint_token_ranks = (3,)
     inpaint_token_description = "(B, L, D) latents"
 
@@ -98,87 +103,35 @@ class GIVTMaskGIT(GIVTTask):
             greedy=greedy,
         )
 
-    def _sampling_args(
-        self, num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
-    ):
-        """Checked `(num_steps, schedule, choice_temperature, temperature,
-        temperature_probs, greedy, seed)` with the preset's defaults."""
-        num_steps = self._check_num_steps(self._default("num_steps", num_steps, 16))
-        schedule = check_schedule(self._default("schedule", schedule, "cosine"))
-        choice_temperature = validation.check_float(
-            "choice_temperature", self._default("choice_temperature", choice_temperature, 1.0), 0.0
-        )
-        temperature, greedy = self._check_temperature(
-            self._default("temperature", temperature, 1.0)
-        )
-        temperature_probs = validation.check_float(
-            "temperature_probs",
-            self._default("temperature_probs", temperature_probs, 1.0),
-            0.0,
-            min_inclusive=False,
-        )
-        seed = validation.check_seed("seed", seed)
-        return num_steps, schedule, choice_temperature, temperature, temperature_probs, greedy, seed
+    def _blank_tokens(self, batch):
+        bb = self.backbone
+        return np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
 
-    def _run(
-        self,
-        labels,
-        tokens,
-        unknown,
-        num_steps,
-        schedule,
-        choice_temperature,
-        temperature,
-        temperature_probs,
-        cfg_weight,
-        seed,
-        conditional=None,
-    ):
-        num_steps, schedule, choice_temperature, temperature, temperature_probs, greedy, seed = (
-            self._sampling_args(
-                num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
-            )
-        )
-        if conditional is None:
-            conditional = labels is not None
-        cfg_weight = self._default("cfg_weight", cfg_weight, None) if conditional else None
-        use_cfg = self._check_cfg(cfg_weight)
+    def _masked_inputs(self, tokens, token_mask, labels, sampling, use_cfg):
         inputs = {
             "tokens": ops.convert_to_tensor(tokens, "float32"),
-            "unknown": ops.convert_to_tensor(unknown, "bool"),
-            "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
-            "temperature": ops.convert_to_tensor(temperature, "float32"),
-            "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
-            "cfg_weight": ops.convert_to_tensor(float(cfg_weight) if use_cfg else 0.0, "float32"),
+            "unknown": ops.convert_to_tensor(token_mask, "bool"),
+            "choice_temperature": ops.convert_to_tensor(sampling.choice_temperature, "float32"),
+            "temperature": ops.convert_to_tensor(sampling.temperature, "float32"),
+            "temperature_probs": ops.convert_to_tensor(sampling.temperature_probs, "float32"),
+            "cfg_weight": ops.convert_to_tensor(
+                float(sampling.cfg_weight) if use_cfg else 0.0, "float32"
+            ),
         }
         if labels is not None:
             inputs["labels"] = ops.convert_to_tensor(labels, "int32")
-        mode = (use_cfg, num_steps, schedule) + ((True,) if greedy else ())
-        return self._generate_compiled("maskgit", inputs, seed, *mode)
-
-    def _check_unconditional_cfg(self, conditional, cfg_weight):
-        explicit = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
-        if not conditional and explicit not in (None, 0.0):
-            raise ValueError(
-                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
-                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
-            )
+        return inputs
 
     def generate(
         self,
         labels=None,
         num_samples=None,
-        num_steps=None,
-        schedule=None,
-        choice_temperature=None,
-        temperature=None,
-        temperature_probs=None,
-        cfg_weight=None,
         seed=None,
+        sampling=None,
         return_latents=False,
         return_num_masked=False,
         image_range=None,
-        **kwargs,
+        **overrides,
     ):
         """Generates images (or latents) in `num_steps` parallel steps.
 
@@ -189,70 +142,55 @@ class GIVTMaskGIT(GIVTTask):
             labels, num_samples: as `GIVTCausal.generate` (ids or class
                 names; `labels=None` with `num_samples=N` samples
                 unconditionally through the NOLABEL row).
-            num_steps: positive int S (default 16).
-            schedule: "cosine" (big_vision, default), "pow:N" (N > 0),
-                "linear" or "arccos".
-            choice_temperature: finite float >= 0, the Gumbel noise scale of
-                the confidence, annealed by (1 − ratio) (big_vision's t_C; 35
-                at 256²; default 1; 0 = reveal the most confident first).
-            temperature: finite float >= 0 (0: greedy, as `GIVTCausal.generate`).
-            temperature_probs: finite float > 0.
-            cfg_weight: finite float (keras-hub's `guidance_scale = 1 + cfg_weight`
-                is accepted as an alias).
             seed: int for reproducibility.
+            sampling: a `keras_givt.samplers.config.MaskedSamplingConfig`
+                (or a dict of its fields); its unset fields take the
+                preset's `sampling_defaults`.
             return_latents: bool. Return (B, L, D) latents instead of images.
             return_num_masked: bool. Also return (B, S), the masked count
                 after each step.
             image_range: (-1, 1) (default) or (0, 1): the range of the
                 returned images.
-
-        Arguments left to None take the preset's `sampling_defaults`.
+            **overrides: sampling fields, over `sampling` and the preset's
+                defaults (None: not set):
+                `num_steps`: positive int S (default 16).
+                `schedule`: "cosine" (big_vision, default), "pow:N" (N > 0),
+                "linear" or "arccos".
+                `choice_temperature`: finite float >= 0, the Gumbel noise
+                scale of the confidence, annealed by (1 − ratio) (big_vision's
+                t_C; 35 at 256²; default 1; 0 = reveal the most confident
+                first).
+                `temperature`: finite float >= 0 (0: greedy, as
+                `GIVTCausal.generate`).
+                `temperature_probs`: finite float > 0.
+                `cfg_weight`: finite float (keras-hub's `guidance_scale = 1 +
+                cfg_weight` is accepted as an alias).
         """
-        cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        self._sampling_args(
-            num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
-        )
-        return_latents = validation.check_bool("return_latents", return_latents)
-        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
-        image_range = self._check_image_range(image_range)
-        labels, batch, conditional = self._generation_labels(labels, num_samples)
-        self._check_unconditional_cfg(conditional, cfg_weight)
-        bb = self.backbone
-        tokens = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
-        unknown = np.ones((batch, bb.seq_len), bool)
-        out, counts = self._run(
+        return self._generate_masked(
             labels,
-            tokens,
-            unknown,
-            num_steps,
-            schedule,
-            choice_temperature,
-            temperature,
-            temperature_probs,
-            cfg_weight,
+            num_samples,
             seed,
-            conditional,
+            sampling,
+            overrides,
+            return_latents,
+            return_num_masked,
+            image_range,
+            return_tokens_name="return_latents",
         )
-        return self._generation_outputs(out, counts, return_latents, return_num_masked, image_range)
 
     def inpaint(
         self,
         images,
         mask,
         labels=None,
-        num_steps=None,
-        schedule=None,
-        choice_temperature=None,
-        temperature=None,
-        temperature_probs=None,
-        cfg_weight=None,
         seed=None,
+        sampling=None,
         return_latents=False,
         token_grid=None,
         paste_back=True,
         image_range=None,
         return_num_masked=False,
-        **kwargs,
+        **overrides,
     ):
         """Regenerates the masked region of real images, keeping the rest.
 
@@ -273,8 +211,9 @@ class GIVTMaskGIT(GIVTTask):
                 passes another `labels`.
             labels: one label or B labels (ids or class names); None on a
                 class-conditional model edits without a class (NOLABEL row).
-            num_steps, schedule, choice_temperature, temperature,
-            temperature_probs, cfg_weight, seed: as `generate`.
+            seed, sampling, **overrides: as `generate` (`num_steps`,
+                `schedule`, `choice_temperature`, `temperature`,
+                `temperature_probs`, `cfg_weight`).
             return_latents: bool. Return the (B, L, D) latents.
             token_grid: (h, w) of the latent grid; default square √L × √L.
             paste_back: bool. True (default): the returned images hold the
@@ -290,66 +229,22 @@ class GIVTMaskGIT(GIVTTask):
             Images (or latents); unmasked tokens are bit-identical to the
             encoding of the input (the posterior mean).
         """
-        cfg_weight = self._resolve_keywords("inpaint", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        self._sampling_args(
-            num_steps, schedule, choice_temperature, temperature, temperature_probs, seed
-        )
-        return_latents = validation.check_bool("return_latents", return_latents)
-        paste_back = validation.check_bool("paste_back", paste_back)
-        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
-        image_range = self._check_image_range(image_range)
         if token_grid is not None:
             token_grid = validation.check_int_pair("token_grid", token_grid)
-        checked = {}
-
-        def check_batch(batch):  # Labels and guidance, before anything is encoded.
-            checked["labels"] = self._generation_labels(labels, None, batch=batch)
-            self._check_unconditional_cfg(checked["labels"][2], cfg_weight)
-
-        tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
+        return self._inpaint_masked(
             images,
             mask,
-            lambda: token_grid or self._square_token_grid(": pass `token_grid=(h, w)`"),
+            labels,
+            seed,
+            sampling,
+            overrides,
+            return_latents,
+            return_num_masked,
+            paste_back,
             image_range,
-            check_batch,
+            lambda: token_grid or self._square_token_grid(": pass `token_grid=(h, w)`"),
+            return_tokens_name="return_latents",
         )
-        batch = token_mask.shape[0]
-        labels, _, conditional = checked["labels"]
-        num_steps = self._check_num_steps(self._default("num_steps", num_steps, 16))
-        if not token_mask.any():  # Everything known: the input comes back.
-            counts = ops.zeros((batch, num_steps), "float32")
-            if pixels is not None and (paste_back or return_latents):
-                if not return_latents:
-                    out = ops.convert_to_tensor(pixels)
-                    return (out, counts) if return_num_masked else out
-                tokens = self._encode_for_inpaint(
-                    ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
-                )
-            out = None if tokens is None else ops.convert_to_tensor(tokens, "float32")
-        else:
-            out, counts = self._run(
-                labels,
-                tokens,
-                token_mask,
-                num_steps,
-                schedule,
-                choice_temperature,
-                temperature,
-                temperature_probs,
-                cfg_weight,
-                seed,
-                conditional,
-            )
-        if return_latents:
-            return (out, counts) if return_num_masked else out
-        if tokens is None:  # All known from images with paste_back=False.
-            out = self._encode_for_inpaint(
-                ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
-            )
-        decoded = self._decode_to_range(out, image_range)
-        if paste_back and pixels is not None:
-            decoded = self._paste_back(decoded, pixels, pixel_mask)
-        return (decoded, counts) if return_num_masked else decoded
 
     # --- Editing -----------------------------------------------------------
 
@@ -368,8 +263,3 @@ class GIVTMaskGIT(GIVTTask):
         if token_mask.shape == (bb.seq_len,):
             token_mask = np.broadcast_to(token_mask, (latents.shape[0], bb.seq_len))
         return latents, token_mask
-
-
-def check_schedule(schedule):
-    """A GIVT-MaskGIT `schedule` name: "cosine", "linear", "arccos" or "pow:N" (N > 0)."""
-    return validation.check_schedule_name(schedule, ("cosine", "linear", "arccos"), "pow:", "pow:2")

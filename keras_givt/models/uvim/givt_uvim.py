@@ -24,6 +24,7 @@ from keras import ops
 from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.models.givt.givt_task import GIVTTask
 from keras_givt.models.uvim import dense_targets
+from keras_givt.samplers.config import ARSamplingConfig
 from keras_givt.samplers.autoregressive import ar_generate
 from keras_givt.utils import validation
 
@@ -51,8 +52,10 @@ class GIVTUViM(GIVTTask):
         min_depth, max_depth: float. Depth range of the bins ("depth").
         seed: int or None. Seed of the task's `SeedGenerator` (latent
             sampling in training, generation).
-        sampling_defaults: dict overriding the generation defaults
-            (`temperature`, `temperature_probs`, `beam_size`, `fan_size`).
+        sampling_defaults: a dict or an `ARSamplingConfig` (without
+            `cfg_weight`) overriding the generation defaults
+            (`temperature`, `temperature_probs`, `beam_size`, `fan_size`,
+            `stochastic_beams`).
 
     Example:
     ```python
@@ -69,6 +72,9 @@ class GIVTUViM(GIVTTask):
     out = model.generate(images[:4], seed=0)   # {"semantics", "instances"}: (4, 32, 32)
     ```
     """
+
+    sampling_config_class = ARSamplingConfig
+    unused_sampling_fields = ("cfg_weight",)  # No labels to guide towards.
 
     def __init__(
         self,
@@ -110,7 +116,7 @@ class GIVTUViM(GIVTTask):
                 f"task_type='depth' needs a VAE with one output (the depth bins); received {sorted(specs)}."
             )
         defaults = dict(_SAMPLING_DEFAULTS[task_type])
-        defaults.update(sampling_defaults or {})
+        defaults.update(self._sampling_defaults_dict(sampling_defaults))
         super().__init__(
             backbone,
             vae=vae,
@@ -286,15 +292,11 @@ class GIVTUViM(GIVTTask):
         self,
         images,
         seed=None,
-        temperature=None,
-        temperature_probs=None,
-        beam_size=None,
-        fan_size=None,
-        stochastic_beams=False,
+        sampling=None,
         return_latents=False,
         return_logits=False,
         image_range=None,
-        **kwargs,
+        **overrides,
     ):
         """Predicts dense outputs for `images (B, Hi, Wi, 3)` (or one (Hi, Wi, 3) image).
 
@@ -304,34 +306,31 @@ class GIVTUViM(GIVTTask):
         Args:
             images: finite float images in `image_range` ([-1, 1] by default).
             seed: int for reproducible predictions.
-            temperature: finite float >= 0 multiplying the mixture scales (0:
-                greedy, as `GIVTCausal.generate`).
-            temperature_probs: finite float > 0 multiplying the mixture logits.
-            beam_size, fan_size: positive ints K <= F, beam search (K beams ×
-                F candidates).
-            stochastic_beams: bool. Sample the surviving beams (Gumbel top-k).
+            sampling: a `keras_givt.samplers.config.ARSamplingConfig` (or a
+                dict of its fields) without `cfg_weight`; its unset fields
+                take `sampling_defaults`.
             return_latents: bool. Also return `"latents"` (B, L, D).
             return_logits: bool. Also return the VAE's per-pixel logits
                 (`"logits/<name>"`).
             image_range: (-1, 1) (default, the input range of the encoder) or
                 (0, 1): the range of `images`.
+            **overrides: sampling fields, over `sampling` and the defaults
+                (None: not set):
+                `temperature`: finite float >= 0 multiplying the mixture
+                scales (0: greedy, as `GIVTCausal.generate`).
+                `temperature_probs`: finite float > 0 multiplying the mixture
+                logits.
+                `beam_size`, `fan_size`: positive ints K <= F, beam search (K
+                beams × F candidates).
+                `stochastic_beams`: bool. Sample the surviving beams (Gumbel
+                top-k).
 
-        Arguments left to None take `sampling_defaults` (big_vision's UViM
+        Unset sampling fields take `sampling_defaults` (big_vision's UViM
         settings). Returns a dict of NumPy arrays: panoptic
         `{"semantics", "instances"}` (B, H, W) int32; depth `{"depth"}`
         (B, H, W) metres; label_map `{"label_map"}` (B, H, W, C).
         """
-        self._resolve_keywords("generate", kwargs)
-        bb = self.backbone
-        temperature, greedy, temperature_probs, beam_size, fan_size, stochastic_beams = (
-            self._check_ar_sampling(
-                temperature,
-                temperature_probs,
-                self._default("beam_size", beam_size, 1),
-                self._default("fan_size", fan_size, 1),
-                stochastic_beams,
-            )
-        )
+        sampling, _ = self._sampling_for_call("generate", sampling, overrides)
         return_latents = validation.check_bool("return_latents", return_latents)
         return_logits = validation.check_bool("return_logits", return_logits)
         seed = validation.check_seed("seed", seed)
@@ -341,27 +340,34 @@ class GIVTUViM(GIVTTask):
             images = np.asarray(keras.ops.convert_to_numpy(images))[None]
         images = self._check_images(images, image_range)
         images = self._to_native(images, image_range)
+        bb = self.backbone
         expected = tuple(bb.input_size) + (3,)
         if images.shape[1:] != expected:
             raise ValueError(
                 f"`images` must have shape (B, {expected[0]}, {expected[1]}, 3); received "
                 f"{images.shape}. Received: images with shape {images.shape}"
             )
-        self._set_seed(seed)
-        inputs = {
-            "images": ops.convert_to_tensor(images),
-            "temperature": ops.convert_to_tensor(temperature, "float32"),
-            "temperature_probs": ops.convert_to_tensor(temperature_probs, "float32"),
-        }
-        key = ("uvim", beam_size, fan_size, stochastic_beams) + (("greedy",) if greedy else ())
-        fn = self._compile_generate(
-            key, lambda x: self.generate_step(x, beam_size, fan_size, stochastic_beams, greedy)
-        )
-        tokens, _ = fn(inputs)
+        tokens, _ = self._run(images, sampling, seed)
         out = self.decode_latents(tokens, return_logits=return_logits)
         if return_latents:
             out["latents"] = keras.ops.convert_to_numpy(tokens)
         return out
+
+    def _run(self, images, sampling, seed=None):
+        """`(tokens (B, L, D), log_probs (B,))` of native-range `images` (B, Hi, Wi, 3).
+
+        `sampling` is an `ARSamplingConfig` (unset fields take the built-in
+        defaults).
+        """
+        sampling = sampling.resolved()
+        inputs = {
+            "images": ops.convert_to_tensor(images),
+            "temperature": ops.convert_to_tensor(sampling.temperature, "float32"),
+            "temperature_probs": ops.convert_to_tensor(sampling.temperature_probs, "float32"),
+        }
+        mode = (sampling.beam_size, sampling.fan_size, sampling.stochastic_beams)
+        mode += (True,) if sampling.greedy else ()
+        return self._generate_compiled("uvim", inputs, seed, *mode)
 
     def decode_latents(self, latents, return_logits=False):
         """Latents (B, L, D) -> the task's outputs (dict of NumPy arrays)."""
@@ -390,7 +396,7 @@ class GIVTUViM(GIVTTask):
     def predict(self, x, batch_size=32, verbose="auto", seed=None, **generate_kwargs):
         """`generate` over `x` (images, NumPy or tensor) in batches of `batch_size`."""
         batch_size = validation.check_int("batch_size", batch_size, 1)
-        self._resolve_keywords("generate", generate_kwargs)  # Unknown keywords fail first.
+        self._sampling_keywords("generate", generate_kwargs)  # Unknown keywords fail first.
         images = validation.check_finite_array("x", self._images(x))
         self._set_seed(seed)
         chunks = []

@@ -32,7 +32,9 @@ from keras import ops
 
 from keras_givt.models import training_checks
 from keras_givt.models.generation_task import GenerationTask
+from keras_givt.models.masked_editing import MaskedEditing
 from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
+from keras_givt.samplers.config import DiscreteMaskedSamplingConfig
 from keras_givt.samplers.discrete_masked import discrete_maskgit_decode
 from keras_givt.samplers.schedules import maskgit_mask_ratio
 from keras_givt.utils import validation
@@ -40,7 +42,7 @@ from keras_givt.utils.validation import check_probability
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class MaskGITImageGenerator(GenerationTask):
+class MaskGITImageGenerator(MaskedEditing, GenerationTask):
     """Class-conditional (or unconditional) discrete MaskGIT.
 
     Args:
@@ -51,7 +53,8 @@ class MaskGITImageGenerator(GenerationTask):
         label_dropout: float. Probability of dropping the class for CFG.
         min_masking_rate: float. Lower bound of the training mask ratio.
         seed: int or None. Seed of the task's `SeedGenerator`.
-        sampling_defaults: dict of `generate` defaults (e.g. from a preset).
+        sampling_defaults: the preset's `generate` defaults: a dict or a
+            `keras_givt.samplers.config.DiscreteMaskedSamplingConfig`.
 
     Example:
     ```python
@@ -72,6 +75,9 @@ class MaskGITImageGenerator(GenerationTask):
         "MaskGITImageGenerator takes dicts with 'images' (B, H, W, C) in [0, 1] or "
         "'tokens' (B, L) (+ 'labels')"
     )
+    sampling_config_class = DiscreteMaskedSamplingConfig
+    masked_generate_name = "discrete_maskgit"
+    token_dtype = "int32"
     inpaint_token_ranks = (2, 3)
     inpaint_token_description = "(B, L) tokens"
     # `encode_images`/`decode_tokens` (the VQGAN) work in [0, 1]; `generate`/
@@ -308,45 +314,23 @@ class MaskGITImageGenerator(GenerationTask):
             greedy=greedy,
         )
 
-    def _sampling_args(self, num_steps, schedule, choice_temperature, temperature, seed):
-        """Checked `(num_steps, schedule, choice_temperature, temperature, greedy, seed)`."""
-        num_steps = self._check_num_steps(self._default("num_steps", num_steps, 12))
-        schedule = check_schedule(self._default("schedule", schedule, "cosine"))
-        choice_temperature = validation.check_float(
-            "choice_temperature", self._default("choice_temperature", choice_temperature, 4.5), 0.0
-        )
-        temperature, greedy = self._check_temperature(
-            self._default("temperature", temperature, 1.0)
-        )
-        seed = validation.check_seed("seed", seed)
-        return num_steps, schedule, choice_temperature, temperature, greedy, seed
+    def _blank_tokens(self, batch):
+        return np.full((batch, self.backbone.seq_len), -1, "int32")
 
-    def _run(
-        self,
-        tokens,
-        labels,
-        num_steps,
-        schedule,
-        choice_temperature,
-        temperature,
-        cfg_weight,
-        seed,
-        conditional=True,
-    ):
-        num_steps, schedule, choice_temperature, temperature, greedy, seed = self._sampling_args(
-            num_steps, schedule, choice_temperature, temperature, seed
-        )
-        cfg_weight = self._default("cfg_weight", cfg_weight, 0.0) if conditional else None
-        use_cfg = self._check_cfg(cfg_weight)
-        inputs = {
-            "tokens": ops.convert_to_tensor(tokens, "int32"),
+    def _masked_inputs(self, tokens, token_mask, labels, sampling, use_cfg):
+        # Unknown tokens are the mask token, -1.
+        start = ops.where(ops.convert_to_tensor(token_mask), -1, tokens)
+        return {
+            "tokens": ops.convert_to_tensor(start, "int32"),
             "labels": ops.convert_to_tensor(labels, "int32"),
-            "choice_temperature": ops.convert_to_tensor(choice_temperature, "float32"),
-            "temperature": ops.convert_to_tensor(temperature if not greedy else 1.0, "float32"),
-            "cfg_weight": ops.convert_to_tensor(float(cfg_weight) if use_cfg else 0.0, "float32"),
+            "choice_temperature": ops.convert_to_tensor(sampling.choice_temperature, "float32"),
+            "temperature": ops.convert_to_tensor(
+                sampling.temperature if not sampling.greedy else 1.0, "float32"
+            ),
+            "cfg_weight": ops.convert_to_tensor(
+                float(sampling.cfg_weight) if use_cfg else 0.0, "float32"
+            ),
         }
-        mode = (use_cfg, num_steps, schedule) + ((True,) if greedy else ())
-        return self._generate_compiled("discrete_maskgit", inputs, seed, *mode)
 
     def _check_cfg_support(self, cfg_weight):
         """Guidance needs a class-conditional model trained with label dropout."""
@@ -375,31 +359,16 @@ class MaskGITImageGenerator(GenerationTask):
         label = -1 if self._num_classes() is None else self._unconditional_label()
         return np.full((batch,), label, "int32")
 
-    def _normalize_labels(self, labels, num_samples):
-        return self._generation_labels(labels, num_samples)[0]
-
-    def _check_unconditional_cfg(self, conditional, cfg_weight):
-        explicit = validation.check_float("cfg_weight", cfg_weight, allow_none=True)
-        if not conditional and explicit not in (None, 0.0):
-            raise ValueError(
-                "`cfg_weight` guides towards `labels`: pass `labels`, or no `cfg_weight` for "
-                f"unconditional samples. Received: cfg_weight={cfg_weight!r}, labels=None"
-            )
-
     def generate(
         self,
         labels=None,
         num_samples=None,
-        num_steps=None,
-        schedule=None,
-        choice_temperature=None,
-        temperature=None,
-        cfg_weight=None,
         seed=None,
+        sampling=None,
         return_tokens=False,
         return_num_masked=False,
         image_range=None,
-        **kwargs,
+        **overrides,
     ):
         """Generates images (or tokens) with MaskGIT's parallel decoding.
 
@@ -414,16 +383,10 @@ class MaskGITImageGenerator(GenerationTask):
                 None = unconditional: needs `num_samples` and a model trained
                 with label dropout (the "no class" token), or `num_classes=0`.
             num_samples: positive int B when `labels` is one class or None.
-            num_steps: positive int S (default 12, MaskGIT's ImageNet 256 setting).
-            schedule: "cosine" (default), "uniform", "pow<k>" (k > 0), "log", "exp".
-            choice_temperature: finite float >= 0, the Gumbel scale of the
-                confidence, annealed by (1 − ratio) (MaskGIT 4.5).
-            temperature: finite float >= 0, the sampling temperature of the
-                logits; 0 is greedy decoding (the argmax code everywhere).
-            cfg_weight: finite float w of `l_c + w (l_c − l_u)` (0 = off;
-                needs label dropout and labels). keras-hub's `guidance_scale
-                = 1 + w` is accepted as an alias.
             seed: int for reproducibility.
+            sampling: a `keras_givt.samplers.config.DiscreteMaskedSamplingConfig`
+                (or a dict of its fields); its unset fields take the
+                preset's `sampling_defaults`.
             return_tokens: bool. Return (B, L) tokens instead of images.
             return_num_masked: bool. Also return (B, S), the masked count
                 after each step.
@@ -431,44 +394,43 @@ class MaskGITImageGenerator(GenerationTask):
                 `generate`/`inpaint`, GIVT's included) or (0, 1) (the
                 VQGAN's own range, this method's output before). The range
                 of the returned images.
+            **overrides: sampling fields, over `sampling` and the preset's
+                defaults (None: not set):
+                `num_steps`: positive int S (default 12, MaskGIT's ImageNet
+                256 setting).
+                `schedule`: "cosine" (default), "uniform", "pow<k>" (k > 0),
+                "log", "exp".
+                `choice_temperature`: finite float >= 0, the Gumbel scale of
+                the confidence, annealed by (1 − ratio) (MaskGIT 4.5).
+                `temperature`: finite float >= 0, the sampling temperature of
+                the logits; 0 is greedy decoding (the argmax code everywhere).
+                `cfg_weight`: finite float w of `l_c + w (l_c − l_u)` (0 =
+                off; needs label dropout and labels). keras-hub's
+                `guidance_scale = 1 + w` is accepted as an alias.
         """
-        cfg_weight = self._resolve_keywords("generate", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        self._sampling_args(num_steps, schedule, choice_temperature, temperature, seed)
-        return_tokens = validation.check_bool("return_tokens", return_tokens)
-        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
-        image_range = self._check_image_range(image_range)
-        labels, batch, conditional = self._generation_labels(labels, num_samples)
-        self._check_unconditional_cfg(conditional, cfg_weight)
-        tokens = np.full((batch, self.backbone.seq_len), -1, "int32")
-        out, counts = self._run(
-            tokens,
+        return self._generate_masked(
             labels,
-            num_steps,
-            schedule,
-            choice_temperature,
-            temperature,
-            cfg_weight,
+            num_samples,
             seed,
-            conditional,
+            sampling,
+            overrides,
+            return_tokens,
+            return_num_masked,
+            image_range,
         )
-        return self._generation_outputs(out, counts, return_tokens, return_num_masked, image_range)
 
     def inpaint(
         self,
         images,
         mask,
         labels=None,
-        num_steps=None,
-        schedule=None,
-        choice_temperature=None,
-        temperature=None,
-        cfg_weight=None,
         seed=None,
+        sampling=None,
         return_tokens=False,
         return_num_masked=False,
         paste_back=True,
         image_range=None,
-        **kwargs,
+        **overrides,
     ):
         """Regenerates the masked region, keeping every other token.
 
@@ -488,8 +450,9 @@ class MaskGITImageGenerator(GenerationTask):
                 region; class-conditional editing = a box and another `labels`.
             labels: one label or B labels (ids or class names); None: no
                 class (as `generate`).
-            num_steps, schedule, choice_temperature, temperature,
-            cfg_weight, seed: as `generate`.
+            seed, sampling, **overrides: as `generate` (`num_steps`,
+                `schedule`, `choice_temperature`, `temperature`,
+                `cfg_weight`).
             return_tokens: bool. Return the (B, L) tokens.
             return_num_masked: bool. Also return (B, S) masked counts.
             paste_back: bool. True (default): the returned images hold the
@@ -502,54 +465,19 @@ class MaskGITImageGenerator(GenerationTask):
             Images (or tokens); tokens outside the mask are the input's own
             codes.
         """
-        cfg_weight = self._resolve_keywords("inpaint", kwargs, cfg_weight=cfg_weight)["cfg_weight"]
-        num_steps = self._sampling_args(num_steps, schedule, choice_temperature, temperature, seed)[
-            0
-        ]
-        return_tokens = validation.check_bool("return_tokens", return_tokens)
-        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
-        paste_back = validation.check_bool("paste_back", paste_back)
-        image_range = self._check_image_range(image_range)
-        checked = {}
-
-        def check_batch(batch):  # Labels and guidance, before anything is encoded.
-            checked["labels"] = self._generation_labels(labels, None, batch=batch)
-            self._check_unconditional_cfg(checked["labels"][2], cfg_weight)
-
-        tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
-            images, mask, lambda: self.token_grid, image_range, check_batch
+        return self._inpaint_masked(
+            images,
+            mask,
+            labels,
+            seed,
+            sampling,
+            overrides,
+            return_tokens,
+            return_num_masked,
+            paste_back,
+            image_range,
+            lambda: self.token_grid,
         )
-        batch = token_mask.shape[0]
-        labels, _, conditional = checked["labels"]
-        if not token_mask.any():  # Everything known: the input comes back.
-            counts = ops.zeros((batch, num_steps), "float32")
-            if pixels is not None and paste_back and not return_tokens:
-                out = ops.convert_to_tensor(pixels)
-                return (out, counts) if return_num_masked else out
-            if tokens is None:
-                tokens = self.encode_images(
-                    ops.convert_to_tensor(self._to_native(pixels, image_range), "float32")
-                )
-            out = tokens
-        else:
-            start = ops.where(ops.convert_to_tensor(token_mask), -1, tokens)
-            out, counts = self._run(
-                start,
-                labels,
-                num_steps,
-                schedule,
-                choice_temperature,
-                temperature,
-                cfg_weight,
-                seed,
-                conditional,
-            )
-        if return_tokens:
-            return (out, counts) if return_num_masked else out
-        decoded = self._decode_to_range(out, image_range)
-        if paste_back and pixels is not None:
-            decoded = self._paste_back(decoded, pixels, pixel_mask)
-        return (decoded, counts) if return_num_masked else decoded
 
     # --- Editing -----------------------------------------------------------
 
@@ -585,10 +513,3 @@ class MaskGITImageGenerator(GenerationTask):
             }
         )
         return config
-
-
-def check_schedule(schedule):
-    """A MaskGIT `schedule` name: "uniform", "cosine", "log", "exp" or "pow<k>" (k > 0)."""
-    return validation.check_schedule_name(
-        schedule, ("uniform", "cosine", "log", "exp"), "pow", "pow2"
-    )

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_givt import GIVTBackbone
 from keras_givt import GIVTMaskGIT
+from keras_givt.samplers.config import MaskedSamplingConfig
 from keras_givt.samplers import schedules
 from keras_givt.samplers.masked import pixel_mask_to_token_mask
 from tests import helpers
@@ -117,7 +118,10 @@ def test_inpainting_schedule_scales_with_the_region():
     mask = np.zeros((1, 16), bool)
     mask[0, :6] = True
     bb = model.backbone
-    out, counts = model._run(labels, tokens, mask, 4, "cosine", 1.0, 1.0, 1.0, None, 0)
+    sampling = MaskedSamplingConfig(
+        num_steps=4, schedule="cosine", choice_temperature=1.0, temperature=1.0
+    )
+    out, counts = model._run(tokens, mask, labels, sampling, seed=0)
     np.testing.assert_array_equal(_np(counts)[0], _expected_counts(16, 4, "cosine", n0=6))
 
 
