@@ -4,6 +4,9 @@
 them) and registers every preset (big_vision URLs and the models bundled in the
 package), with keras-hub's loaders too: after it,
 `keras_hub.models.Backbone.from_preset("givt_causal_fashion_mnist")` works.
+It imports nothing of `keras_givt.conversion` (the checkpoint converters,
+which import the models, never the other way round): they load when a
+published preset is first converted.
 
 The `keras-givt` console script (`keras_givt_cli.py`) sets
 `KERAS_GIVT_LAZY_IMPORT=1` while it imports the package: the classes and
@@ -35,14 +38,16 @@ _SUBPACKAGES = ("layers", "mixture", "models", "samplers", "metrics", "datasets"
 
 __all__ = sorted(_CLASSES) + list(_SUBPACKAGES) + ["__version__"]
 
-# Registries of presets, registered in this order (a later entry of the same
-# name wins, as when they were registered eagerly here).
-_PRESET_REGISTRIES = (
-    "keras_givt.models.givt.givt_presets",
-    "keras_givt.models.vae.vae_presets",
-    "keras_givt.models.vqvae.vqvae_presets",
-    "keras_givt.models.vq_maskgit.maskgit_presets",
-    "keras_givt.models.uvim.uvim_presets",
+# The presets: data-only tables of the published checkpoints (module, dict), registered in
+# this order (a later entry of the same name wins), then the bundled models. Their
+# converter (`keras_givt.conversion.registry`) is imported only when a published preset
+# is first converted: `import keras_givt` imports nothing of `keras_givt.conversion`.
+_PRESET_TABLES = (
+    ("keras_givt.models.givt.givt_presets", "givt_presets"),
+    ("keras_givt.models.vae.vae_presets", "backbone_presets"),
+    ("keras_givt.models.vqvae.vqvae_presets", "backbone_presets"),
+    ("keras_givt.models.vq_maskgit.maskgit_presets", "maskgit_presets"),
+    ("keras_givt.models.uvim.uvim_presets", "uvim_presets"),
 )
 _state = {"registered": False, "registering": False, "loaded": False}
 
@@ -55,8 +60,8 @@ def _register_presets():
     try:
         from keras_givt.utils.preset_utils import register_presets
 
-        for name in _PRESET_REGISTRIES:
-            register_presets(importlib.import_module(name).registry_entries())
+        for module, table in _PRESET_TABLES:
+            register_presets(getattr(importlib.import_module(module), table))
         from keras_givt.models.bundled import register_bundled_presets
 
         register_bundled_presets()

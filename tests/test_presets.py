@@ -8,6 +8,8 @@ import pytest
 from keras import ops
 
 import keras_givt
+from keras_givt.conversion import download
+from keras_givt.conversion import registry
 from keras_givt.models.givt import givt_presets
 from keras_givt.models.vae.beta_vae import BetaVAE
 from keras_givt.utils import preset_utils
@@ -41,7 +43,7 @@ def local_preset(tmp_path, monkeypatch):
         "sampling_defaults": {"temperature": 0.95, "cfg_weight": 0.4},
     }
     name = "test_givt_causal_tiny"
-    preset_utils.register_presets(givt_presets.registry_entries({name: entry}))
+    preset_utils.register_presets({name: entry})
     yield name, src, tmp_path
     preset_utils.PRESETS.pop(name, None)
 
@@ -97,7 +99,7 @@ def test_offline_error_names_the_url(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     url = "https://storage.invalid/big_vision/givt/nothing_params.npz"
     with pytest.raises(ValueError, match=r"storage\.invalid.*load it locally"):
-        preset_utils.download(url)
+        download.fetch(url)
 
 
 def test_builtin_presets_are_listed():
@@ -118,19 +120,17 @@ def test_vae_preset_path(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     src = tmp_path / "vae_params"
     shutil.copy(os.path.join(helpers.fixture_dir(VAE_FIXTURE), "params_malib"), src)
-    from keras_givt.models.vae.vae_presets import registry_entries
-
     config = helpers.fixture_entry(VAE_FIXTURE)["model_kwargs"]
     entries = {
         "test_vae_tiny": {
             "metadata": {},
-            "files": {"vae": src.as_uri()},
             "task": "BetaVAE",
-            "build": lambda local: BetaVAE.from_big_vision_checkpoint(local["vae"], config),
+            "files": {"vae": src.as_uri()},
+            "config": config,
         }
     }
-    assert registry_entries()  # The built-in ones are well-formed.
     preset_utils.register_presets(entries)
+    assert preset_utils.PRESETS["test_vae_tiny"]["build"] == preset_utils.PUBLISHED_BUILDER
     try:
         vae = BetaVAE.from_preset("test_vae_tiny")
         vin, vout = _fixture_arrays(VAE_FIXTURE)
@@ -139,3 +139,27 @@ def test_vae_preset_path(tmp_path, monkeypatch):
         )
     finally:
         preset_utils.PRESETS.pop("test_vae_tiny")
+
+
+def test_published_presets_have_one_entry_shape_and_a_converter():
+    published = {k: v for k, v in preset_utils.PRESETS.items() if "path" not in v}
+    assert len(published) == 14, sorted(published)
+    for name, entry in published.items():
+        assert {"metadata", "task", "class", "files", "build"} <= set(entry), name
+        assert entry["class"] == entry["task"] and entry["task"] in registry.BUILDERS, name
+        assert entry["build"] == preset_utils.PUBLISHED_BUILDER, name
+    assert preset_utils.import_callable(preset_utils.PUBLISHED_BUILDER) is registry.build_preset
+    with pytest.raises(ValueError, match="module:function"):
+        preset_utils.import_callable("no_colon_here")
+
+
+def test_fetch_passes_local_paths_and_rewrites_gs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    local = tmp_path / "params.npz"
+    local.write_bytes(b"x")
+    assert download.fetch(str(local)) == str(local)
+    assert download.https_url("gs://big_vision/givt/a.npz") == (
+        "https://storage.googleapis.com/big_vision/givt/a.npz"
+    )
+    copy = download.fetch(local.as_uri())  # file:// URLs are fetched into the cache.
+    assert copy.startswith(str(tmp_path / "home")) and open(copy, "rb").read() == b"x"

@@ -6,7 +6,8 @@ Usage:
 DIR has the fixture layout (`index.json`, one folder per config with
 `config.json`, `params*`, `inputs.npz`, `outputs.npz`). For every config the
 project's model is built from `model_kwargs`, its params are loaded through
-`keras_givt.conversion`, the inputs are run and **every** array of
+`keras_givt.conversion` (by the runners of `tools/parity/`), the inputs are
+run and **every** array of
 `outputs.npz` is compared (|a − b| ≤ 1e-5 + 1e-4·|b|, or relatively for
 quantities spanning many orders of magnitude). An array the project cannot
 produce counts as failed. Runs on the current `KERAS_BACKEND`. Prints one line
@@ -20,6 +21,12 @@ import sys
 import traceback
 
 import numpy as np
+
+# `python tools/check_big_vision_fixtures.py` puts tools/ first on sys.path; the
+# runners are imported as `tools.parity`, so the repository root must be on it too.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -73,7 +80,7 @@ def compare(name, got, want):
     )
 
 
-def check_dir(fixtures_dir, prefixes, verbose, fx):
+def check_dir(fixtures_dir, prefixes, verbose, parity):
     """Checks one fixture folder; returns (passed, failed)."""
     index_path = os.path.join(fixtures_dir, "index.json")
     if not os.path.isfile(index_path):
@@ -95,7 +102,7 @@ def check_dir(fixtures_dir, prefixes, verbose, fx):
             failed += 1
             continue
         try:
-            got = fx.run_config(cdir, entry, want)
+            got = parity.run_config(cdir, entry, want)
         except Exception as e:  # Every array of this config fails.
             if verbose:
                 traceback.print_exc()
@@ -123,12 +130,12 @@ def main(argv=None):
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
-    from keras_givt.conversion import fixtures as fx
+    from tools import parity
 
     prefixes = args.only.split(",") if args.only else None
     passed = failed = 0
     for fixtures_dir in args.fixtures_dir:
-        p, f = check_dir(fixtures_dir, prefixes, args.verbose, fx)
+        p, f = check_dir(fixtures_dir, prefixes, args.verbose, parity)
         if len(args.fixtures_dir) > 1:
             print(f"{fixtures_dir}: {p} passed, {f} failed")
         passed, failed = passed + p, failed + f

@@ -9,6 +9,10 @@ published ImageNet checkpoints use.
 `load_givt_params(backbone, params)` checks every array: a missing, extra or
 mis-shaped array raises a `ValueError` naming the array, the expected and
 the received shape. Nothing is assigned unless everything matches.
+
+Conversion is one way: this package imports the models, the models never
+import it. `vit_encoder_weight_map` (big_vision `models/vit.py` names) is
+shared with `big_vision_uvim`.
 """
 
 import os
@@ -111,8 +115,13 @@ def read_npz(path):
     return params
 
 
-def _unscan(params, prefix, num_layers, axis=1, sep=""):
-    """Splits scanned `prefix/...` arrays (layer axis `axis`) into `prefix{sep}{i}/...`."""
+def unscan_layers(params, prefix, num_layers, axis=1, sep=""):
+    """Splits scanned `prefix/...` arrays (layer axis `axis`) into `prefix{sep}{i}/...`.
+
+    big_vision's GIVT decoder scans on axis 1 (`decoder/EncDecBlock/...` ->
+    `decoder/EncDecBlock{i}/...`), its ViT encoders on axis 0 with `sep="_"`
+    (`encoder/encoderblock/...` -> `encoder/encoderblock_{i}/...`).
+    """
     out = {}
     scanned = prefix + "/"
     for name, value in params.items():
@@ -128,6 +137,35 @@ def _unscan(params, prefix, num_layers, axis=1, sep=""):
         for i in range(num_layers):
             out[f"{prefix}{sep}{i}/{rest}"] = np.take(value, i, axis=axis)
     return out
+
+
+def vit_encoder_weight_map(encoder, prefix):
+    """`{big_vision name: keras variable}` for a `ViTEncoder` under `prefix`.
+
+    big_vision `models/vit.py` names, per layer (`prefix/encoderblock_{i}/...`);
+    scanned checkpoints are unscanned first (`unscan_layers`, layer axis 0).
+    Shared by the encoder-decoder GIVT's image encoder and the UViM ViT VAE.
+    """
+    m = {
+        prefix + "/encoder_norm/scale": encoder.encoder_norm.scale,
+        prefix + "/encoder_norm/bias": encoder.encoder_norm.bias,
+    }
+    for i, block in enumerate(encoder.blocks):
+        p = f"{prefix}/encoderblock_{i}/"
+        for bv, ln in (
+            ("LayerNorm_0", block.pre_attention_norm),
+            ("LayerNorm_1", block.pre_mlp_norm),
+        ):
+            m[p + bv + "/scale"] = ln.scale
+            m[p + bv + "/bias"] = ln.bias
+        for bv, layer in (("Dense_0", block.mlp_dense_0), ("Dense_1", block.mlp_dense_1)):
+            m[p + f"MlpBlock_0/{bv}/kernel"] = layer.kernel
+            m[p + f"MlpBlock_0/{bv}/bias"] = layer.bias
+        for n in ("query", "key", "value", "out"):
+            dense = getattr(block.attention, n)
+            m[p + f"MultiHeadDotProductAttention_0/{n}/kernel"] = dense.kernel
+            m[p + f"MultiHeadDotProductAttention_0/{n}/bias"] = dense.bias
+    return m
 
 
 # --- GIVT weights ----------------------------------------------------------
@@ -160,8 +198,6 @@ def givt_weight_map(backbone):
             for n in ("query", "key", "value", "out"):
                 m[p + f"CrossAttn/{n}/kernel"] = getattr(block.cross_attention_layer, n).kernel
     if backbone.image_encoder is not None:
-        from keras_givt.layers.vit_encoder import vit_encoder_weight_map
-
         enc = backbone.image_encoder
         m["EmbedPatches/kernel"] = enc.patch_embedding.kernel
         m["EmbedPatches/bias"] = enc.patch_embedding.bias
@@ -238,10 +274,10 @@ def load_givt_params(backbone, params):
         params = read_npz(params)
     params = dict(params)
     if any(k.startswith("decoder/EncDecBlock/") for k in params):
-        params = _unscan(params, "decoder/EncDecBlock", backbone.num_decoder_layers, axis=1)
+        params = unscan_layers(params, "decoder/EncDecBlock", backbone.num_decoder_layers, axis=1)
     if any(k.startswith("encoder/encoderblock/") for k in params):
         # big_vision's ViT encoder scans on axis 0 (unlike the GIVT decoder).
-        params = _unscan(params, "encoder/encoderblock", backbone.num_layers, axis=0, sep="_")
+        params = unscan_layers(params, "encoder/encoderblock", backbone.num_layers, axis=0, sep="_")
     assign_checked(givt_weight_map(backbone), params, what=what)
     return backbone
 

@@ -12,12 +12,17 @@ Every array is checked by `big_vision.assign_checked`: a missing, extra or
 mis-shaped array raises a `ValueError` naming it and both shapes.
 """
 
-import math
 import os
 
+from keras import ops
+
+from keras_givt.conversion import download
 from keras_givt.conversion import msgpack_reader
 from keras_givt.conversion.big_vision import assign_checked
 from keras_givt.conversion.big_vision import read_npz
+from keras_givt.models.adaptor.irevnet_adaptor import IRevNetAdaptor
+from keras_givt.models.vae.beta_vae import BetaVAE
+from keras_givt.models.vae.vae_presets import backbone_presets
 
 # big_vision `cnn.Model` defaults (the fields BetaVAE takes).
 CNN_DEFAULTS = {
@@ -45,17 +50,13 @@ def vae_kwargs(model_kwargs):
     return kwargs
 
 
-def default_image_size(vae):
-    ph, pw = vae.pixel_shuffle_patch_size
-    side = int(round(math.sqrt(vae.code_len * ph * pw)))
-    return side * vae.downsampling_factor
+def build_vae(model_kwargs, image_size=None, cls=BetaVAE):
+    """A built `BetaVAE` (or `cls`) for big_vision `cnn.Model(**model_kwargs)`.
 
-
-def build_vae(model_kwargs, image_size=None, cls=None):
-    if cls is None:
-        from keras_givt.models.vae.beta_vae import BetaVAE as cls
+    `image_size` defaults to `BetaVAE.default_image_size()` (from `code_len`).
+    """
     vae = cls(**vae_kwargs(model_kwargs))
-    vae.build_for_image_size(image_size or default_image_size(vae))
+    vae.build_for_image_size(image_size or vae.default_image_size())
     return vae
 
 
@@ -163,10 +164,7 @@ def load_adaptor_params(adaptor, params):
 
 
 def build_adaptor(model_kwargs, code_len=256):
-    from keras import ops
-
-    from keras_givt.models.adaptor.irevnet_adaptor import IRevNetAdaptor
-
+    """A built `IRevNetAdaptor` for big_vision adaptor kwargs."""
     adaptor = IRevNetAdaptor(**model_kwargs)
     # Tokens are (B, code_len, num_channels) on big_vision's h x w token grid.
     adaptor(ops.zeros((1, code_len, adaptor.num_channels)))
@@ -176,39 +174,38 @@ def build_adaptor(model_kwargs, code_len=256):
 # --- published checkpoints -------------------------------------------------
 
 
-def fetch_checkpoint(url):
-    """Downloads `url` into the Keras cache; offline: a clear error."""
-    import keras
+def load_beta_vae(path_or_url, config=None, image_size=None, use_ema_params=True, cls=BetaVAE):
+    """Builds a `BetaVAE` and loads a big_vision checkpoint into it.
 
-    fname = "big_vision_" + url.rstrip("/").split("/")[-1]
-    try:
-        return keras.utils.get_file(fname=fname, origin=url, cache_subdir="models/keras_givt")
-    except Exception as e:
-        raise ValueError(
-            f"Could not download the big_vision checkpoint {url!r} ({type(e).__name__}: {e}). "
-            f"If this machine is offline, download it elsewhere and pass the local file "
-            f"instead, e.g. `BetaVAE.from_big_vision_checkpoint('/path/to/{url.split('/')[-1]}', "
-            f"config)` (for a preset name, config = "
-            f"`keras_givt.models.vae.backbone_presets[name]['config']`)."
-        ) from e
+    Args:
+        path_or_url: local file (legacy flax msgpack or params-only npz), an
+            `https://` / `gs://` / `file://` URL (fetched once with
+            `keras_givt.conversion.download.fetch`), or a preset name from
+            `keras_givt.models.vae.vae_presets.backbone_presets`.
+        config: dict of big_vision `cnn.Model` kwargs (or `BetaVAE` kwargs);
+            taken from the preset when `path_or_url` is a preset name (then
+            `config` overrides single fields).
+        image_size: int. Image size used to build the variables (default:
+            `BetaVAE.default_image_size()`, derived from `code_len`).
+        use_ema_params: bool. msgpack only: `ema_params` (True) or `g_params`.
+        cls: the class to build (a `BetaVAE` subclass).
 
+    Example:
+    ```python
+    from keras_givt.conversion import big_vision_vae
 
-def vae_from_big_vision_checkpoint(
-    path_or_url, config=None, image_size=None, use_ema_params=True, cls=None
-):
-    """Builds a `BetaVAE` (or `cls`) from `cnn.Model` kwargs; loads a file, URL or preset."""
-    from keras_givt.models.vae.vae_presets import backbone_presets
-
+    vae = big_vision_vae.load_beta_vae("beta_vae_imagenet_256_beta_5e-5")
+    vae = big_vision_vae.load_beta_vae("/path/to/params", {"codeword_dim": 16, ...})
+    ```
+    """
     path = os.fspath(path_or_url)
     if path in backbone_presets:
         preset = backbone_presets[path]
         config = dict(preset["config"], **(config or {}))
-        path = preset["url"]
+        path = preset["files"]["vae"]
     if config is None:
         raise ValueError("Pass `config` (big_vision cnn.Model kwargs) with a file or URL.")
-    if path.startswith(("http://", "https://", "gs://")):
-        if path.startswith("gs://"):
-            path = "https://storage.googleapis.com/" + path[len("gs://") :]
-        path = fetch_checkpoint(path)
+    if download.is_url(path):
+        path = download.fetch(path, what="big_vision VAE checkpoint")
     vae = build_vae(config, image_size=image_size, cls=cls)
     return load_vae_params(vae, path, use_ema_params=use_ema_params)

@@ -23,6 +23,8 @@ import os
 from keras_givt.conversion import msgpack_reader
 from keras_givt.conversion.big_vision import assign_checked
 from keras_givt.conversion.big_vision_vae import vae_weight_map
+from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
+from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
 
 # MaskGIT `config.vqvae` fields -> VQGANTokenizer kwargs (None: checked, not passed).
 _VQVAE_FIELDS = {
@@ -90,14 +92,29 @@ def load_tokenizer_params(tokenizer, params):
 
 
 def build_tokenizer(vqvae_config, image_size=256, **kwargs):
-    from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
-
+    """A built `VQGANTokenizer` for MaskGIT's `config.vqvae` fields."""
     tokenizer = VQGANTokenizer(**tokenizer_kwargs(vqvae_config), **kwargs)
     return tokenizer.build_for_image_size(image_size)
 
 
-def tokenizer_from_checkpoint(path, vqvae_config, image_size=256, **kwargs):
-    """Builds a `VQGANTokenizer` for `vqvae_config` and loads `path`."""
+def load_vqgan_tokenizer(path, vqvae_config, image_size=256, **kwargs):
+    """Builds a `VQGANTokenizer` for `vqvae_config` and loads `path`.
+
+    Args:
+        path: a MaskGIT flax msgpack checkpoint (e.g. the published
+            `tokenizer_imagenet256_checkpoint`) or a params dict.
+        vqvae_config: dict, MaskGIT's `config.vqvae` fields.
+        image_size: int, the image size used to build the variables.
+        **kwargs: other `VQGANTokenizer` arguments.
+
+    Example:
+    ```python
+    from keras_givt.conversion import maskgit
+    from keras_givt.models.vqvae.vqvae_presets import VQVAE_CONFIG
+
+    tokenizer = maskgit.load_vqgan_tokenizer("/path/to/checkpoint", VQVAE_CONFIG)
+    ```
+    """
     if vqvae_config is None:
         raise ValueError("Pass `config` (MaskGIT's config.vqvae fields) with a checkpoint file.")
     tokenizer = build_tokenizer(vqvae_config, image_size=image_size, **kwargs)
@@ -175,8 +192,7 @@ def load_backbone_params(backbone, params):
     return backbone
 
 
-def backbone_from_checkpoint(path, model_kwargs, codebook_size):
-    from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
-
+def load_maskgit_backbone(path, model_kwargs, codebook_size):
+    """A `MaskGITBackbone` for MaskGIT `Transformer(**model_kwargs)`, `path` loaded."""
     backbone = MaskGITBackbone(**backbone_kwargs(model_kwargs, codebook_size))
     return load_backbone_params(backbone, path)

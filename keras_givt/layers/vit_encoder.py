@@ -11,6 +11,9 @@ the encoder-decoder GIVT. Semantics (`Encoder1DBlock`, `MlpBlock`):
   scaled by 1/√Dh, no mask;
 - MLP `Dense_0 -> gelu (tanh) -> Dropout -> Dense_1 -> Dropout`;
 - a final `encoder_norm` LayerNorm after the last block.
+
+The big_vision weight names of these layers live with the converter
+(`keras_givt.conversion.big_vision.vit_encoder_weight_map`).
 """
 
 import keras
@@ -169,34 +172,6 @@ class ViTEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_layers": self.num_layers, **self._block_kwargs()})
         return config
-
-
-def vit_encoder_weight_map(encoder, prefix):
-    """`{big_vision name: keras variable}` for a ViT encoder under `prefix`.
-
-    Per-layer names (`prefix/encoderblock_{i}/...`); scanned checkpoints are
-    unscanned first (layer axis 0).
-    """
-    m = {
-        prefix + "/encoder_norm/scale": encoder.encoder_norm.scale,
-        prefix + "/encoder_norm/bias": encoder.encoder_norm.bias,
-    }
-    for i, block in enumerate(encoder.blocks):
-        p = f"{prefix}/encoderblock_{i}/"
-        for bv, ln in (
-            ("LayerNorm_0", block.pre_attention_norm),
-            ("LayerNorm_1", block.pre_mlp_norm),
-        ):
-            m[p + bv + "/scale"] = ln.scale
-            m[p + bv + "/bias"] = ln.bias
-        for bv, layer in (("Dense_0", block.mlp_dense_0), ("Dense_1", block.mlp_dense_1)):
-            m[p + f"MlpBlock_0/{bv}/kernel"] = layer.kernel
-            m[p + f"MlpBlock_0/{bv}/bias"] = layer.bias
-        for n in ("query", "key", "value", "out"):
-            dense = getattr(block.attention, n)
-            m[p + f"MultiHeadDotProductAttention_0/{n}/kernel"] = dense.kernel
-            m[p + f"MultiHeadDotProductAttention_0/{n}/bias"] = dense.bias
-    return m
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")

@@ -1,12 +1,23 @@
-"""Presets whose handles are big_vision's published checkpoint URLs.
+"""The preset registry, and presets whose handles are published checkpoint URLs.
+
+`PRESETS` maps every built-in name to one entry shape:
+
+- a published checkpoint (big_vision, MaskGIT): the data entry of its
+  family's `*_presets.py` (`{"metadata", "task", "files": {key: url}, ...}`)
+  plus `"class"` (the class that loads it) and `"build"`, the converter as
+  a `"module:function"` string (`keras_givt.conversion.registry:build_preset`);
+- a model bundled in the package: `{"metadata", "task", "class", "path"}`.
 
 keras-hub resolves `kaggle://`, `hf://`, ... handles and local preset
 directories; big_vision publishes plain `https://` files in its own formats
 (params-only `.npz`, legacy flax msgpack). For those, `resolve_preset`:
 
-1. downloads every file with `keras.utils.get_file` (Keras cache, so only
-   once; offline, the error names the URL and how to load a local file),
-2. converts them once into a keras-hub preset directory in the Keras cache
+1. imports the converter named by `entry["build"]` (only now: `import
+   keras_givt` imports nothing of `keras_givt.conversion`), which downloads
+   every file once (`keras_givt.conversion.download.fetch`, Keras cache;
+   offline, the error names the URL and how to load a local file) and builds
+   the model,
+2. saves it once into a keras-hub preset directory in the Keras cache
    (`$KERAS_HOME/models/keras_givt/presets/<name>`; written to a temporary
    directory and renamed, so an interrupted conversion leaves nothing),
 3. returns that directory, which the keras-hub loaders then read.
@@ -14,7 +25,7 @@ directories; big_vision publishes plain `https://` files in its own formats
 Any other handle (a local directory, `kaggle://`, `hf://`) passes through.
 """
 
-import functools
+import importlib
 import json
 import os
 import shutil
@@ -22,40 +33,37 @@ import tempfile
 
 import keras
 
-# name -> {"class": class name, "metadata": {...}, "files": {key: url},
-#          "build": callable(local_files: dict) -> model}
+# The converter of every published preset, imported when one is first converted.
+PUBLISHED_BUILDER = "keras_givt.conversion.registry:build_preset"
+
+# name -> entry (see the module docstring).
 PRESETS = {}
 
 
-def register_presets(presets, class_name=None):
-    """Registers `{name: entry}`; the class is `class_name` or `entry["task"]`."""
+def register_presets(presets):
+    """Registers `{name: entry}` (data entries of a `*_presets.py`, or bundled models).
+
+    Each entry names its class in `entry["task"]`; an entry without a
+    `"path"` (a published checkpoint) gets `"build": PUBLISHED_BUILDER`
+    unless it names its own converter.
+    """
     for name, entry in presets.items():
-        PRESETS[name] = dict(entry, **{"class": class_name or entry["task"]})
+        entry = dict(entry, **{"class": entry["task"]})
+        if "path" not in entry:
+            entry.setdefault("build", PUBLISHED_BUILDER)
+        PRESETS[name] = entry
 
 
 def presets_for(class_names):
     return {k: v for k, v in PRESETS.items() if v["class"] in class_names}
 
 
-def task_registry_entries(presets, build):
-    """Entries for `register_presets` of published checkpoints.
-
-    Args:
-        presets: `{name: entry}` with `entry["metadata"]`, `entry["task"]`
-            (the class name) and `entry["files"]` (`{key: url}`).
-        build: `build(entry, local_files)` -> the model, from the
-            downloaded files `{key: local path}`; `resolve_preset` calls it
-            once and caches the converted preset.
-    """
-    return {
-        name: {
-            "metadata": entry["metadata"],
-            "files": entry["files"],
-            "task": entry["task"],
-            "build": functools.partial(build, entry),
-        }
-        for name, entry in presets.items()
-    }
+def import_callable(spec):
+    """The function named by a `"package.module:function"` string."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"Expected a 'module:function' string; received {spec!r}.")
+    return getattr(importlib.import_module(module), name)
 
 
 def keras_home():
@@ -64,30 +72,6 @@ def keras_home():
 
 def cache_root():
     return os.path.join(keras_home(), "models", "keras_givt", "presets")
-
-
-def download(url, what="checkpoint"):
-    """A local path for `url` (`https://`, `gs://` or `file://`), cached by Keras."""
-    if url.startswith("gs://"):
-        url = "https://storage.googleapis.com/" + url[len("gs://") :]
-    if os.path.exists(url):
-        return url
-    fname = "big_vision_" + url.rstrip("/").split("/")[-1]
-    # keras.utils.get_file silently falls back to /tmp/.keras when the cache
-    # directory does not exist yet.
-    os.makedirs(keras_home(), exist_ok=True)
-    try:
-        return keras.utils.get_file(
-            fname=fname, origin=url, cache_subdir="models/keras_givt", cache_dir=keras_home()
-        )
-    except Exception as e:
-        raise ValueError(
-            f"Could not download the big_vision {what} {url!r} ({type(e).__name__}: {e}). "
-            "If this machine is offline, download the file elsewhere and load it locally: "
-            "`keras_givt.conversion.big_vision.load_givt_params(backbone, '/path/to/file')` "
-            "for GIVT params, `BetaVAE.from_big_vision_checkpoint('/path/to/file', config)` "
-            "for a VAE, or `resolve_preset(name, files={...local paths...})`."
-        ) from e
 
 
 def _checked_local(preset):
@@ -187,6 +171,11 @@ def resolve_preset(preset, files=None):
         preset: a registered preset name, or any keras-hub handle/directory.
         files: optional `{key: local path}` overriding the preset's URLs
             (to convert files downloaded by hand).
+
+    Example:
+    ```python
+    folder = resolve_preset("givt_uvim_nyu_depth", files={"givt": "g.npz", "vae": "v.npz"})
+    ```
     """
     if not isinstance(preset, str) or preset not in PRESETS:
         return _checked_local(preset)
@@ -196,21 +185,10 @@ def resolve_preset(preset, files=None):
     target = os.path.join(cache_root(), preset)
     if os.path.exists(os.path.join(target, "config.json")):
         return _checked_local(target)
-    local, downloaded = {}, []
-    for key, url in entry["files"].items():
-        if (files or {}).get(key):
-            local[key] = files[key]
-        else:
-            local[key] = download(url, what=f"{key} checkpoint")
-            downloaded.append(local[key])
-    try:
-        model = entry["build"](local)
-    except ValueError:
-        # A truncated or wrong download must not stay in the cache.
-        for path in downloaded:
-            if os.path.isfile(path) and path.startswith(keras_home()):
-                os.remove(path)
-        raise
+    build = entry["build"]
+    if isinstance(build, str):
+        build = import_callable(build)
+    model = build(entry, files)  # Downloads what `files` does not give, then converts.
     os.makedirs(cache_root(), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{preset}-", dir=cache_root())
     try:

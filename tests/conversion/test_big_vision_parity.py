@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from keras_givt.conversion import big_vision
-from keras_givt.conversion import fixtures as fx
 from tests import helpers
 from tests.conftest import BIG_VISION_FIXTURES
 from tools import check_big_vision_fixtures as checker
+from tools import parity
 
 
 @pytest.mark.parametrize("name", helpers.givt_fixture_names())
 def test_givt_fixture_parity(name):
     cdir = helpers.fixture_dir(name)
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
-    got = fx.run_config(cdir, helpers.fixture_entry(name), want)
+    got = parity.run_config(cdir, helpers.fixture_entry(name), want)
     problems = [p for k in sorted(want) if (p := checker.compare(k, got.get(k), want[k]))]
     assert not problems, "\n".join(problems)
 
@@ -27,7 +27,7 @@ def test_givt_fixture_parity(name):
 def test_mask_schedule_parity():
     cdir = helpers.fixture_dir("mask_schedule")
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
-    got = fx.run_config(cdir, helpers.fixture_entry("mask_schedule"), want)
+    got = parity.run_config(cdir, helpers.fixture_entry("mask_schedule"), want)
     problems = [p for k in sorted(want) if (p := checker.compare(k, got.get(k), want[k]))]
     assert not problems, "\n".join(problems)
 
@@ -67,7 +67,7 @@ def test_scanned_and_unscanned_layouts_agree():
     a = big_vision.givt_backbone_from_big_vision_config(entry["model_kwargs"])
     big_vision.load_givt_params(a, params)
     # Split into the per-layer layout and load again.
-    unscanned = big_vision._unscan(params, "decoder/EncDecBlock", 2, axis=1)
+    unscanned = big_vision.unscan_layers(params, "decoder/EncDecBlock", 2, axis=1)
     assert "decoder/EncDecBlock1/SelfAttn/query/kernel" in unscanned
     b = big_vision.givt_backbone_from_big_vision_config(entry["model_kwargs"])
     big_vision.load_givt_params(b, unscanned)

@@ -1,8 +1,10 @@
-"""Runs keras_givt on big_vision-format reference fixtures.
+"""Parity runners for big_vision's GIVT (`givt.Model`) and `mask_schedule` fixtures.
 
-Used by `tools/check_big_vision_fixtures.py` and the parity tests. Each
-runner takes a config directory and its `index.json` entry and returns
-`{output name: numpy array}` for every output the project computes.
+Interface of `tools.parity`: `run_<kind>(cdir, entry, want)` -> `{output
+name: numpy array}` for every output keras_givt computes. `run_givt` serves
+the decoder-only GIVTs and UViM's encoder-decoder GIVT (kind `givt_uvim`).
+The DB-CFG mixture component draw uses JAX's PRNG: `cfg/mixture_index` is
+read from the fixture (`want`) and passed through.
 """
 
 import json
@@ -12,15 +14,11 @@ import numpy as np
 from keras import ops
 
 from keras_givt.conversion import big_vision
-from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.mixture import guidance
+from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.samplers import schedules
 from keras_givt.utils.tensor_utils import to_numpy
-
-
-def _load(cdir, name):
-    path = os.path.join(cdir, name)
-    return dict(np.load(path)) if os.path.exists(path) else {}
+from tools.parity.fixture_files import read_npz_if_present
 
 
 def _params_out(prefix, params, dist):
@@ -50,7 +48,7 @@ def run_givt(cdir, entry, want=None):
     big_vision.load_givt_params(
         backbone, os.path.join(cdir, entry.get("param_files", ["params.npz"])[0])
     )
-    inputs = _load(cdir, "inputs.npz")
+    inputs = read_npz_if_present(cdir, "inputs.npz")
     want = want or {}
 
     seq = inputs["sequence"].astype("float32")
@@ -145,9 +143,9 @@ def _cached_logits(backbone, seq, labels, n_steps, encoded=None):
     return ops.concatenate(outs, axis=1)
 
 
-def run_functions(cdir, entry, want=None):
-    """big_vision's `mask_schedule` function fixture."""
-    inputs = _load(cdir, "inputs.npz")
+def run_mask_schedule(cdir, entry, want=None):
+    """big_vision's `mask_schedule` function fixture (kind `functions`)."""
+    inputs = read_npz_if_present(cdir, "inputs.npz")
     want = want or {}
     out = {}
     for key in want:
@@ -160,37 +158,3 @@ def run_functions(cdir, entry, want=None):
         elif key == "bottom_k/mask":
             out[key] = schedules.bottom_k_mask(inputs["bottom_k/confidence"], inputs["bottom_k/k"])
     return {k: to_numpy(v) for k, v in out.items()}
-
-
-RUNNERS = {"givt": run_givt, "functions": run_functions}
-
-
-def _runners():
-    runners = dict(RUNNERS)
-    try:  # The image side (VAE, adaptor) lives in its own module.
-        from keras_givt.conversion import fixtures_vae
-
-        runners.update(fixtures_vae.RUNNERS)
-    except ImportError:
-        pass
-    try:  # UViM (ViT VAE, encoder-decoder GIVT).
-        from keras_givt.conversion import fixtures_uvim
-
-        runners.update(fixtures_uvim.RUNNERS)
-    except ImportError:
-        pass
-    try:  # google-research/maskgit (VQGAN, discrete transformer, its schedules).
-        from keras_givt.conversion import fixtures_maskgit
-
-        runners.update(fixtures_maskgit.RUNNERS)
-    except ImportError:
-        pass
-    return runners
-
-
-def run_config(cdir, entry, want=None):
-    kind = entry.get("kind")
-    RUNNERS = _runners()
-    if kind not in RUNNERS:
-        raise NotImplementedError(f"fixture kind {kind!r} is not supported yet")
-    return RUNNERS[kind](cdir, entry, want)

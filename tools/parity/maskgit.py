@@ -1,16 +1,15 @@
-"""Fixture runners for google-research/maskgit (VQGAN, transformer, mask schedules).
+"""Parity runners for google-research/maskgit (VQGAN, transformer, mask schedules).
 
-Interface of `keras_givt.conversion.fixtures`: `run_<kind>(cdir, entry, want)`
+Interface of `tools.parity`: `run_<kind>(cdir, entry, want)`
 -> `{output name: numpy array}`. `random_indices` is a draw from JAX's PRNG:
 it is read from the fixture and passed through; what is computed from it
 (`decoded_random_indices`) is computed.
 
-Kind `functions` is shared with big_vision's `mask_schedule` fixture: the
-MaskGIT one is recognised by its `total_unknown` input, anything else goes to
-big_vision's runner.
+Kind `functions` is shared with big_vision's `mask_schedule` fixture:
+`tools.parity.run_functions` sends the MaskGIT one (recognised by its
+`total_unknown` input) to `run_maskgit_schedule`.
 """
 
-import json
 import os
 
 import numpy as np
@@ -19,30 +18,17 @@ from keras import ops
 from keras_givt.conversion import maskgit
 from keras_givt.samplers import schedules
 from keras_givt.utils.tensor_utils import to_numpy
-
-
-def _config(cdir, entry):
-    path = os.path.join(cdir, "config.json")
-    config = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            config = json.load(f)
-    merged = dict(entry)
-    merged.update(config)
-    return merged
-
-
-def _inputs(cdir):
-    return dict(np.load(os.path.join(cdir, "inputs.npz")))
+from tools.parity.fixture_files import merged_config
+from tools.parity.fixture_files import read_inputs
 
 
 def run_vqgan(cdir, entry, want=None):
     want = want or {}
-    config = _config(cdir, entry)
-    inputs = _inputs(cdir)
+    config = merged_config(cdir, entry)
+    inputs = read_inputs(cdir)
     images = inputs["images"].astype("float32")
     files = config.get("param_files", ["checkpoint"])
-    tokenizer = maskgit.tokenizer_from_checkpoint(
+    tokenizer = maskgit.load_vqgan_tokenizer(
         os.path.join(cdir, files[0]), config["config"]["vqvae"], image_size=images.shape[1]
     )
     out = {}
@@ -66,20 +52,20 @@ def run_vqgan(cdir, entry, want=None):
 
 
 def run_maskgit_transformer(cdir, entry, want=None):
-    config = _config(cdir, entry)
+    config = merged_config(cdir, entry)
     extras = config.get("extras", {})
-    inputs = _inputs(cdir)
+    inputs = read_inputs(cdir)
     files = config.get("param_files", ["checkpoint"])
-    backbone = maskgit.backbone_from_checkpoint(
+    backbone = maskgit.load_maskgit_backbone(
         os.path.join(cdir, files[0]), config["model_kwargs"], int(extras["codebook_size"])
     )
     logits = backbone(ops.convert_to_tensor(inputs["input_ids"].astype("int32")), training=False)
     return {"logits": to_numpy(logits)}
 
 
-def run_maskgit_functions(cdir, entry, want=None):
+def run_maskgit_schedule(cdir, entry, want=None):
     """MaskGIT's `mask_schedule.schedule` fixture (`schedule/<method>`)."""
-    inputs = _inputs(cdir)
+    inputs = read_inputs(cdir)
     want = want or {}
     ratios = inputs["ratios"].astype("float32")
     total = inputs["total_unknown"]
@@ -90,19 +76,3 @@ def run_maskgit_functions(cdir, entry, want=None):
             r = np.where(ratios == 0, 1e-3, ratios).astype("float32") if method == "log" else ratios
             out[key] = schedules.maskgit_mask_ratio(r, total, method)
     return {k: to_numpy(v) for k, v in out.items()}
-
-
-def run_functions(cdir, entry, want=None):
-    """Dispatches kind `functions` on the inputs present (MaskGIT or big_vision)."""
-    if "total_unknown" in _inputs(cdir):
-        return run_maskgit_functions(cdir, entry, want)
-    from keras_givt.conversion import fixtures
-
-    return fixtures.run_functions(cdir, entry, want)
-
-
-RUNNERS = {
-    "vqgan": run_vqgan,
-    "maskgit_transformer": run_maskgit_transformer,
-    "functions": run_functions,
-}

@@ -1,6 +1,6 @@
-"""Fixture runners for big_vision's CNN VAE and iRevNet adaptor.
+"""Parity runners for big_vision's CNN VAE and iRevNet adaptor fixtures.
 
-Interface of `keras_givt.conversion.fixtures`: `run_<kind>(cdir, entry, want)`
+Interface of `tools.parity`: `run_<kind>(cdir, entry, want)`
 -> `{output name: numpy array}` for every array of the config's outputs.npz.
 
 `z_random` is a draw from JAX's PRNG that only JAX can reproduce: it is read
@@ -8,36 +8,21 @@ from the fixture (`want`) and passed through; everything computed from it
 (`decoded_z_random`, `decoder_raw_z_random`) is computed.
 """
 
-import json
 import os
 
 import numpy as np
 
 from keras_givt.conversion import big_vision_vae
+from keras_givt.conversion.msgpack_reader import is_msgpack_file
 from keras_givt.utils.tensor_utils import to_numpy
-
-
-def _config(cdir, entry):
-    path = os.path.join(cdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            config = json.load(f)
-    else:
-        config = {}
-    model_kwargs = config.get("model_kwargs", entry.get("model_kwargs", {}))
-    extras = config.get("extras", entry.get("extras", {}))
-    files = config.get("param_files", entry.get("param_files", ["params.npz"]))
-    return model_kwargs, extras, files
-
-
-def _inputs(cdir):
-    return dict(np.load(os.path.join(cdir, "inputs.npz")))
+from tools.parity.fixture_files import model_config
+from tools.parity.fixture_files import read_inputs
 
 
 def run_vae(cdir, entry, want=None):
     want = want or {}
-    model_kwargs, extras, files = _config(cdir, entry)
-    inputs = _inputs(cdir)
+    model_kwargs, extras, files = model_config(cdir, entry)
+    inputs = read_inputs(cdir)
     images = inputs["images"].astype("float32")
     vae = big_vision_vae.build_vae(model_kwargs, image_size=images.shape[1])
     path = os.path.join(cdir, files[0])
@@ -65,7 +50,7 @@ def run_vae(cdir, entry, want=None):
         out["mu_x20"], out["logvar_x20"] = vae.encode(images)
         big_vision_vae.load_vae_params(vae, params)
 
-    if msgpack_file(path):
+    if is_msgpack_file(path):
         g = big_vision_vae.read_vae_params(path, use_ema_params=False)
         big_vision_vae.load_vae_params(vae, g)
         out["mu_g_params"] = vae.encode(images)[0]
@@ -73,15 +58,9 @@ def run_vae(cdir, entry, want=None):
     return {k: to_numpy(v) for k, v in out.items()}
 
 
-def msgpack_file(path):
-    from keras_givt.conversion.msgpack_reader import is_msgpack_file
-
-    return is_msgpack_file(path)
-
-
 def run_adaptor(cdir, entry, want=None):
-    model_kwargs, extras, files = _config(cdir, entry)
-    x = _inputs(cdir)["x"].astype("float32")
+    model_kwargs, extras, files = model_config(cdir, entry)
+    x = read_inputs(cdir)["x"].astype("float32")
     adaptor = big_vision_vae.build_adaptor(model_kwargs, code_len=x.shape[1])
     big_vision_vae.load_adaptor_params(adaptor, os.path.join(cdir, files[0]))
     out = {}
@@ -93,6 +72,3 @@ def run_adaptor(cdir, entry, want=None):
     out["inverse_of_forward"] = adaptor.inverse(fwd)
     out["inverse"] = adaptor.inverse(x)
     return {k: to_numpy(v) for k, v in out.items()}
-
-
-RUNNERS = {"vae": run_vae, "adaptor": run_adaptor}

@@ -3,9 +3,10 @@
 Each preset pairs a GIVT decoder (`givt_imagenet_2012_*_params.npz`,
 params-only npz in big_vision's scanned layout, see `reference/PARAMS.md`)
 with the β = 5e-5 ImageNet CNN VAE (legacy flax msgpack) and big_vision's
-README sampling defaults. `GIVTCausal.from_preset(name)` downloads both files
-with `keras.utils.get_file`, converts them once into a keras-hub preset
-directory in the Keras cache and loads it from there.
+README sampling defaults. This file holds data only:
+`GIVTCausal.from_preset(name)` downloads both files, converts them once
+(`keras_givt.conversion.registry`) into a keras-hub preset directory in the
+Keras cache and loads it from there.
 
 The URLs follow big_vision's GIVT README (`gs://big_vision/givt/...`, served
 at https://storage.googleapis.com/big_vision/givt/); they could not be
@@ -13,7 +14,6 @@ re-checked from the offline development machine.
 """
 
 from keras_givt.models.vae.vae_presets import backbone_presets as _vae_presets
-from keras_givt.utils import preset_utils
 
 _BASE = "https://storage.googleapis.com/big_vision/givt/"
 _VAE_CONFIG = dict(_vae_presets["beta_vae_imagenet_256_beta_5e-5"]["config"])
@@ -91,23 +91,3 @@ givt_presets = {
         "vae_config": dict(_VAE_CONFIG, code_len=1024),
     },
 }
-
-
-def build_from_big_vision(entry, local_files):
-    """Builds the task of a preset `entry` from local big_vision files."""
-    import keras_givt
-    from keras_givt.conversion import big_vision
-    from keras_givt.models.vae.beta_vae import BetaVAE
-
-    backbone = big_vision.givt_backbone_from_big_vision_config(entry["model_kwargs"])
-    big_vision.load_givt_params(backbone, local_files["givt"])
-    vae = BetaVAE.from_big_vision_checkpoint(local_files["vae"], entry["vae_config"])
-    task_cls = getattr(keras_givt, entry["task"])
-    return task_cls(backbone, vae=vae, sampling_defaults=entry.get("sampling_defaults"))
-
-
-def registry_entries(presets=None):
-    """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-    return preset_utils.task_registry_entries(
-        givt_presets if presets is None else presets, build_from_big_vision
-    )

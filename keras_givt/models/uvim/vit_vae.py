@@ -343,17 +343,6 @@ class ViTVAE(keras.Model):
     def metrics(self):
         return super().metrics + [self.reconstruction_loss_tracker, self.kl_loss_tracker]
 
-    # --- big_vision checkpoints --------------------------------------------
-
-    @classmethod
-    def from_big_vision_checkpoint(cls, path, config, **kwargs):
-        """A `ViTVAE` from big_vision `vit.Model` kwargs and a params npz."""
-        from keras_givt.conversion import big_vision_uvim
-
-        vae = big_vision_uvim.vit_vae_from_big_vision_config(config, **kwargs)
-        big_vision_uvim.load_vit_vae_params(vae, path)
-        return vae
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -150,6 +150,16 @@ class BetaVAE(keras.Model):
     def downsampling_factor(self):
         return 2 ** (len(self.channel_multipliers) - 1)
 
+    def default_image_size(self):
+        """The square image side S whose latent grid holds `code_len` tokens.
+
+        The pre-shuffle grid is square with side sqrt(L·ph·pw), and S is that
+        side times `downsampling_factor` (256 for the published ImageNet VAEs).
+        """
+        ph, pw = self.pixel_shuffle_patch_size
+        side = int(round(math.sqrt(self.code_len * ph * pw)))
+        return side * self.downsampling_factor
+
     def build_for_image_size(self, image_size, channels=3):
         """Creates all variables by running a (1, S, S, C) dummy batch.
 
@@ -282,13 +292,11 @@ class BetaVAE(keras.Model):
     def from_config(cls, config):
         # Build the variables now, so nested loading (task presets, `.keras`
         # files) finds them.
-        from keras_givt.conversion.big_vision_vae import default_image_size
-
         vae = cls(**config)
         if vae.image_size is not None:
             height, width, channels = vae.image_size
             return vae.build_for_image_size((height, width), channels)
-        return vae.build_for_image_size(default_image_size(vae))
+        return vae.build_for_image_size(vae.default_image_size())
 
     @classproperty
     def presets(cls):
@@ -314,25 +322,3 @@ class BetaVAE(keras.Model):
                 f"directory with a model.keras file; received preset={preset!r}."
             )
         return keras.saving.load_model(model_file)
-
-    @classmethod
-    def from_big_vision_checkpoint(
-        cls, path_or_url, config=None, image_size=None, use_ema_params=True
-    ):
-        """Builds a VAE and loads a big_vision checkpoint.
-
-        Args:
-            path_or_url: local file (legacy flax msgpack or params-only npz),
-                an `https://` URL (downloaded with `keras.utils.get_file`), or
-                a preset name from `vae_presets.backbone_presets`.
-            config: dict of big_vision `cnn.Model` kwargs (or BetaVAE kwargs);
-                taken from the preset when `path_or_url` is a preset name.
-            image_size: int. Image size used to build the variables
-                (default: derived from `code_len`).
-            use_ema_params: bool. msgpack only: `ema_params` (True) or `g_params`.
-        """
-        from keras_givt.conversion import big_vision_vae
-
-        return big_vision_vae.vae_from_big_vision_checkpoint(
-            path_or_url, config, image_size=image_size, use_ema_params=use_ema_params, cls=cls
-        )

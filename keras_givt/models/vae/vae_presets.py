@@ -10,9 +10,10 @@ Config (`reference/PARAMS.md`): MaskGIT VQGAN-style CNN, filters 128,
 channel_multipliers (1, 1, 2, 2, 4), 2 ResBlocks per level, 16-dim codes,
 256×256 images -> 16×16 = 256 tokens, malib_ckpt=True.
 
-`BetaVAE.from_big_vision_checkpoint(name)` downloads (keras.utils.get_file)
-and converts; keras-hub preset-directory caching (`from_preset`) is not
-implemented yet.
+This file holds data only: `BetaVAE.from_preset(name)` downloads the file,
+converts it once (`keras_givt.conversion.registry`) into `model.keras` in the
+Keras cache and loads that; `keras_givt.conversion.big_vision_vae.
+load_beta_vae(name)` converts without caching.
 """
 
 _URL = "https://storage.googleapis.com/big_vision/givt/vae_imagenet_2012_beta_{}_params"
@@ -42,7 +43,8 @@ def _preset(beta_str, beta):
             "params": _PARAMS,
             "path": "vae",
         },
-        "url": _URL.format(beta_str),
+        "task": "BetaVAE",
+        "files": {"vae": _URL.format(beta_str)},
         "config": dict(_CONFIG, beta=beta),
     }
 
@@ -51,22 +53,3 @@ backbone_presets = {
     f"beta_vae_imagenet_256_beta_{s}": _preset(s, b)
     for s, b in (("1e-5", 1e-5), ("2.5e-5", 2.5e-5), ("5e-5", 5e-5), ("1e-4", 1e-4), ("2e-4", 2e-4))
 }
-
-
-def registry_entries():
-    """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-
-    def build(local, config):
-        from keras_givt.models.vae.beta_vae import BetaVAE
-
-        return BetaVAE.from_big_vision_checkpoint(local["vae"], config)
-
-    return {
-        name: {
-            "metadata": p["metadata"],
-            "files": {"vae": p["url"]},
-            "task": "BetaVAE",
-            "build": (lambda local, config=p["config"]: build(local, config)),
-        }
-        for name, p in backbone_presets.items()
-    }

@@ -11,14 +11,13 @@ dropout 0.1, 1000 classes, vocabulary 1024 + 1000 + 1; 16×16 tokens at 256²,
 256² / 512² settings). MaskGIT trains without label dropout, so these models
 do not support `cfg_weight`.
 
-`MaskGITImageGenerator.from_preset(name)` downloads both files with
-`keras.utils.get_file`, converts them once into a keras-hub preset directory
-in the Keras cache and loads it from there.
+This file holds data only: `MaskGITImageGenerator.from_preset(name)`
+downloads both files, converts them once (`keras_givt.conversion.registry`)
+into a keras-hub preset directory in the Keras cache and loads it from there.
 """
 
 from keras_givt.models.vqvae.vqvae_presets import BASE_URL
 from keras_givt.models.vqvae.vqvae_presets import VQVAE_CONFIG
-from keras_givt.utils import preset_utils
 
 _TRANSFORMER = {
     "hidden_size": 768,
@@ -62,26 +61,3 @@ maskgit_presets = {
     "maskgit_imagenet256": _preset(256, 172_457_193, 8),
     "maskgit_imagenet512": _preset(512, 173_047_017, 12),
 }
-
-
-def build_from_maskgit(entry, local_files):
-    """The task of a preset `entry` from local MaskGIT checkpoint files."""
-    from keras_givt.conversion import maskgit
-    from keras_givt.models.vq_maskgit.maskgit_image_generator import MaskGITImageGenerator
-
-    backbone = maskgit.backbone_from_checkpoint(
-        local_files["transformer"], entry["model_kwargs"], entry["codebook_size"]
-    )
-    tokenizer = maskgit.tokenizer_from_checkpoint(
-        local_files["tokenizer"], entry["vqvae_config"], image_size=entry["image_size"]
-    )
-    return MaskGITImageGenerator(
-        backbone, tokenizer, sampling_defaults=entry.get("sampling_defaults")
-    )
-
-
-def registry_entries(presets=None):
-    """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-    return preset_utils.task_registry_entries(
-        maskgit_presets if presets is None else presets, build_from_maskgit
-    )

@@ -390,16 +390,7 @@ class VQGANTokenizer(keras.Model):
         size = model.image_size or [16 * model.downsampling_factor] * 2 + [model.output_dim]
         return model.build_for_image_size(size[:2], size[2])
 
-    # --- checkpoints ---------------------------------------------------------------
-
-    @classmethod
-    def from_maskgit_checkpoint(cls, path, config=None, image_size=256, **kwargs):
-        """Builds a tokenizer from MaskGIT `vqvae` config fields and loads a
-        flax msgpack checkpoint (e.g. MaskGIT's published
-        `tokenizer_imagenet256_checkpoint`)."""
-        from keras_givt.conversion import maskgit
-
-        return maskgit.tokenizer_from_checkpoint(path, config, image_size=image_size, **kwargs)
+    # --- presets -------------------------------------------------------------------
 
     @classproperty
     def presets(cls):

@@ -8,9 +8,9 @@ not be re-checked from the offline development machine). Config (MaskGIT's
 GroupNorm, 256-dim codes, 1024 codes; 16× downsampling (16×16 tokens at 256²,
 32×32 at 512²).
 
-`VQGANTokenizer.from_preset(name)` downloads the file with
-`keras.utils.get_file`, converts it once into `model.keras` in the Keras
-cache and loads that.
+This file holds data only: `VQGANTokenizer.from_preset(name)` downloads the
+file, converts it once (`keras_givt.conversion.registry`) into `model.keras`
+in the Keras cache and loads that.
 """
 
 BASE_URL = "https://storage.googleapis.com/maskgit-public/checkpoints/"
@@ -42,30 +42,10 @@ backbone_presets = {
             "params": _PARAMS,
             "path": "vqvae",
         },
-        "url": BASE_URL + f"tokenizer_imagenet{size}_checkpoint",
+        "task": "VQGANTokenizer",
+        "files": {"tokenizer": BASE_URL + f"tokenizer_imagenet{size}_checkpoint"},
         "config": dict(VQVAE_CONFIG),
         "image_size": size,
     }
     for size in (256, 512)
 }
-
-
-def registry_entries(presets=None):
-    """Entries for `keras_givt.utils.preset_utils.register_presets`."""
-
-    def build(local, p):
-        from keras_givt.conversion import maskgit
-
-        return maskgit.tokenizer_from_checkpoint(
-            local["tokenizer"], p["config"], image_size=p["image_size"]
-        )
-
-    return {
-        name: {
-            "metadata": p["metadata"],
-            "files": {"tokenizer": p["url"]},
-            "task": "VQGANTokenizer",
-            "build": (lambda local, p=p: build(local, p)),
-        }
-        for name, p in (backbone_presets if presets is None else presets).items()
-    }

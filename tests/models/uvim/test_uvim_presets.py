@@ -78,7 +78,7 @@ def test_preset_from_local_files_in_published_format(tmp_path, monkeypatch):
         entry["vae_config"], inout_specs={"semantics": [0, 5], "instances": [1, 3]}, code_len=4
     )
     name = "test_tiny_uvim_panoptic"
-    preset_utils.register_presets(uvim_presets.registry_entries({name: entry}))
+    preset_utils.register_presets({name: entry})
     try:
         directory = preset_utils.resolve_preset(name, files=paths)
         assert os.path.exists(os.path.join(directory, "config.json"))
@@ -109,7 +109,7 @@ def test_preset_class_count_mismatch_is_reported(tmp_path):
     params = _export(big_vision_uvim.vit_vae_weight_map(vae))
     config = dict(uvim_presets.uvim_presets["givt_uvim_nyu_depth"]["vae_config"])
     with pytest.raises(ValueError, match="input classes"):
-        uvim_presets.infer_vit_vae_config(params, config)
+        big_vision_uvim.infer_vit_vae_config(params, config)
     assert keras_givt.GIVTUViM is GIVTUViM
 
 

@@ -8,11 +8,11 @@ from keras import ops
 
 from keras_givt import ViTVAE
 from keras_givt.conversion import big_vision_uvim
-from keras_givt.conversion import fixtures as fx
 from keras_givt.models.uvim.resize import linear_resize_matrix
 from keras_givt.models.uvim.resize import resize_grid
 from tests.conftest import FIXTURES_DIR
 from tests.models.uvim import helpers
+from tools import parity
 
 UVIM_FIXTURES = os.path.join(FIXTURES_DIR, "big_vision_uvim")
 
@@ -35,7 +35,7 @@ def test_big_vision_uvim_fixture_parity(name):
     """Every output of big_vision's ViT VAE / encoder-decoder GIVT fixtures."""
     cdir = os.path.join(UVIM_FIXTURES, name)
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
-    got = fx.run_config(cdir, _index()[name], want)
+    got = parity.run_config(cdir, _index()[name], want)
     for key, value in want.items():
         assert key in got, key
         np.testing.assert_allclose(got[key], value, atol=1e-5, rtol=1e-4, err_msg=key)

@@ -114,7 +114,7 @@ def test_checkpoint_errors_name_the_array(tmp_path):
         big_vision_vae.load_vae_params(vae, extra)
 
 
-def test_from_big_vision_checkpoint_msgpack_and_offline_url(tmp_path):
+def test_load_beta_vae_msgpack_and_offline_url(tmp_path):
     cdir = os.path.join(BIG_VISION_FIXTURES, "vae_malib_pixelshuffle")
     config = dict(
         codeword_dim=4,
@@ -125,22 +125,24 @@ def test_from_big_vision_checkpoint_msgpack_and_offline_url(tmp_path):
         malib_ckpt=True,
         pixel_shuffle_patch_size=[1, 2],
     )
-    vae = BetaVAE.from_big_vision_checkpoint(os.path.join(cdir, "params_malib"), config)
+    vae = big_vision_vae.load_beta_vae(os.path.join(cdir, "params_malib"), config)
     want = np.load(os.path.join(cdir, "outputs.npz"))
     x = np.load(os.path.join(cdir, "inputs.npz"))["images"]
     np.testing.assert_allclose(to_numpy(vae.encode(x)[0]), want["mu"], atol=1e-5, rtol=1e-4)
     url = "https://storage.invalid/big_vision/givt/not_a_file_params"
     with pytest.raises(ValueError, match="storage.invalid.*local file"):
-        BetaVAE.from_big_vision_checkpoint(url, config)
+        big_vision_vae.load_beta_vae(url, config)
 
 
 def test_presets_form():
     assert len(backbone_presets) == 5
     for name, preset in backbone_presets.items():
-        assert preset["url"].startswith("https://storage.googleapis.com/big_vision/givt/")
+        assert preset["task"] == "BetaVAE" and set(preset["files"]) == {"vae"}
+        assert preset["files"]["vae"].startswith("https://storage.googleapis.com/big_vision/givt/")
         assert set(preset["metadata"]) == {"description", "params", "path"}
         vae = BetaVAE(**preset["config"])  # the config is constructible
         assert vae.codeword_dim == 16 and vae.downsampling_factor == 16
+        assert vae.default_image_size() == 256  # 16x16 tokens, 16x downsampling
 
 
 def _digit_images(n=16):

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from keras_givt.conversion import fixtures_vae
 from tests.conftest import BIG_VISION_FIXTURES
 from tools import check_big_vision_fixtures as checker
+from tools.parity import vae as parity_vae
 
 # `*_x20` = encode with the encoder's last conv ×20: mu_x20 ≈ 20·mu, so the
 # float32 noise of mu (≈1e-6, also present in the fixture itself) is ×20 and
@@ -45,7 +45,7 @@ def _check(got, want):
 def test_vae_fixture_parity(name):
     cdir, config = _config(name)
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
-    got = fixtures_vae.run_vae(cdir, config, want)
+    got = parity_vae.run_vae(cdir, config, want)
     assert set(want) <= set(got), sorted(set(want) - set(got))
     problems = _check(got, want)
     assert not problems, "\n".join(problems)
@@ -55,6 +55,6 @@ def test_vae_fixture_parity(name):
 def test_adaptor_fixture_parity(name):
     cdir, config = _config(name)
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
-    got = fixtures_vae.run_adaptor(cdir, config, want)
+    got = parity_vae.run_adaptor(cdir, config, want)
     problems = [p for k in sorted(want) if (p := checker.compare(k, got.get(k), want[k]))]
     assert not problems, "\n".join(problems)

@@ -12,7 +12,6 @@ from keras import ops
 
 import keras_givt
 from keras_givt.models.vq_maskgit import maskgit_presets
-from keras_givt.models.vqvae import vqvae_presets
 from keras_givt.utils import preset_utils
 from tests.conftest import FIXTURES_DIR
 
@@ -258,12 +257,12 @@ def local_presets(tmp_path, monkeypatch):
     }
     vq_entry = {
         "metadata": {"description": "t", "params": 0, "path": "vqvae"},
-        "url": (src / "tokenizer_tiny_checkpoint").as_uri(),
+        "task": "VQGANTokenizer",
+        "files": {"tokenizer": (src / "tokenizer_tiny_checkpoint").as_uri()},
         "config": vq_config,
         "image_size": 16,
     }
-    preset_utils.register_presets(maskgit_presets.registry_entries({"test_maskgit_tiny": entry}))
-    preset_utils.register_presets(vqvae_presets.registry_entries({"test_vqgan_tiny": vq_entry}))
+    preset_utils.register_presets({"test_maskgit_tiny": entry, "test_vqgan_tiny": vq_entry})
     yield src
     preset_utils.PRESETS.pop("test_maskgit_tiny", None)
     preset_utils.PRESETS.pop("test_vqgan_tiny", None)

@@ -9,11 +9,11 @@ import pytest
 from keras import ops
 
 import keras_givt
-from keras_givt.conversion import fixtures
 from keras_givt.conversion import maskgit
 from keras_givt.models.vqvae import DeadCodeRestart
 from keras_givt.models.vqvae import StyleGANDiscriminator
 from tests.conftest import FIXTURES_DIR
+from tools import parity
 
 MASKGIT_FIXTURES = os.path.join(FIXTURES_DIR, "maskgit")
 TINY = dict(
@@ -50,7 +50,7 @@ def test_maskgit_fixture_parity(name):
         entry = json.load(f)["configs"][name]
     cdir = os.path.join(MASKGIT_FIXTURES, name)
     want = dict(np.load(os.path.join(cdir, "outputs.npz")))
-    got = fixtures.run_config(cdir, entry, want)
+    got = parity.run_config(cdir, entry, want)
     assert set(got) == set(want)
     for key, value in want.items():
         if np.issubdtype(value.dtype, np.integer):
@@ -153,7 +153,7 @@ def test_checkpoint_errors(tmp_path):
     }  # The fixture has 32 codes.
     path = os.path.join(MASKGIT_FIXTURES, "vqgan_tokenizer", "checkpoint")
     with pytest.raises(ValueError, match="quantizer/codebook"):
-        maskgit.tokenizer_from_checkpoint(path, config, image_size=16)
+        maskgit.load_vqgan_tokenizer(path, config, image_size=16)
     with pytest.raises(ValueError, match="Unknown MaskGIT vqvae option"):
         maskgit.tokenizer_kwargs({"filterz": 3})
     bad = tmp_path / "truncated"
