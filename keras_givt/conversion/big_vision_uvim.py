@@ -6,6 +6,9 @@ image encoder is part of `GIVTBackbone`). This module handles
 params-only `.npz`, per-layer (`encoder/encoderblock_{i}/...`) or scanned
 (`encoder/encoderblock/...`, layers stacked on **axis 0**) layout.
 
+`load_vit_vae(path, config)` builds a `ViTVAE` and loads it (formerly
+`ViTVAE.from_big_vision_checkpoint`).
+
 The order of `inout_specs` fixes the one-hot and logit channel order; the
 converter orders the entries by input channel (see `vit_vae_kwargs`).
 

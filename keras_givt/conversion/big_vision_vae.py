@@ -10,6 +10,9 @@
 
 Every array is checked by `big_vision.assign_checked`: a missing, extra or
 mis-shaped array raises a `ValueError` naming it and both shapes.
+
+`load_beta_vae(path, URL or preset name, config)` builds a `BetaVAE` and loads
+it (formerly `BetaVAE.from_big_vision_checkpoint`).
 """
 
 import os

@@ -16,6 +16,10 @@ MaskGIT's published checkpoints (and the fixtures) are
 
 Every array is checked by `big_vision.assign_checked`: a missing, extra or
 mis-shaped array raises a `ValueError` naming it.
+
+`load_vqgan_tokenizer(path, vqvae_config)` (formerly
+`VQGANTokenizer.from_maskgit_checkpoint`) and `load_maskgit_backbone(path,
+model_kwargs, codebook_size)` build a model and load a checkpoint into it.
 """
 
 import os
