@@ -3,8 +3,10 @@
 Each value type raises `argparse.ArgumentTypeError` with the expected kind and
 the received text, so a bad value is a one-line usage error. `add_data_args`
 and `add_train_args` add the data and training flags of every image-training
-command (GIVT and VQ families). Only the standard library: this module is
-imported to build the parser, before Keras.
+command (GIVT and VQ families); `add_data_dir_arg`, `add_cnn_autoencoder_args`,
+`add_transformer_args` and `add_fd_cnn_args` the flag groups that several
+commands share (each in its own place in their `--help`). Only the standard
+library: this module is imported to build the parser, before Keras.
 """
 
 import argparse
@@ -116,11 +118,7 @@ def add_data_args(p, default_data=None):
         required=default_data is None,
         help="'fashion_mnist', 'mnist' or a folder of images (one subfolder per class).",
     )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
-    )
+    add_data_dir_arg(p)
     p.add_argument(
         "--image-size", type=positive_int, default=32, help="Image height and width in pixels."
     )
@@ -211,4 +209,82 @@ def add_train_args(p, default_lr):
         choices=(0, 1, 2),
         default=1,
         help="Progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+    )
+
+
+def add_data_dir_arg(p):
+    """`--data-dir`: the folder of the MNIST/Fashion-MNIST IDX files.
+
+    Args:
+        p: the subparser.
+    """
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
+    )
+
+
+def add_cnn_autoencoder_args(p, filters_help, default_channel_multipliers):
+    """`--filters`, `--num-res-blocks`, `--channel-multipliers`: the CNN of a VAE or tokenizer.
+
+    Args:
+        p: the subparser.
+        filters_help: the help of `--filters` (what constrains it).
+        default_channel_multipliers: the default of `--channel-multipliers`.
+    """
+    p.add_argument("--filters", type=positive_int, default=32, help=filters_help)
+    p.add_argument(
+        "--num-res-blocks",
+        type=positive_int,
+        default=1,
+        help="Residual blocks per resolution.",
+    )
+    p.add_argument(
+        "--channel-multipliers",
+        type=positive_int_list,
+        default=default_channel_multipliers,
+        help="Width multiplier per resolution (comma-separated); each one after the first "
+        "halves the size.",
+    )
+
+
+def add_transformer_args(p, width_flag, mlp_flag, mlp_help):
+    """The width, `--num-layers`, `--num-heads` and MLP width of a transformer.
+
+    Args:
+        p: the subparser.
+        width_flag: the name of the width flag (`--emb-dim`, `--hidden-size`).
+        mlp_flag: the name of the MLP width flag (`--mlp-dim`, `--intermediate-size`).
+        mlp_help: the help of the MLP width flag.
+    """
+    p.add_argument(width_flag, type=positive_int, default=128, help="Transformer width.")
+    p.add_argument("--num-layers", type=positive_int, default=4, help="Transformer blocks.")
+    p.add_argument(
+        "--num-heads",
+        type=positive_int,
+        default=4,
+        help=f"Attention heads (must divide {width_flag}).",
+    )
+    p.add_argument(mlp_flag, type=positive_int, default=512, help=mlp_help)
+
+
+def add_fd_cnn_args(p, fd_dataset_help):
+    """`--fd-dataset` and `--fd-input-mode`: the FD-CNN reference of an evaluation.
+
+    Args:
+        p: the subparser.
+        fd_dataset_help: the help of `--fd-dataset` (where its default comes from).
+    """
+    p.add_argument(
+        "--fd-dataset",
+        choices=("fashion_mnist", "mnist", "none"),
+        default=None,
+        help=fd_dataset_help,
+    )
+    p.add_argument(
+        "--fd-input-mode",
+        choices=("crop", "resize"),
+        default="crop",
+        help="How samples are brought to 28x28 for the FD-CNN classifier.",
     )

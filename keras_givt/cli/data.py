@@ -7,7 +7,8 @@ streams are infinite, seeded and position-determined, so that a resumed run
 continues exactly where the checkpointed one stopped: `fresh_stream` and
 `image_stream` give each `fit` call a fresh copy of the pipeline,
 `seeded_epoch_order` and `latents_dataset` draw their orders and noise
-statelessly.
+statelessly. `held_out_images` gives the images a tokenizer's reconstruction
+is measured on.
 
 Dimension letters: N examples, B batch, H/W/C image, L tokens, D token dim.
 
@@ -54,6 +55,14 @@ def load_images(
     from keras_givt import datasets
 
     data = spec["data"]
+    options = dict(  # The same for both kinds of data.
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        channels=spec["channels"],
+        resize_mode=spec["resize_mode"],
+        drop_remainder=drop_remainder,
+    )
     if is_builtin(data):
         loader = datasets.load_fashion_mnist if data == "fashion_mnist" else datasets.load_mnist
         try:
@@ -68,16 +77,7 @@ def load_images(
             else datasets.MNIST_CLASS_NAMES
         )
         ds = datasets.arrays_dataset(
-            images,
-            labels,
-            image_size=spec["image_size"],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            channels=spec["channels"],
-            resize_mode=spec["resize_mode"],
-            drop_remainder=drop_remainder,
-            repeat=repeat,
+            images, labels, image_size=spec["image_size"], repeat=repeat, **options
         )
         return ds, len(images), names
     from keras_givt.datasets.image_folder import list_image_folder
@@ -85,15 +85,7 @@ def load_images(
     paths, _, names = list_image_folder(data)
     n = len(paths)
     ds = datasets.image_folder_dataset(
-        data,
-        spec["image_size"],
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        channels=spec["channels"],
-        resize_mode=spec["resize_mode"],
-        drop_remainder=drop_remainder,
-        repeat=repeat and not spec.get("max_examples"),
+        data, spec["image_size"], repeat=repeat and not spec.get("max_examples"), **options
     )
     if spec.get("max_examples"):
         n = min(n, spec["max_examples"])
@@ -114,23 +106,64 @@ def fresh_stream(first, make):
     return stream
 
 
-def image_stream(spec, args, first, transform):
-    """`fresh_stream` of the shuffled, repeated training images of `spec`, mapped by `transform`."""
+def training_images(spec, args):
+    """`load_images` of the train split, shuffled by `--seed`, repeated, in `--batch-size` batches.
+
+    Args:
+        spec: a `data_spec`.
+        args: the parsed training arguments (`batch_size`, `seed`, `data_dir`).
+    """
+    return load_images(
+        spec,
+        "train",
+        args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        repeat=True,
+        drop_remainder=True,
+        data_dir=args.data_dir,
+    )
+
+
+def image_stream(spec, args, transform=lambda ds: ds):
+    """`(stream, num_examples, class_names)` of the training images of `spec`.
+
+    `stream` is the `fresh_stream` of `training_images`, mapped by `transform`
+    (a function of the tf.data; default: unchanged).
+
+    Args:
+        spec: a `data_spec`.
+        args: the parsed training arguments (`batch_size`, `seed`, `data_dir`).
+        transform: maps the tf.data of {"images", "labels"} to what `fit` takes.
+    """
+    first, n, names = training_images(spec, args)
 
     def make():
-        ds, _, _ = load_images(
-            spec,
-            "train",
-            args.batch_size,
-            shuffle=True,
-            seed=args.seed,
-            repeat=True,
-            drop_remainder=True,
-            data_dir=args.data_dir,
-        )
-        return transform(ds)
+        return transform(training_images(spec, args)[0])
 
-    return fresh_stream(transform(first), make)
+    return fresh_stream(transform(first), make), n, names
+
+
+def held_out_images(spec, data_dir, batch_size=250, num_batches=4):
+    """`(batches, split)`: held-out images of `spec` to measure a reconstruction on.
+
+    The test split of a built-in data set (all of it, not only `max_examples`),
+    else the train split of the image folder; the first `num_batches`.
+
+    Args:
+        spec: a `data_spec`.
+        data_dir: folder of the IDX files (default: the installed data sets).
+        batch_size: images per batch.
+        num_batches: the number of batches.
+    """
+    split = "test" if is_builtin(spec["data"]) else "train"
+    ds, _, _ = load_images(
+        dict(spec, max_examples=None) if split == "test" else spec,
+        split,
+        batch_size,
+        data_dir=data_dir,
+    )
+    return ds.take(num_batches), split
 
 
 def seeded_epoch_order(n, seed):

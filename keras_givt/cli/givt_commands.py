@@ -44,23 +44,8 @@ def add_parsers(add):
         default=4,
         help="Channels of each latent token.",
     )
-    p.add_argument(
-        "--filters",
-        type=arguments.positive_int,
-        default=32,
-        help="Base width of the CNN encoder/decoder.",
-    )
-    p.add_argument(
-        "--num-res-blocks",
-        type=arguments.positive_int,
-        default=1,
-        help="Residual blocks per resolution.",
-    )
-    p.add_argument(
-        "--channel-multipliers",
-        type=arguments.positive_int_list,
-        default=[1, 2, 2],
-        help="Width multiplier per resolution (comma-separated); each one after the first halves the size.",
+    arguments.add_cnn_autoencoder_args(
+        p, "Base width of the CNN encoder/decoder.", default_channel_multipliers=[1, 2, 2]
     )
     p.add_argument(
         "--beta", type=arguments.nonneg_float, default=5e-4, help="Weight of the KL term."
@@ -94,22 +79,7 @@ def add_parsers(add):
     )
     arguments.add_data_args(p, default_data="")
     arguments.add_train_args(p, default_lr=1e-3)
-    p.add_argument("--emb-dim", type=arguments.positive_int, default=128, help="Transformer width.")
-    p.add_argument(
-        "--num-layers", type=arguments.positive_int, default=4, help="Transformer blocks."
-    )
-    p.add_argument(
-        "--num-heads",
-        type=arguments.positive_int,
-        default=4,
-        help="Attention heads (must divide --emb-dim).",
-    )
-    p.add_argument(
-        "--mlp-dim",
-        type=arguments.positive_int,
-        default=512,
-        help="Hidden width of the MLP blocks.",
-    )
+    arguments.add_transformer_args(p, "--emb-dim", "--mlp-dim", "Hidden width of the MLP blocks.")
     p.add_argument(
         "--num-mixtures",
         type=arguments.positive_int,
@@ -175,17 +145,8 @@ def add_parsers(add):
         default=10000,
         help="Samples scored by FD-CNN.",
     )
-    p.add_argument(
-        "--fd-dataset",
-        choices=("fashion_mnist", "mnist", "none"),
-        default=None,
-        help="FD-CNN reference (default: the data set in the model card, else fashion_mnist).",
-    )
-    p.add_argument(
-        "--fd-input-mode",
-        choices=("crop", "resize"),
-        default="crop",
-        help="How samples are brought to 28x28 for the FD-CNN classifier.",
+    arguments.add_fd_cnn_args(
+        p, "FD-CNN reference (default: the data set in the model card, else fashion_mnist)."
     )
     p.add_argument(
         "--bpd-data",
@@ -199,11 +160,7 @@ def add_parsers(add):
         default=2000,
         help="Test examples for bits/dim.",
     )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
-    )
+    arguments.add_data_dir_arg(p)
 
     p = add("demo", "Bundled Fashion-MNIST GIVT-Causal: CFG grid (PNG), FD-CNN and timing.")
     p.add_argument("--out", default="givt_demo", help="Output folder.")
@@ -326,25 +283,13 @@ def cmd_train_vae(args, argv):
 
     from keras_givt.cli import data
     from keras_givt.cli import model_io
-    from keras_givt.cli import run_record
     from keras_givt.cli import training
     from keras_givt.models.vae.beta_vae import BetaVAE
 
     training.prepare_out_dir(args, MODEL_KEYS_VAE)
     spec = data.data_spec(args)
-    ds, n, names = data.load_images(
-        spec,
-        "train",
-        args.batch_size,
-        shuffle=True,
-        seed=args.seed,
-        repeat=True,
-        drop_remainder=True,
-        data_dir=args.data_dir,
-    )
-    ds = data.image_stream(spec, args, ds, lambda d: d.map(lambda b: b["images"]))
-    steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
-    total = training.total_steps(args, steps_per_epoch)
+    ds, n, names = data.image_stream(spec, args, lambda d: d.map(lambda b: b["images"]))
+    steps_per_epoch, total = training.run_length(args, n)
     down = 2 ** (len(args.channel_multipliers) - 1)
     if args.image_size % down:
         raise CLIError(
@@ -365,28 +310,19 @@ def cmd_train_vae(args, argv):
         seed=args.seed,
     )
     vae.build_for_image_size(args.image_size, args.channels)
-    vae.compile(
-        optimizer=keras.optimizers.Adam(training.learning_rate(args, total), global_clipnorm=1.0)
+    training.compile_for_training(vae, args, total)
+    record, state = training.open_training_record(
+        args, argv, MODEL_KEYS_VAE, {"data": spec, "num_examples": n, "params": vae.count_params()}
     )
-    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
-    record.data.update({"data": spec, "num_examples": n, "params": vae.count_params()})
-    model_config = {k: getattr(args, k) for k in MODEL_KEYS_VAE}
-    state = {"model_config": model_config}
     print(
         f"BetaVAE: {vae.count_params():,} params, {grid}x{grid} = {grid * grid} tokens of "
         f"{args.codeword_dim} dims; {n} images, {total} steps of batch {args.batch_size}."
     )
     _, step = training.fit_steps(vae, ds, args, steps_per_epoch, total, args.out, state, record)
     # Reconstruction error on held-out data (MNIST-like: the test split).
-    split = "test" if data.is_builtin(spec["data"]) else "train"
-    test_ds, _, _ = data.load_images(
-        dict(spec, max_examples=None) if split == "test" else spec,
-        split,
-        250,
-        data_dir=args.data_dir,
-    )
+    test_batches, split = data.held_out_images(spec, args.data_dir)
     mse, count = 0.0, 0
-    for batch in test_ds.take(4):
+    for batch in test_batches:
         x = batch["images"].numpy()
         mu, _ = vae.encode(x)
         rec = keras.ops.convert_to_numpy(vae.decode(mu))
@@ -394,10 +330,10 @@ def cmd_train_vae(args, argv):
         count += x.size
     vae_dir = os.path.join(args.out, "vae")
     model_io.save_vae(vae, vae_dir, extra={"data": spec, "class_names": names})
-    record.finish(
-        step=step,
-        history=state.get("history", []),
-        train_time_s=state.get("train_time_s"),
+    training.finish_training(
+        record,
+        state,
+        step,
         reconstruction_mse=mse / max(count, 1),
         reconstruction_split=split,
         vae_dir=vae_dir,
@@ -476,7 +412,6 @@ def cmd_train(args, argv):
     import keras_givt
     from keras_givt.cli import data
     from keras_givt.cli import model_io
-    from keras_givt.cli import run_record
     from keras_givt.cli import training
 
     training.prepare_out_dir(args, MODEL_KEYS_GIVT)
@@ -508,22 +443,12 @@ def cmd_train(args, argv):
     else:
         vae, _, vae_dir = model_io.load_vae(args.vae)
         spec = data.data_spec(args)
-        ds, n, names = data.load_images(
-            spec,
-            "train",
-            args.batch_size,
-            shuffle=True,
-            seed=args.seed,
-            repeat=True,
-            drop_remainder=True,
-            data_dir=args.data_dir,
-        )
         drop = (
             (lambda d: d.map(lambda b: {k: v for k, v in b.items() if k != "labels"}))
             if args.unconditional
             else (lambda d: d)
         )
-        ds = data.image_stream(spec, args, ds, drop)
+        ds, n, names = data.image_stream(spec, args, drop)
         mu, _ = vae.encode(
             np.zeros((1, args.image_size, args.image_size, args.channels), "float32")
         )
@@ -537,8 +462,7 @@ def cmd_train(args, argv):
             ds = lambda: make().map(
                 lambda b: {k: v for k, v in b.items() if k != "labels"}
             )  # noqa: E731
-    steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
-    total = training.total_steps(args, steps_per_epoch)
+    steps_per_epoch, total = training.run_length(args, n)
     style = "ar" if args.model == "causal" else "masked"
     backbone = keras_givt.GIVTBackbone(
         seq_len=seq_len,
@@ -563,11 +487,11 @@ def cmd_train(args, argv):
     if args.model == "maskgit":
         sampling_defaults.update({"num_steps": 16, "choice_temperature": 1.0})
     model = task_cls(backbone, vae=vae, seed=args.seed, sampling_defaults=sampling_defaults)
-    model.compile(
-        optimizer=keras.optimizers.Adam(training.learning_rate(args, total), global_clipnorm=1.0)
-    )
-    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
-    record.data.update(
+    training.compile_for_training(model, args, total)
+    record, state = training.open_training_record(
+        args,
+        argv,
+        MODEL_KEYS_GIVT,
         {
             "data": data_info,
             "num_examples": n,
@@ -575,9 +499,8 @@ def cmd_train(args, argv):
             "seq_len": seq_len,
             "token_dim": out_dim,
             "vae_dir": vae_dir,
-        }
+        },
     )
-    state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_GIVT}}
     print(
         f"GIVT-{'Causal' if style == 'ar' else 'MaskGIT'}: {backbone.count_params():,} params; "
         f"{seq_len} tokens of {out_dim} dims; {n} examples, {total} steps of batch {args.batch_size}."
@@ -596,40 +519,31 @@ def cmd_train(args, argv):
     )
 
 
-def _generate(model, labels, args, bar=None, batch_size=100, num_samples=None):
-    """Images (N, H, W, C) in [-1, 1] in chunks of `batch_size` (same shape: no retracing)."""
-    import keras
-    import numpy as np
-
+def _sampling_kwargs(model, args):
+    """The `generate` settings of the sampling flags (None: the model's default)."""
     import keras_givt
 
-    is_maskgit = isinstance(model, keras_givt.GIVTMaskGIT)
-    total = len(labels) if labels is not None else num_samples
-    out = []
     kwargs = dict(
         temperature=getattr(args, "temperature", None),
         temperature_probs=getattr(args, "temperature_probs", None),
         cfg_weight=getattr(args, "cfg_weight", None),
     )
-    if is_maskgit:
+    if isinstance(model, keras_givt.GIVTMaskGIT):
         kwargs.update(
             num_steps=getattr(args, "num_steps", None),
             choice_temperature=getattr(args, "choice_temperature", None),
         )
-    chunk = min(batch_size, total)
-    for i, start in enumerate(range(0, total, chunk)):
-        n = min(chunk, total - start)
-        if labels is not None:
-            lab = np.asarray(labels[start : start + chunk])
-            if n < chunk:
-                lab = np.concatenate([lab, np.zeros(chunk - n, lab.dtype)])
-            images = model.generate(labels=lab, seed=args.seed + i, **kwargs)
-        else:
-            images = model.generate(num_samples=chunk, seed=args.seed + i, **kwargs)
-        out.append(keras.ops.convert_to_numpy(images)[:n])
-        if bar is not None:
-            bar.add(n)
-    return np.concatenate(out)
+    return kwargs
+
+
+def _generate(model, labels, args, bar=None, batch_size=100, num_samples=None):
+    """Images (N, H, W, C) in [-1, 1] in chunks of `batch_size` (same shape: no retracing)."""
+    from keras_givt.cli import evaluation
+
+    total = len(labels) if labels is not None else num_samples
+    return evaluation.generate_in_chunks(
+        model, total, batch_size, args.seed, labels=labels, bar=bar, **_sampling_kwargs(model, args)
+    )
 
 
 def _labels_for(model, labels, num_per_class, num_samples):
@@ -775,29 +689,18 @@ def cmd_evaluate(args, argv):
     fd_dataset = args.fd_dataset or model_io.card_dataset(card) or "fashion_mnist"
     metrics = {"fd_dataset": fd_dataset}
     labels, num = _labels_for(model, None, 1, args.num_samples)
-    if labels is not None:  # Balanced classes: N // K per class (+ the first N % K classes).
-        k = model.backbone.num_labels
-        labels = (np.arange(args.num_samples) % k).astype("int32")
+    if labels is not None:  # Balanced classes.
+        labels = evaluation.balanced_labels(args.num_samples, model.backbone.num_labels)
     total = args.num_samples
     print(f"Sampling {total} images...")
-    bar = keras.utils.Progbar(total, unit_name="sample")
-    # Compile first, so the timing excludes compilation.
-    t0 = time.time()
-    _generate(
+    images = evaluation.timed_generation(
+        metrics,
         model,
-        labels[: min(args.batch_size, total)] if labels is not None else None,
-        args,
-        batch_size=args.batch_size,
-        num_samples=min(args.batch_size, total),
-    )
-    metrics["compile_and_first_batch_s"] = round(time.time() - t0, 3)
-    t0 = time.time()
-    images = _generate(model, labels, args, bar, args.batch_size, total)
-    dt = time.time() - t0
-    metrics.update(
-        num_samples=int(total),
-        sampling_time_s=round(dt, 3),
-        sampling_ms_per_image=round(1000 * dt / total, 3),
+        total,
+        args.batch_size,
+        args.seed,
+        labels=labels,
+        **_sampling_kwargs(model, args),
     )
     io_utils.write_png(
         os.path.join(args.out, "samples.png"),
@@ -846,7 +749,6 @@ def cmd_evaluate(args, argv):
 
 def cmd_demo(args, argv):
     import keras
-    import numpy as np
 
     from keras_givt.cli import evaluation
     from keras_givt.cli import io_utils
@@ -869,7 +771,7 @@ def cmd_demo(args, argv):
     )  # Checks its files before the slow part.
     k = model.backbone.num_labels
     n_total = max(args.num_samples, args.num_per_class * k)
-    labels = (np.arange(n_total) % k).astype("int32")
+    labels = evaluation.balanced_labels(n_total, k)
     print(
         f"Loaded {args.preset} in {t_load:.1f}s. Generating {n_total} class-conditional samples "
         f"(CFG {args.cfg_weight if args.cfg_weight is not None else model.sampling_defaults.get('cfg_weight')})..."
@@ -879,7 +781,7 @@ def cmd_demo(args, argv):
     images = _generate(model, labels, args, bar, args.batch_size, n_total)
     t_gen = time.time() - t0
     # Grid: one row per class.
-    order = np.concatenate([np.where(labels == c)[0][: args.num_per_class] for c in range(k)])
+    order = evaluation.class_rows(labels, k, args.num_per_class)
     png = os.path.join(args.out, "demo_grid.png")
     io_utils.write_png(
         png, io_utils.make_grid(io_utils.to_uint8(images[order]), args.num_per_class)

@@ -16,15 +16,19 @@ from the last one without losing or repeating steps.
 Layout of `keras_givt/cli/`:
 
   main.py           this file: the parser, the pre-import checks, the backend, running a command
-  arguments.py      argparse value types and the shared data/training flag groups
+  arguments.py      argparse value types and the flag groups several commands share
   checks.py         checks argparse cannot express (paths, folder kinds, shapes, --resume)
   errors.py         CLIError (a user error: one line, exit status 2)
   givt_commands.py  vq_commands.py  uvim_commands.py   one module per command family
   run_record.py     RunRecord: the `<out>/<command>.json` of every command
-  training.py       Checkpointer, the resumable fit loop (`fit_steps`), run-folder preparation
-  data.py           data specs, image data sets, seeded training streams, cached latents
-  model_io.py       model folders: VAE, tokenizer, task presets, `--model` resolution
-  evaluation.py     FD-CNN scoring shared by evaluate, evaluate-vq and demo
+  training.py       Checkpointer, the resumable fit loop (`fit_steps`), run-folder preparation,
+                    the steps every training command shares (step counts, optimizer, run record)
+  data.py           data specs, image data sets, seeded training streams, held-out images,
+                    cached latents
+  model_io.py       model folders: VAE, tokenizer, task presets and model cards, `--model`
+                    resolution
+  evaluation.py     chunked, timed sampling and FD-CNN scoring shared by sample, evaluate,
+                    evaluate-vq and demo
   io_utils.py       atomic files, crash-safe folder swaps, folder locks, PNG grids
   fd_floors.py      the shipped FD-CNN real-data floors
 

@@ -3,11 +3,13 @@
 - `save_model_folder`/`load_model_folder`: `model.keras` + an info JSON, swapped
   in atomically (`save_vae`/`load_vae`: `<out>/vae/`, `save_tokenizer`/
   `load_tokenizer`: `<out>/tokenizer/`);
-- `save_task`: a trained task as a keras-hub preset folder (`<out>/preset/`)
-  with its `model_card.json`;
+- `save_preset`: a task as a keras-hub preset folder, swapped in atomically;
+  `save_task`: a trained task (`<out>/preset/`, weights without optimizer
+  state) with its `model_card.json`;
 - `resolve_model_dir`, `check_task_spec`, `load_task`: the `--model` of the
   GIVT sampling commands (a preset name, a preset folder or a `train` output
   folder); `load_vq_maskgit` the same for the VQ MaskGIT commands;
+  `read_model_card`, `card_dataset`: what a preset folder's model card says;
 - `read_latents`: the `.npz` written by `encode`.
 
 No Keras import at module level: the model classes load on first use.
@@ -101,8 +103,24 @@ def read_latents(path):
         return data["mu"], data["logvar"], data["labels"], meta
 
 
+def save_preset(model, preset_dir, card=None):
+    """`task.save_to_preset` into a new version folder (+ `model_card.json`); then an atomic swap.
+
+    Args:
+        model: the task to save, as it is (see `save_task` for a trained one).
+        preset_dir: the preset folder to write (replaced as a whole).
+        card: the dict written as `model_card.json`; None: no model card.
+    """
+    tmp = io_utils.new_version_dir(preset_dir)
+    os.rmdir(tmp)  # save_to_preset creates it.
+    model.save_to_preset(tmp)
+    if card is not None:
+        io_utils.write_json(os.path.join(tmp, "model_card.json"), card)
+    io_utils.commit_dir(tmp, preset_dir, "preset")
+
+
 def save_task(model, preset_dir, card):
-    """`task.save_to_preset` into a new version folder, plus `model_card.json`; then an atomic swap.
+    """`save_preset` of a trained task, recompiled without an optimizer first, with its model card.
 
     Args:
         model: the trained task; it is recompiled without an optimizer first
@@ -110,14 +128,10 @@ def save_task(model, preset_dir, card):
         preset_dir: the preset folder to write (replaced as a whole).
         card: the dict written as `model_card.json`.
     """
-    tmp = io_utils.new_version_dir(preset_dir)
-    os.rmdir(tmp)  # save_to_preset creates it.
     # A fresh optimizer: the preset ships weights only (Adam's moments would
     # double its size); `<out>/checkpoint` keeps the optimizer state.
     model.compile()
-    model.save_to_preset(tmp)
-    io_utils.write_json(os.path.join(tmp, "model_card.json"), card)
-    io_utils.commit_dir(tmp, preset_dir, "preset")
+    save_preset(model, preset_dir, card)
 
 
 # --- GIVT tasks for sampling ---------------------------------------------------
@@ -173,7 +187,6 @@ def load_task(spec):
 
     check_task_spec(spec)
     path = resolve_model_dir(spec)
-    card = {}
     if path is None:
         from keras_givt.utils import preset_utils
 
@@ -189,8 +202,7 @@ def load_task(spec):
     name = task_json.get("registered_name", "") + task_json.get("class_name", "")
     _check_givt_class(spec, task_json.get("class_name", ""))
     cls = keras_givt.GIVTMaskGIT if "MaskGIT" in name else keras_givt.GIVTCausal
-    if os.path.isfile(os.path.join(path, "model_card.json")):
-        card = io_utils.read_json(os.path.join(path, "model_card.json"))
+    card = read_model_card(path)
     model = cls.from_preset(path)
     if model.vae is None:
         raise CLIError(f"--model {spec!r} has no VAE: it cannot produce images.")
@@ -203,6 +215,17 @@ def _check_givt_class(spec, class_name):
             f"--model {spec!r} is a {class_name}, not a GIVT image generator; use "
             f"{checks.OTHER_FAMILIES[class_name]}."
         )
+
+
+def read_model_card(path):
+    """The `model_card.json` dict of a preset folder, else {} (a folder without one).
+
+    Args:
+        path: the preset folder.
+    """
+    if os.path.isfile(os.path.join(path, "model_card.json")):
+        return io_utils.read_json(os.path.join(path, "model_card.json"))
+    return {}
 
 
 def card_dataset(card):
@@ -271,9 +294,7 @@ def load_vq_maskgit(spec):
             "`train-maskgit-vq` output folder."
         )
     model = keras_givt.MaskGITImageGenerator.from_preset(path)
-    card = {}
-    if os.path.isfile(os.path.join(path, "model_card.json")):
-        card = io_utils.read_json(os.path.join(path, "model_card.json"))
+    card = read_model_card(path)
     if model.tokenizer is None:
         raise CLIError(f"--model {spec!r} has no tokenizer: it cannot produce images.")
     return model, card

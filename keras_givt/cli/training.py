@@ -5,7 +5,10 @@
 `Checkpointer` (weights, optimizer state, step, data position and loss history
 in `<out>/checkpoint/`, swapped atomically), resuming mid-epoch without losing
 or repeating a step; `fit_and_save_task` also writes the trained task as a
-preset folder with its model card. The data streams come from
+preset folder with its model card. The steps every training command shares:
+`run_length` (steps per epoch, total), `compile_for_training` (Adam/AdamW with
+the learning-rate schedule), `open_training_record` (run record, checkpoint
+state) and `finish_training` (the finished record). The data streams come from
 `keras_givt.cli.data`, the model folders from `keras_givt.cli.model_io`.
 
 Imports Keras: the command modules import this module inside their command
@@ -21,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_givt.cli import io_utils
+from keras_givt.cli import run_record
 from keras_givt.cli.errors import CLIError
 from keras_givt.cli.model_io import save_task
 
@@ -400,6 +404,70 @@ def total_steps(args, steps_per_epoch):
     return args.steps or args.epochs * steps_per_epoch
 
 
+def run_length(args, num_examples):
+    """`(steps_per_epoch, total_steps)` of a run over `num_examples` examples.
+
+    Steps per epoch: `--steps-per-epoch`, else one pass over the data in
+    `--batch-size` batches (at least 1); the total as `total_steps`.
+
+    Args:
+        args: the parsed training arguments.
+        num_examples: the examples of the training set.
+    """
+    steps_per_epoch = args.steps_per_epoch or max(num_examples // args.batch_size, 1)
+    return steps_per_epoch, total_steps(args, steps_per_epoch)
+
+
+def compile_for_training(model, args, total_steps, weight_decay=0.0):
+    """`model.compile` with Adam (AdamW when `weight_decay` > 0), global clip norm 1.
+
+    Args:
+        model: the model to train (a task, VAE, tokenizer).
+        args: the parsed training arguments (the learning-rate flags).
+        total_steps: the optimizer steps of the whole run (see `learning_rate`).
+        weight_decay: AdamW's decay; 0: plain Adam.
+    """
+    lr = learning_rate(args, total_steps)
+    if weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay, global_clipnorm=1.0)
+    else:
+        optimizer = keras.optimizers.Adam(lr, global_clipnorm=1.0)
+    model.compile(optimizer=optimizer)
+
+
+def open_training_record(args, argv, model_keys, info):
+    """`(record, state)` of a training command: its run record and its checkpoint state.
+
+    Args:
+        args: the parsed training arguments (`out`; `resume`: the record of
+            the earlier run is kept under `previous_runs`).
+        argv: the command-line arguments.
+        model_keys: names of the arguments that define the model, saved as
+            the state's `model_config` (see `prepare_out_dir`).
+        info: fields added to the record (data, number of examples, params).
+    """
+    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
+    record.data.update(info)
+    return record, {"model_config": {k: getattr(args, k) for k in model_keys}}
+
+
+def finish_training(record, state, step, **metrics):
+    """Finishes `record` as done with the step reached, the loss history, the train time, `metrics`.
+
+    Args:
+        record: the command's `RunRecord`.
+        state: the checkpoint state `fit_steps` updated (`history`, `train_time_s`).
+        step: the step reached.
+        **metrics: the command's own metrics.
+    """
+    record.finish(
+        step=step,
+        history=state.get("history", []),
+        train_time_s=state.get("train_time_s"),
+        **metrics,
+    )
+
+
 def fit_and_save_task(
     model, dataset, args, argv, steps_per_epoch, total_steps, state, record, description, card
 ):
@@ -430,10 +498,10 @@ def fit_and_save_task(
         **card,
     }
     save_task(model, preset_dir, card)
-    record.finish(
-        step=step,
-        history=state.get("history", []),
-        train_time_s=state.get("train_time_s"),
+    finish_training(
+        record,
+        state,
+        step,
         final_loss=(state.get("history") or [{}])[-1].get("loss"),
         preset_dir=preset_dir,
     )

@@ -44,10 +44,8 @@ def _add_common(p):
     )
 
 
-def add_parsers(add):
-    """Adds the UViM subparsers; `add(name, help)` returns a subparser that has `--backend`."""
-    p = add("uvim-train-vae", "UViM stage 1: ViT VAE over MNIST-panoptic label maps.")
-    _add_common(p)
+def _add_fit_args(p):
+    """`--num-train`, `--epochs`, `--learning-rate` of the two UViM training stages."""
     p.add_argument(
         "--num-train", type=arguments.positive_int, default=10000, help="Training canvases."
     )
@@ -55,6 +53,13 @@ def add_parsers(add):
     p.add_argument(
         "--learning-rate", type=arguments.positive_float, default=1e-3, help="Adam learning rate."
     )
+
+
+def add_parsers(add):
+    """Adds the UViM subparsers; `add(name, help)` returns a subparser that has `--backend`."""
+    p = add("uvim-train-vae", "UViM stage 1: ViT VAE over MNIST-panoptic label maps.")
+    _add_common(p)
+    _add_fit_args(p)
     p.add_argument("--code-len", type=arguments.positive_int, default=16, help="Latent tokens.")
     p.add_argument(
         "--codeword-dim", type=arguments.positive_int, default=8, help="Channels per latent token."
@@ -81,13 +86,7 @@ def add_parsers(add):
     p = add("uvim-train", "UViM stage 2: image-conditioned GIVT on a frozen ViT VAE.")
     _add_common(p)
     p.add_argument("--vae", required=True, help="A `uvim-train-vae` output folder.")
-    p.add_argument(
-        "--num-train", type=arguments.positive_int, default=10000, help="Training canvases."
-    )
-    p.add_argument("--epochs", type=arguments.positive_int, default=10, help="Training epochs.")
-    p.add_argument(
-        "--learning-rate", type=arguments.positive_float, default=1e-3, help="Adam learning rate."
-    )
+    _add_fit_args(p)
     p.add_argument(
         "--emb-dim",
         type=arguments.positive_int,
@@ -213,6 +212,16 @@ def _summary(r):
     return {k: r[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff")}
 
 
+def _fit(model, args, *data):
+    """`--epochs` of `model.fit(*data)` with Adam (clip norm 1); returns `(seconds, final loss)`."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
+    start = time.time()
+    history = model.fit(*data, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
+    return time.time() - start, float(history.history["loss"][-1])
+
+
 def cmd_uvim_train_vae(args, argv, record):
     import keras
     import numpy as np
@@ -238,15 +247,12 @@ def cmd_uvim_train_vae(args, argv, record):
         beta=args.beta,
         seed=args.seed,
     )
-    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
-    start = time.time()
-    history = vae.fit(maps, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
-    train_s = time.time() - start
+    train_s, final_loss = _fit(vae, args, maps)
     mu, _ = vae.encode(test_maps)
     rec = ops.convert_to_numpy(vae.decode_to_maps(mu))
     metrics = {
         "train_seconds": train_s,
-        "final_loss": float(history.history["loss"][-1]),
+        "final_loss": final_loss,
         "test_pixel_accuracy_semantics": float(np.mean(rec[..., 0] == test_maps[..., 0])),
         "test_pixel_accuracy_instances": float(np.mean(rec[..., 1] == test_maps[..., 1])),
         # PQ of the VAE's own reconstruction: the ceiling of stage 2.
@@ -291,21 +297,14 @@ def cmd_uvim_train(args, argv, record):
         patches=(args.patch_size, args.patch_size),
     )
     model = GIVTUViM(backbone, vae, task_type="panoptic", seed=args.seed)
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
-    start = time.time()
-    history = model.fit(images, maps, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
-    metrics = {
-        "train_seconds": time.time() - start,
-        "final_loss": float(history.history["loss"][-1]),
-    }
+    train_s, final_loss = _fit(model, args, images, maps)
+    metrics = {"train_seconds": train_s, "final_loss": final_loss}
     from keras_givt.cli import io_utils
+    from keras_givt.cli import model_io
 
     dest = os.path.join(args.out, "model")
     io_utils.recover_dir(dest)
-    tmp = io_utils.new_version_dir(dest)
-    os.rmdir(tmp)  # save_to_preset creates it.
-    model.save_to_preset(tmp)
-    io_utils.commit_dir(tmp, dest, "preset")
+    model_io.save_preset(model, dest)
     record.data["backbone"] = backbone.get_config()
     record.finish(**metrics)
     print(metrics)

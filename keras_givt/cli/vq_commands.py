@@ -55,24 +55,10 @@ def add_parsers(add):
     p = add("train-vq", "Train a VQGAN tokenizer (MaskGIT's VQ-VAE; images in [0, 1]).")
     arguments.add_data_args(p)
     arguments.add_train_args(p, default_lr=1e-3)
-    p.add_argument(
-        "--filters",
-        type=arguments.positive_int,
-        default=32,
-        help="Base width of the CNN (a multiple of 32: GroupNorm(32)).",
-    )
-    p.add_argument(
-        "--num-res-blocks",
-        type=arguments.positive_int,
-        default=1,
-        help="Residual blocks per resolution.",
-    )
-    p.add_argument(
-        "--channel-multipliers",
-        type=arguments.positive_int_list,
-        default=[1, 2, 2, 2],
-        help="Width multiplier per resolution (comma-separated); each one after the first "
-        "halves the size.",
+    arguments.add_cnn_autoencoder_args(
+        p,
+        "Base width of the CNN (a multiple of 32: GroupNorm(32)).",
+        default_channel_multipliers=[1, 2, 2, 2],
     )
     p.add_argument(
         "--embedding-dim", type=arguments.positive_int, default=16, help="Codebook vector size."
@@ -108,21 +94,7 @@ def add_parsers(add):
     )
     arguments.add_data_args(p)
     arguments.add_train_args(p, default_lr=1e-3)
-    p.add_argument(
-        "--hidden-size", type=arguments.positive_int, default=128, help="Transformer width."
-    )
-    p.add_argument(
-        "--num-layers", type=arguments.positive_int, default=4, help="Transformer blocks."
-    )
-    p.add_argument(
-        "--num-heads",
-        type=arguments.positive_int,
-        default=4,
-        help="Attention heads (must divide --hidden-size).",
-    )
-    p.add_argument(
-        "--intermediate-size", type=arguments.positive_int, default=512, help="MLP hidden width."
-    )
+    arguments.add_transformer_args(p, "--hidden-size", "--intermediate-size", "MLP hidden width.")
     p.add_argument(
         "--dropout",
         type=arguments.dropout_rate,
@@ -226,17 +198,8 @@ def add_parsers(add):
         default=None,
         help="CFG weight on the logits (default: the model's).",
     )
-    p.add_argument(
-        "--fd-dataset",
-        choices=("fashion_mnist", "mnist", "none"),
-        default=None,
-        help="FD-CNN reference (default: the model card's data set, else fashion_mnist).",
-    )
-    p.add_argument(
-        "--fd-input-mode",
-        choices=("crop", "resize"),
-        default="crop",
-        help="How samples are brought to 28x28 for the FD-CNN classifier.",
+    arguments.add_fd_cnn_args(
+        p, "FD-CNN reference (default: the model card's data set, else fashion_mnist)."
     )
     p.add_argument(
         "--floor-at-n",
@@ -244,11 +207,7 @@ def add_parsers(add):
         default=True,
         help="Also measure the real-data floor at N samples (needs the train split).",
     )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="Folder of the MNIST/Fashion-MNIST IDX files (default: the installed data sets).",
-    )
+    arguments.add_data_dir_arg(p)
 
 
 def check_args(args):
@@ -329,7 +288,6 @@ def cmd_train_vq(args, argv):
 
     from keras_givt.cli import data
     from keras_givt.cli import model_io
-    from keras_givt.cli import run_record
     from keras_givt.cli import training
     from keras_givt.layers.vector_quantizer import codebook_statistics
     from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
@@ -344,19 +302,8 @@ def cmd_train_vq(args, argv):
     if args.filters % 32:
         raise CLIError(f"--filters must be a multiple of 32 (GroupNorm(32)); got {args.filters}.")
     spec = data.data_spec(args)
-    ds, n, names = data.load_images(
-        spec,
-        "train",
-        args.batch_size,
-        shuffle=True,
-        seed=args.seed,
-        repeat=True,
-        drop_remainder=True,
-        data_dir=args.data_dir,
-    )
-    ds = data.image_stream(spec, args, ds, lambda d: d.map(lambda b: _to_unit(b["images"])))
-    steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
-    total = training.total_steps(args, steps_per_epoch)
+    ds, n, names = data.image_stream(spec, args, lambda d: d.map(lambda b: _to_unit(b["images"])))
+    steps_per_epoch, total = training.run_length(args, n)
     grid = args.image_size // down
     keras.utils.set_random_seed(args.seed)
     tok = VQGANTokenizer(
@@ -372,13 +319,11 @@ def cmd_train_vq(args, argv):
         reconstruction_loss=args.reconstruction_loss,
     )
     tok.build_for_image_size(args.image_size, args.channels)
-    tok.compile(
-        optimizer=keras.optimizers.Adam(training.learning_rate(args, total), global_clipnorm=1.0)
-    )
-    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
+    training.compile_for_training(tok, args, total)
     params = int(tok.count_params())
-    record.data.update({"data": spec, "num_examples": n, "params": params})
-    state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_VQ}}
+    record, state = training.open_training_record(
+        args, argv, MODEL_KEYS_VQ, {"data": spec, "num_examples": n, "params": params}
+    )
     print(
         f"VQGANTokenizer: {params:,} params, {grid}x{grid} = {grid * grid} tokens, codebook "
         f"{args.codebook_size} x {args.embedding_dim}; {n} images, {total} steps of batch "
@@ -386,15 +331,9 @@ def cmd_train_vq(args, argv):
     )
     _, step = training.fit_steps(tok, ds, args, steps_per_epoch, total, args.out, state, record)
     # Held-out reconstruction (MNIST-like: the test split) and codebook use.
-    split = "test" if data.is_builtin(spec["data"]) else "train"
-    test_ds, _, _ = data.load_images(
-        dict(spec, max_examples=None) if split == "test" else spec,
-        split,
-        250,
-        data_dir=args.data_dir,
-    )
+    test_batches, split = data.held_out_images(spec, args.data_dir)
     sq, count, ids = 0.0, 0, []
-    for batch in test_ds.take(4):
+    for batch in test_batches:
         x = _to_unit(batch["images"].numpy())
         idx = tok.encode_to_indices(x)
         rec = np.clip(keras.ops.convert_to_numpy(tok.decode_from_indices(idx)), 0.0, 1.0)
@@ -406,10 +345,10 @@ def cmd_train_vq(args, argv):
     mse = sq / max(count, 1)
     tok_dir = os.path.join(args.out, "tokenizer")
     model_io.save_tokenizer(tok, tok_dir, extra={"data": spec, "class_names": names})
-    record.finish(
-        step=step,
-        history=state.get("history", []),
-        train_time_s=state.get("train_time_s"),
+    training.finish_training(
+        record,
+        state,
+        step,
         reconstruction_mse_unit=mse,
         reconstruction_mse=4.0 * mse,
         reconstruction_split=split,
@@ -455,7 +394,6 @@ def cmd_train_maskgit_vq(args, argv):
     from keras_givt.cli import data
     from keras_givt.cli import io_utils
     from keras_givt.cli import model_io
-    from keras_givt.cli import run_record
     from keras_givt.cli import training
 
     if args.hidden_size % args.num_heads:
@@ -512,8 +450,7 @@ def cmd_train_maskgit_vq(args, argv):
         return ds.prefetch(tf.data.AUTOTUNE)
 
     ds = make_stream
-    steps_per_epoch = args.steps_per_epoch or max(n // args.batch_size, 1)
-    total = training.total_steps(args, steps_per_epoch)
+    steps_per_epoch, total = training.run_length(args, n)
     backbone = keras_givt.MaskGITBackbone(
         codebook_size=tok.codebook_size,
         num_classes=num_classes,
@@ -547,16 +484,13 @@ def cmd_train_maskgit_vq(args, argv):
         seed=args.seed,
         sampling_defaults=sampling_defaults,
     )
-    lr = training.learning_rate(args, total)
-    if args.weight_decay > 0:
-        opt = keras.optimizers.AdamW(lr, weight_decay=args.weight_decay, global_clipnorm=1.0)
-    else:
-        opt = keras.optimizers.Adam(lr, global_clipnorm=1.0)
-    model.compile(optimizer=opt)
+    training.compile_for_training(model, args, total, weight_decay=args.weight_decay)
     params = int(backbone.count_params())
     data_info = {"data": spec, "class_names": names, "tokens": os.path.abspath(cache)}
-    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
-    record.data.update(
+    record, state = training.open_training_record(
+        args,
+        argv,
+        MODEL_KEYS_MASKGIT,
         {
             "data": data_info,
             "num_examples": int(n),
@@ -566,9 +500,8 @@ def cmd_train_maskgit_vq(args, argv):
             "codebook_size": int(tok.codebook_size),
             "tokenizer_dir": tok_dir,
             "encode_time_s": encode_s,
-        }
+        },
     )
-    state = {"model_config": {k: getattr(args, k) for k in MODEL_KEYS_MASKGIT}}
     print(
         f"MaskGIT (VQ): {params:,} params; {seq_len} tokens from {tok.codebook_size} codes; "
         f"{n} examples, {total} steps of batch {args.batch_size}."
@@ -612,45 +545,22 @@ def cmd_train_maskgit_vq(args, argv):
 # --- evaluate ---------------------------------------------------------------------
 
 
-def generate_images(model, labels, args, batch_size, bar=None):
-    """Images (N, H, W, C) in [-1, 1] in chunks of `batch_size` (one shape: no retracing)."""
-    import keras
-    import numpy as np
+def _generate_kwargs(args):
+    """The `generate` settings of the sampling flags (None: the model's default).
 
-    kwargs = dict(
+    Images come in [-1, 1], the range of the GIVT commands and of FD-CNN.
+    """
+    return dict(
         num_steps=args.num_steps,
         choice_temperature=args.choice_temperature,
         temperature=args.temperature,
         cfg_weight=args.cfg_weight,
+        image_range=(-1.0, 1.0),
     )
-    out = []
-    total = len(labels)
-    chunk = min(batch_size, total)
-    for i, start in enumerate(range(0, total, chunk)):
-        lab = np.asarray(labels[start : start + chunk])
-        n = len(lab)
-        if n < chunk:
-            lab = np.concatenate([lab, np.zeros(chunk - n, lab.dtype)])
-        # [-1, 1], the range of the GIVT commands and of FD-CNN.
-        if model.backbone.num_classes:
-            images = model.generate(
-                labels=lab, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs
-            )
-        else:
-            images = model.generate(
-                num_samples=chunk, seed=args.seed + i, image_range=(-1.0, 1.0), **kwargs
-            )
-        out.append(keras.ops.convert_to_numpy(images)[:n])
-        if bar is not None:
-            bar.add(n)
-    return np.concatenate(out)
 
 
 def cmd_evaluate_vq(args, argv):
     import json
-
-    import keras
-    import numpy as np
 
     from keras_givt.cli import evaluation
     from keras_givt.cli import io_utils
@@ -662,8 +572,7 @@ def cmd_evaluate_vq(args, argv):
     fd_dataset = args.fd_dataset or model_io.card_dataset(card) or "fashion_mnist"
     k = model.backbone.num_classes
     total = args.num_samples
-    # Balanced classes: N // K per class (+ the first N % K classes).
-    labels = (np.arange(total) % max(k, 1)).astype("int32")
+    labels = evaluation.balanced_labels(total, max(k, 1))
     settings = {
         name: (
             getattr(args, name)
@@ -679,21 +588,18 @@ def cmd_evaluate_vq(args, argv):
         "tokenizer_params": int(model.tokenizer.count_params()),
     }
     print(f"Sampling {total} images ({settings})...")
-    t0 = time.time()  # Compile first, so the timing excludes compilation.
-    generate_images(model, labels[: min(args.batch_size, total)], args, args.batch_size)
-    metrics["compile_and_first_batch_s"] = round(time.time() - t0, 3)
-    bar = keras.utils.Progbar(total, unit_name="sample")
-    t0 = time.time()
-    images = generate_images(model, labels, args, args.batch_size, bar)
-    dt = time.time() - t0
-    metrics.update(
-        num_samples=int(total),
-        sampling_time_s=round(dt, 3),
-        sampling_ms_per_image=round(1000 * dt / total, 3),
+    images = evaluation.timed_generation(
+        metrics,
+        model,
+        total,
+        args.batch_size,
+        args.seed,
+        labels=labels if k else None,
+        **_generate_kwargs(args),
     )
     # Grid: one row per class, 10 samples each.
     per = 10
-    order = np.concatenate([np.where(labels == c)[0][:per] for c in range(max(k, 1))])
+    order = evaluation.class_rows(labels, max(k, 1), per)
     png = os.path.join(args.out, "samples.png")
     io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(images[order]), per))
     metrics["png"] = os.path.abspath(png)

@@ -5,7 +5,6 @@ inpaint -> evaluate, plus argument errors and `--backend`. Runs on the
 current KERAS_BACKEND (in-process) in a few seconds per test.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,9 @@ import pytest
 from keras_givt.cli import io_utils
 from keras_givt.cli.training import INTERRUPT_ENV
 from keras_givt.cli.main import main
+from tests.cli.helpers import exit_status
+from tests.cli.helpers import read_json
+from tests.cli.helpers import write_image_folder
 
 BACKEND = keras.config.backend()
 TINY_VAE = [
@@ -41,32 +43,16 @@ TINY_GIVT = [
     "--num-mixtures",
     "2",
 ]
-DATA = ["--image-size", "16", "--channels", "1", "--batch-size", "8"]
-
-
-def _json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _status(argv):
-    """The exit status of `keras-givt argv`: returned, or raised as SystemExit by a usage error."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
+IMAGES = ["--image-size", "16", "--channels", "1"]
+DATA = [*IMAGES, "--batch-size", "8"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny 2-class image folder, a trained tiny VAE and its cached latents."""
     root = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    for c in range(10):  # 10 classes (as Fashion-MNIST, used for bits/dim) x 2 images
-        os.makedirs(root / "images" / f"class{c}")
-        for i in range(2):
-            img = rng.integers(0, 100, (16, 16, 1), dtype=np.uint8) + np.uint8(15 * c)
-            io_utils.write_png(root / "images" / f"class{c}" / f"{i}.png", img)
+    # 10 classes (as Fashion-MNIST, used for bits/dim) x 2 images.
+    write_image_folder(root / "images", 16)
     data = ["--data", str(root / "images")]
     rc = main(
         [
@@ -89,10 +75,7 @@ def workdir(tmp_path_factory):
         [
             "encode",
             *data,
-            "--image-size",
-            "16",
-            "--channels",
-            "1",
+            *IMAGES,
             "--vae",
             str(root / "vae"),
             "--out",
@@ -112,18 +95,18 @@ def test_png_roundtrip(tmp_path):
 
 
 def test_train_vae_and_encode_outputs(workdir):
-    run = _json(workdir / "vae" / "train-vae.json")
+    run = read_json(workdir / "vae" / "train-vae.json")
     assert run["status"] == "done" and run["env"]["backend"] == BACKEND
     assert run["metrics"]["step"] == 2 and np.isfinite(run["metrics"]["reconstruction_mse"])
     assert os.path.isfile(workdir / "vae" / "vae" / "model.keras")
     with np.load(workdir / "latents.npz") as z:
         assert z["mu"].shape == (20, 16, 4) and z["logvar"].shape == (20, 16, 4)
         assert sorted(set(z["labels"].tolist())) == list(range(10))
-    assert _json(workdir / "latents.json")["metrics"]["num_examples"] == 20
+    assert read_json(workdir / "latents.json")["metrics"]["num_examples"] == 20
 
 
 def _train(workdir, out, steps, *extra, model="causal"):
-    return _status(
+    return exit_status(
         [
             "train",
             "--model",
@@ -154,24 +137,24 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
     monkeypatch.setenv(INTERRUPT_ENV, "3")
     assert _train(workdir, out, 6) == 130
     monkeypatch.delenv(INTERRUPT_ENV)
-    state = _json(out / "checkpoint" / "state.json")
+    state = read_json(out / "checkpoint" / "state.json")
     assert state["step"] == 3
-    assert _json(out / "train.json")["status"] == "interrupted"
+    assert read_json(out / "train.json")["status"] == "interrupted"
     # Without --resume an existing checkpoint is an error.
     capsys.readouterr()
     assert _train(workdir, out, 6) == 2
     assert "pass --resume" in capsys.readouterr().err
     # Resume: steps 4..6, no step lost or repeated.
     assert _train(workdir, out, 6, "--resume") == 0
-    run = _json(out / "train.json")
+    run = read_json(out / "train.json")
     assert run["status"] == "done" and run["metrics"]["step"] == 6
     assert run["metrics"]["start_step"] == 3
     assert [h["step"] for h in run["metrics"]["history"]] == [2, 4, 6]
-    assert _json(out / "checkpoint" / "state.json")["step"] == 6
+    assert read_json(out / "checkpoint" / "state.json")["step"] == 6
     assert os.path.isfile(out / "preset" / "task.json")
     # Resuming a finished run trains nothing more.
     assert _train(workdir, out, 6, "--resume") == 0
-    assert _json(out / "checkpoint" / "state.json")["step"] == 6
+    assert read_json(out / "checkpoint" / "state.json")["step"] == 6
 
     assert (
         main(
@@ -195,7 +178,7 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
     )
     img = io_utils.read_png(workdir / "sample" / "samples.png")
     assert img.shape == (2 * 18 + 2, 2 * 18 + 2, 1)
-    rec = _json(workdir / "sample" / "sample.json")
+    rec = read_json(workdir / "sample" / "sample.json")
     assert rec["status"] == "done" and rec["metrics"]["num_samples"] == 4
 
     assert (
@@ -222,7 +205,7 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
         )
         == 0
     )
-    m = _json(workdir / "eval" / "evaluate.json")["metrics"]
+    m = read_json(workdir / "eval" / "evaluate.json")["metrics"]
     for key in ("fd_cnn", "fd_cnn_floor_10k", "latent_bits_per_dim", "sampling_time_s"):
         assert np.isfinite(m[key]), key
     assert sum(m["class_histogram"]) == 8
@@ -239,10 +222,7 @@ def test_train_maskgit_and_inpaint(workdir):
                 str(out),
                 "--data",
                 str(workdir / "images"),
-                "--image-size",
-                "16",
-                "--channels",
-                "1",
+                *IMAGES,
                 "--num-images",
                 "3",
                 "--num-steps",
@@ -260,7 +240,7 @@ def test_train_maskgit_and_inpaint(workdir):
         3 * 18 + 2,
         1,
     )
-    assert _json(workdir / "inpaint" / "inpaint.json")["status"] == "done"
+    assert read_json(workdir / "inpaint" / "inpaint.json")["status"] == "done"
 
 
 @pytest.mark.parametrize(
@@ -287,9 +267,11 @@ def test_bad_arguments(argv, message, capsys):
 def test_runtime_errors_are_clear(workdir, tmp_path, capsys):
     assert _train(workdir, tmp_path / "fresh", 2, "--resume") == 2
     assert "no checkpoint" in capsys.readouterr().err
-    assert _status(["sample", "--model", "no_such_preset", "--out", str(tmp_path)]) == 2
+    assert exit_status(["sample", "--model", "no_such_preset", "--out", str(tmp_path)]) == 2
     assert "not a preset name" in capsys.readouterr().err
-    assert _status(["sample", "--model", "vq_maskgit_fashion_mnist", "--out", str(tmp_path)]) == 2
+    assert (
+        exit_status(["sample", "--model", "vq_maskgit_fashion_mnist", "--out", str(tmp_path)]) == 2
+    )
     assert "evaluate-vq" in capsys.readouterr().err
 
 
@@ -314,10 +296,7 @@ def test_backend_flag_sets_keras_backend(workdir, tmp_path):
         other,
         "--data",
         str(workdir / "images"),
-        "--image-size",
-        "16",
-        "--channels",
-        "1",
+        *IMAGES,
         "--vae",
         str(workdir / "vae"),
         "--out",
@@ -325,6 +304,6 @@ def test_backend_flag_sets_keras_backend(workdir, tmp_path):
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert _json(tmp_path / "z.json")["env"]["backend"] == other
+    assert read_json(tmp_path / "z.json")["env"]["backend"] == other
     with np.load(out) as a, np.load(workdir / "latents.npz") as b:
         np.testing.assert_allclose(a["mu"], b["mu"], atol=1e-4)

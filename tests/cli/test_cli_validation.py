@@ -59,109 +59,30 @@ def _cases(r):
     """(argv, flag, value) for every kind of bad flag."""
     imgs, vae, f = str(r / "images"), str(r / "vae"), str(r / "a_file")
     out = str(r / "new_out")
+    train_vae = ["train-vae", "--data", imgs, "--out", out]
+    train_causal = ["train", "--model", "causal", "--data", imgs, "--vae", vae]
+    sample = ["sample", "--model", "givt_causal_fashion_mnist", "--out", out]
     return [
         # Numbers.
-        (["train-vae", "--data", imgs, "--out", out, "--batch-size", "0"], "--batch-size", "0"),
-        (["train-vae", "--data", imgs, "--out", out, "--steps", "-3"], "--steps", "-3"),
+        ([*train_vae, "--batch-size", "0"], "--batch-size", "0"),
+        ([*train_vae, "--steps", "-3"], "--steps", "-3"),
+        ([*train_vae, "--learning-rate", "0"], "--learning-rate", "0"),
+        ([*train_vae, "--learning-rate", "nan"], "--learning-rate", "nan"),
+        ([*train_vae, "--beta", "-1"], "--beta", "-1"),
+        ([*train_vae, "--channel-multipliers", "1,0"], "--channel-multipliers", "1,0"),
+        ([*train_vae, "--image-size", "30"], "--image-size", "30"),
+        ([*train_vae, "--warmup-steps", "-1"], "--warmup-steps", "-1"),
+        ([*train_vae, "--seed", "-2"], "--seed", "-2"),
+        ([*train_causal, "--out", out, "--emb-dim", "30", "--num-heads", "4"], "--emb-dim", "30"),
         (
-            ["train-vae", "--data", imgs, "--out", out, "--learning-rate", "0"],
-            "--learning-rate",
-            "0",
-        ),
-        (
-            ["train-vae", "--data", imgs, "--out", out, "--learning-rate", "nan"],
-            "--learning-rate",
-            "nan",
-        ),
-        (["train-vae", "--data", imgs, "--out", out, "--beta", "-1"], "--beta", "-1"),
-        (
-            ["train-vae", "--data", imgs, "--out", out, "--channel-multipliers", "1,0"],
-            "--channel-multipliers",
-            "1,0",
-        ),
-        (["train-vae", "--data", imgs, "--out", out, "--image-size", "30"], "--image-size", "30"),
-        (
-            ["train-vae", "--data", imgs, "--out", out, "--warmup-steps", "-1"],
-            "--warmup-steps",
-            "-1",
-        ),
-        (["train-vae", "--data", imgs, "--out", out, "--seed", "-2"], "--seed", "-2"),
-        (
-            [
-                "train",
-                "--model",
-                "causal",
-                "--data",
-                imgs,
-                "--vae",
-                vae,
-                "--out",
-                out,
-                "--emb-dim",
-                "30",
-                "--num-heads",
-                "4",
-            ],
-            "--emb-dim",
-            "30",
-        ),
-        (
-            [
-                "train",
-                "--model",
-                "causal",
-                "--data",
-                imgs,
-                "--vae",
-                vae,
-                "--out",
-                out,
-                "--drop-labels-probability",
-                "1.5",
-            ],
+            [*train_causal, "--out", out, "--drop-labels-probability", "1.5"],
             "--drop-labels-probability",
             "1.5",
         ),
-        (
-            [
-                "train",
-                "--model",
-                "causal",
-                "--data",
-                imgs,
-                "--vae",
-                vae,
-                "--out",
-                out,
-                "--dropout",
-                "1",
-            ],
-            "--dropout",
-            "1",
-        ),
-        (
-            ["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--temperature", "-1"],
-            "--temperature",
-            "-1",
-        ),
-        (
-            [
-                "sample",
-                "--model",
-                "givt_causal_fashion_mnist",
-                "--out",
-                out,
-                "--num-per-class",
-                "0",
-            ],
-            "--num-per-class",
-            "0",
-        ),
-        (
-            ["sample", "--model", "givt_causal_fashion_mnist", "--out", out, "--labels", "1,-1"],
-            "--labels",
-            "1,-1",
-        ),
+        ([*train_causal, "--out", out, "--dropout", "1"], "--dropout", "1"),
+        ([*sample, "--temperature", "-1"], "--temperature", "-1"),
+        ([*sample, "--num-per-class", "0"], "--num-per-class", "0"),
+        ([*sample, "--labels", "1,-1"], "--labels", "1,-1"),
         (
             [
                 "evaluate",
@@ -289,47 +210,15 @@ def _cases(r):
             "--channels",
             "1",
         ),
-        (
-            [
-                "train",
-                "--model",
-                "causal",
-                "--data",
-                imgs,
-                "--vae",
-                vae,
-                "--channels",
-                "1",
-                "--out",
-                out,
-            ],
-            "--channels",
-            "1",
-        ),
-        (
-            [
-                "train",
-                "--model",
-                "causal",
-                "--data",
-                imgs,
-                "--vae",
-                vae,
-                "--image-size",
-                "30",
-                "--out",
-                out,
-            ],
-            "--image-size",
-            "30",
-        ),
+        ([*train_causal, "--channels", "1", "--out", out], "--channels", "1"),
+        ([*train_causal, "--image-size", "30", "--out", out], "--image-size", "30"),
         # Resume bookkeeping.
         (
             ["train-vae", "--data", imgs, "--out", str(r / "fresh"), "--resume"],
             "--resume",
             str(r / "fresh"),
         ),
-        (["train-vae", "--data", imgs, "--out", out, "--resume", "--overwrite"], "--overwrite", ""),
+        ([*train_vae, "--resume", "--overwrite"], "--overwrite", ""),
     ]
 
 

@@ -10,7 +10,6 @@ run, which they would not if a resumed run restarted from the first batch)
 and kept the loss history whole. Tiny GIVT-Causal on cached latents.
 """
 
-import json
 import os
 import random
 import signal
@@ -25,15 +24,11 @@ import pytest
 from keras_givt.cli import io_utils
 from keras_givt.cli.training import TRAIN_LOG
 from keras_givt.cli.main import main
+from tests.cli.helpers import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 8
 STEPS_PER_EPOCH = 3  # Epochs end at 3, 6 (and the partial last one at 8): resumes land mid-epoch.
-
-
-def _json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +97,13 @@ def reference(latents, tmp_path_factory):
 
 
 def _assert_finished_lineage(out, reference):
-    state = _json(os.path.join(out, "checkpoint", "state.json"))
+    state = read_json(os.path.join(out, "checkpoint", "state.json"))
     assert state["step"] == STEPS and state["batches_consumed"] == STEPS
     assert state["trained_steps"] == [
         [1, STEPS]
     ]  # each step trained once, in order, in these weights
     assert state["checkpoint_steps"] == list(range(1, STEPS + 1))  # each checkpointed exactly once
-    ref_state = _json(os.path.join(reference, "checkpoint", "state.json"))
+    ref_state = read_json(os.path.join(reference, "checkpoint", "state.json"))
     # The history is whole: one entry per epoch, same steps and losses as the uninterrupted run.
     assert (
         [h["step"] for h in state["history"]]
@@ -134,7 +129,7 @@ def _assert_finished_lineage(out, reference):
     assert os.path.islink(os.path.join(out, "checkpoint")) and os.path.isfile(
         os.path.join(out, "preset", "task.json")
     )
-    run = _json(os.path.join(out, "train.json"))
+    run = read_json(os.path.join(out, "train.json"))
     assert run["status"] == "done" and run["metrics"]["step"] == STEPS
     # The run-folder log saw every step of the lineage trained and every resume start at a committed step.
     log = io_utils.read_jsonl(os.path.join(out, TRAIN_LOG))
@@ -145,7 +140,7 @@ def _assert_finished_lineage(out, reference):
 
 
 def _checkpoint_is_loadable(out):
-    state = _json(os.path.join(out, "checkpoint", "state.json"))
+    state = read_json(os.path.join(out, "checkpoint", "state.json"))
     with np.load(os.path.join(out, "checkpoint", "model.npz")) as z:
         assert len(z.files) > 1
     with np.load(os.path.join(out, "checkpoint", "optimizer.npz")) as z:
@@ -177,12 +172,12 @@ def test_simulated_kill_at_every_write_step_then_resume(latents, reference, tmp_
             main(_argv(latents, out, resume=resume))
         # After any kill the checkpoint is complete and loadable.
         steps_seen.append(_checkpoint_is_loadable(out))
-        assert _json(out / "train.json")["status"] == "running"  # as a SIGKILL leaves it
+        assert read_json(out / "train.json")["status"] == "running"  # as a SIGKILL leaves it
     assert steps_seen == sorted(steps_seen) and steps_seen[-1] == STEPS
     monkeypatch.delenv(io_utils.KILL_ENV)
     assert main(_argv(latents, out, resume=True)) == 0
     _assert_finished_lineage(out, reference)
-    previous = _json(out / "train.json")["previous_runs"]
+    previous = read_json(out / "train.json")["previous_runs"]
     assert [p["status"] for p in previous] == ["killed"] * len(KILL_POINTS)
 
 
@@ -219,7 +214,7 @@ def test_real_sigkill_at_a_rename_or_a_random_moment_then_resume(latents, refere
     assert proc.returncode == -signal.SIGKILL, err[-2000:]
     step = _checkpoint_is_loadable(out)
     assert 1 <= step <= 6
-    assert _json(out / "train.json")["status"] == "running"  # nobody could finish it
+    assert read_json(out / "train.json")["status"] == "running"  # nobody could finish it
     # A plain rerun refuses instead of starting over.
     with pytest.raises(SystemExit) as e:
         main(_argv(latents, out))
@@ -227,4 +222,4 @@ def test_real_sigkill_at_a_rename_or_a_random_moment_then_resume(latents, refere
     # Resume to the end (in this process).
     assert main(_argv(latents, out, resume=True)) == 0
     _assert_finished_lineage(out, reference)
-    assert _json(out / "train.json")["previous_runs"][0]["status"] == "killed"
+    assert read_json(out / "train.json")["previous_runs"][0]["status"] == "killed"

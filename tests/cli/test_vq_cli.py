@@ -4,7 +4,6 @@ Chain: train-vq -> train-maskgit-vq (+ the existing-checkpoint error) ->
 evaluate-vq, on the current KERAS_BACKEND (in-process), tiny models, 1–2 steps.
 """
 
-import json
 import os
 
 import keras
@@ -17,6 +16,9 @@ from keras_givt.cli import vq_commands
 from keras_givt.cli.main import FAMILY_OF_COMMAND
 from keras_givt.cli.main import build_parser
 from keras_givt.cli.main import main
+from tests.cli.helpers import exit_status
+from tests.cli.helpers import read_json
+from tests.cli.helpers import write_image_folder
 
 BACKEND = keras.config.backend()
 DATA = ["--image-size", "8", "--channels", "1", "--batch-size", "8"]
@@ -44,28 +46,10 @@ TINY_MASKGIT = [
 ]
 
 
-def _json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _status(argv):
-    """The exit status of `keras-givt argv`: returned, or raised as SystemExit by a usage error."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("vq_cli")
-    rng = np.random.default_rng(0)
-    for c in range(10):  # 10 classes x 2 images
-        os.makedirs(root / "images" / f"class{c}")
-        for i in range(2):
-            img = rng.integers(0, 100, (8, 8, 1), dtype=np.uint8) + np.uint8(15 * c)
-            io_utils.write_png(root / "images" / f"class{c}" / f"{i}.png", img)
+    write_image_folder(root / "images", 8)  # 10 classes x 2 images
     return root
 
 
@@ -100,14 +84,14 @@ def test_train_vq_maskgit_evaluate(workdir):
         )
         == 0
     )
-    run = _json(vq / "train-vq.json")
+    run = read_json(vq / "train-vq.json")
     assert run["status"] == "done" and run["env"]["backend"] == BACKEND
     m = run["metrics"]
     assert m["step"] == 2 and np.isfinite(m["reconstruction_mse"]) and 1 <= m["codes_used"] <= 16
     assert os.path.isfile(vq / "tokenizer" / "model.keras")
-    assert _json(vq / "tokenizer" / "vq.json")["config"]["image_size"] == [8, 8, 1]
+    assert read_json(vq / "tokenizer" / "vq.json")["config"]["image_size"] == [8, 8, 1]
     # Existing checkpoint without --resume/--overwrite: a clear error, exit 2.
-    assert _status(["train-vq", *data, *DATA, *TINY_VQ, "--steps", "2", "--out", str(vq)]) == 2
+    assert exit_status(["train-vq", *data, *DATA, *TINY_VQ, "--steps", "2", "--out", str(vq)]) == 2
 
     out = workdir / "maskgit"
     cmd = [
@@ -130,16 +114,16 @@ def test_train_vq_maskgit_evaluate(workdir):
     ]
     # (Ctrl-C / --resume go through the shared `_fit`, tested in test_cli.py.)
     assert main(cmd) == 0
-    run = _json(out / "train-maskgit-vq.json")
+    run = read_json(out / "train-maskgit-vq.json")
     assert run["status"] == "done" and run["metrics"]["step"] == 2
-    assert _json(out / "checkpoint" / "state.json")["step"] == 2
-    assert _status(cmd) == 2  # Existing checkpoint without --resume/--overwrite.
+    assert read_json(out / "checkpoint" / "state.json")["step"] == 2
+    assert exit_status(cmd) == 2  # Existing checkpoint without --resume/--overwrite.
     with np.load(out / "tokens_train.npz") as z:
         assert z["tokens"].shape == (20, 16) and z["tokens"].max() < 16
-    card = _json(out / "preset" / "model_card.json")
+    card = read_json(out / "preset" / "model_card.json")
     assert card["steps"] == 2 and card["params"] == run["params"]
     assert card["sampling_defaults"]["cfg_weight"] == 0.5 and card["tokenizer"]["steps"] == 2
-    assert _json(out / "preset" / "task.json")["config"]["label_dropout"] == 0.1
+    assert read_json(out / "preset" / "task.json")["config"]["label_dropout"] == 0.1
 
     ev = workdir / "eval"
     assert (
@@ -163,7 +147,7 @@ def test_train_vq_maskgit_evaluate(workdir):
         )
         == 0
     )
-    m = _json(ev / "evaluate-vq.json")["metrics"]
+    m = read_json(ev / "evaluate-vq.json")["metrics"]
     for key in ("fd_cnn", "fd_cnn_floor_10k", "sampling_ms_per_image", "sampling_time_s"):
         assert np.isfinite(m[key]), key
     assert sum(m["class_histogram"]) == 12 and m["num_samples"] == 12
