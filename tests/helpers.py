@@ -4,7 +4,9 @@ import json
 import os
 
 import numpy as np
+from keras import ops
 
+import keras_givt
 from tests.conftest import BIG_VISION_FIXTURES
 
 TINY = dict(
@@ -23,6 +25,54 @@ def tiny_kwargs(**overrides):
     kwargs = dict(TINY)
     kwargs.update(overrides)
     return kwargs
+
+
+# A backbone that can guide: a NOLABEL row and an MV-diagonal head (CFG works).
+GUIDED = dict(num_mixtures=2, per_channel_mixtures=False, drop_labels_probability=0.1)
+MASKED = dict(style="masked", mask_style="concat")
+
+
+def to_numpy(x):
+    """`x` (a backend tensor or array) as a numpy array."""
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def randomize_weights(model, seed=0, scale=0.2):
+    """Overwrites every weight of `model` with N(0, scale²) draws of `seed`; returns it."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign((scale * rng.normal(size=w.shape)).astype("float32"))
+    return model
+
+
+def tiny_guided_backbone(masked=False, seed=0, randomize=True, **overrides):
+    """A tiny `GIVTBackbone` (`TINY` + `GUIDED`, + `MASKED` when `masked`), its
+    weights randomized with `seed` unless `randomize=False`."""
+    kwargs = tiny_kwargs(**GUIDED, **(MASKED if masked else {}))
+    kwargs.update(overrides)
+    backbone = keras_givt.GIVTBackbone(**kwargs)
+    return randomize_weights(backbone, seed) if randomize else backbone
+
+
+def tiny_maskgit_backbone(num_classes=3, num_layers=1, seq_len=16):
+    """A tiny `MaskGITBackbone` over 16 codes."""
+    return keras_givt.MaskGITBackbone(
+        codebook_size=16,
+        num_classes=num_classes,
+        seq_len=seq_len,
+        hidden_size=32,
+        num_layers=num_layers,
+        num_heads=2,
+        intermediate_size=64,
+    )
+
+
+def tiny_vqgan_tokenizer():
+    """A built tiny `VQGANTokenizer`: 8x8 images <-> 4x4 grids of 16 codes."""
+    tokenizer = keras_givt.VQGANTokenizer(
+        filters=32, num_res_blocks=1, channel_multipliers=[1, 1], embedding_dim=4, codebook_size=16
+    )
+    return tokenizer.build_for_image_size(8)
 
 
 def tiny_inputs(backbone, batch=2, seed=0):
@@ -62,3 +112,16 @@ def digits_tokens(num=256, seed=0):
     images = data.images[idx].astype("float32") / 8.0 - 1.0  # (N, 8, 8) in [-1, 1]
     tokens = images.reshape(num, 4, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(num, 16, 4)
     return tokens.astype("float32"), data.target[idx].astype("int32")
+
+
+def counting_task(task_class):
+    """`(subclass, traces)`: a subclass of `task_class` whose `generate_step` appends
+    to the list `traces` each time it is built (once per trace; per call on torch)."""
+    traces = []
+
+    class Counting(task_class):
+        def generate_step(self, *args, **kwargs):
+            traces.append(1)
+            return super().generate_step(*args, **kwargs)
+
+    return Counting, traces

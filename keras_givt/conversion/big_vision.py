@@ -54,24 +54,47 @@ _IGNORED = ("scan", "remat_policy")
 _NEUTRAL = {"posemb_type": ("learn",)}
 
 
-def givt_backbone_kwargs(model_kwargs):
-    """`GIVTBackbone` kwargs for a big_vision `givt.Model(**model_kwargs)`."""
+def big_vision_options(model_kwargs, fields, ignored, neutral, model_class, big_vision_model):
+    """`{key: value}` of the big_vision `model_kwargs` that `model_class` takes.
+
+    Args:
+        model_kwargs: dict, the kwargs of a big_vision `big_vision_model`
+            (e.g. "givt.Model").
+        fields: the keys `model_class` takes; any other key is refused.
+        ignored: keys skipped (they change nothing numerically).
+        neutral: `{key: accepted values}`: keys skipped at those values only.
+        model_class: str, the keras_givt class errors name.
+        big_vision_model: str, the big_vision model errors name.
+    """
     if not isinstance(model_kwargs, dict):
         raise TypeError(f"`model_kwargs` must be a dict; received {type(model_kwargs).__name__}.")
-    kwargs = dict(GIVT_DEFAULTS)
+    kwargs = {}
     for key, value in model_kwargs.items():
-        if key in _IGNORED:
+        if key in ignored:
             continue
-        if key in _NEUTRAL:
-            if value not in _NEUTRAL[key]:
+        if key in neutral:
+            if value not in neutral[key]:
                 raise ValueError(
-                    f"big_vision option {key}={value!r} is not supported by GIVTBackbone "
-                    f"(supported: {_NEUTRAL[key]})."
+                    f"big_vision option {key}={value!r} is not supported by {model_class} "
+                    f"(supported: {neutral[key]})."
                 )
             continue
-        if key not in GIVT_DEFAULTS:
-            raise ValueError(f"Unknown big_vision givt.Model option {key!r} (value {value!r}).")
+        if key not in fields:
+            raise ValueError(
+                f"Unknown big_vision {big_vision_model} option {key!r} (value {value!r})."
+            )
         kwargs[key] = value
+    return kwargs
+
+
+def givt_backbone_kwargs(model_kwargs):
+    """`GIVTBackbone` kwargs for a big_vision `givt.Model(**model_kwargs)`."""
+    kwargs = dict(GIVT_DEFAULTS)
+    kwargs.update(
+        big_vision_options(
+            model_kwargs, GIVT_DEFAULTS, _IGNORED, _NEUTRAL, "GIVTBackbone", "givt.Model"
+        )
+    )
     if kwargs["num_layers"] in (0, None):
         # Encoder fields mean nothing without an encoder.
         kwargs.update(num_layers=0, input_size=None, patches=None)
@@ -113,6 +136,15 @@ def read_npz(path):
     if params and all(k.startswith("params/") for k in params):
         params = {k[len("params/") :]: v for k, v in params.items()}
     return params
+
+
+def checkpoint_params(params, what, read=None):
+    """`(params, what)`: a params dict as it is, or the checkpoint at the path
+    `params` read by `read` (default `read_npz`), `what` then naming the file."""
+    if isinstance(params, dict):
+        return params, what
+    what = f"{what} {os.fspath(params)!r}"
+    return (read or read_npz)(params), what
 
 
 def unscan_layers(params, prefix, num_layers, axis=1, sep=""):
@@ -268,10 +300,7 @@ def assign_checked(weight_map, params, what="checkpoint"):
 
 def load_givt_params(backbone, params):
     """Loads big_vision GIVT params (dict or npz path) into `backbone`."""
-    what = "GIVT checkpoint"
-    if not isinstance(params, dict):
-        what = f"GIVT checkpoint {os.fspath(params)!r}"
-        params = read_npz(params)
+    params, what = checkpoint_params(params, "GIVT checkpoint")
     params = dict(params)
     if any(k.startswith("decoder/EncDecBlock/") for k in params):
         params = unscan_layers(params, "decoder/EncDecBlock", backbone.num_decoder_layers, axis=1)

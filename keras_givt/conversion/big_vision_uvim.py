@@ -19,12 +19,11 @@ MLP widths, patch sizes, token count and dim, number of mixtures, image
 size) from the downloaded files.
 """
 
-import os
-
 import numpy as np
 
 from keras_givt.conversion.big_vision import assign_checked
-from keras_givt.conversion.big_vision import read_npz
+from keras_givt.conversion.big_vision import big_vision_options
+from keras_givt.conversion.big_vision import checkpoint_params
 from keras_givt.conversion.big_vision import unscan_layers
 from keras_givt.conversion.big_vision import vit_encoder_weight_map
 from keras_givt.models.uvim.vit_vae import ViTVAE
@@ -51,22 +50,9 @@ _NEUTRAL = {"posemb": ("learn",), "pool_type": ("none", None)}
 
 def vit_vae_kwargs(model_kwargs):
     """`ViTVAE` kwargs for big_vision `vit.Model(**model_kwargs)`."""
-    if not isinstance(model_kwargs, dict):
-        raise TypeError(f"`model_kwargs` must be a dict; received {type(model_kwargs).__name__}.")
-    kwargs = {}
-    for key, value in model_kwargs.items():
-        if key in _IGNORED:
-            continue
-        if key in _NEUTRAL:
-            if value not in _NEUTRAL[key]:
-                raise ValueError(
-                    f"big_vision option {key}={value!r} is not supported by ViTVAE "
-                    f"(supported: {_NEUTRAL[key]})."
-                )
-            continue
-        if key not in VIT_VAE_FIELDS:
-            raise ValueError(f"Unknown big_vision vit.Model option {key!r} (value {value!r}).")
-        kwargs[key] = value
+    kwargs = big_vision_options(
+        model_kwargs, VIT_VAE_FIELDS, _IGNORED, _NEUTRAL, "ViTVAE", "vit.Model"
+    )
     if not isinstance(kwargs.get("inout_specs"), dict):
         raise ValueError(
             "big_vision vit.Model kwargs need `inout_specs` {name: (channel, classes)}; "
@@ -115,10 +101,7 @@ def vit_vae_weight_map(vae):
 
 def load_vit_vae_params(vae, params):
     """Loads big_vision ViT-VAE params (dict or npz path) into `vae`."""
-    what = "ViT-VAE checkpoint"
-    if not isinstance(params, dict):
-        what = f"ViT-VAE checkpoint {os.fspath(params)!r}"
-        params = read_npz(params)
+    params, what = checkpoint_params(params, "ViT-VAE checkpoint")
     params = dict(params)
     for prefix, depth in (("encoder", vae.enc_depth), ("decoder", vae.dec_depth)):
         if any(k.startswith(f"{prefix}/encoderblock/") for k in params):

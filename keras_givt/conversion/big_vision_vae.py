@@ -22,6 +22,7 @@ from keras import ops
 from keras_givt.conversion import download
 from keras_givt.conversion import msgpack_reader
 from keras_givt.conversion.big_vision import assign_checked
+from keras_givt.conversion.big_vision import checkpoint_params
 from keras_givt.conversion.big_vision import read_npz
 from keras_givt.models.adaptor.irevnet_adaptor import IRevNetAdaptor
 from keras_givt.models.vae.beta_vae import BetaVAE
@@ -139,10 +140,9 @@ def read_vae_params(path, use_ema_params=True):
 
 def load_vae_params(vae, params, use_ema_params=True):
     """Loads big_vision VAE params (dict, npz or msgpack path) into a built `vae`."""
-    what = "VAE checkpoint"
-    if not isinstance(params, dict):
-        what = f"VAE checkpoint {os.fspath(params)!r}"
-        params = read_vae_params(params, use_ema_params=use_ema_params)
+    params, what = checkpoint_params(
+        params, "VAE checkpoint", lambda path: read_vae_params(path, use_ema_params=use_ema_params)
+    )
     assign_checked(vae_weight_map(vae), params, what=what)
     return vae
 
@@ -152,10 +152,7 @@ def load_adaptor_params(adaptor, params):
 
     GIVT params holding `params_adaptor/...` are accepted too.
     """
-    what = "adaptor checkpoint"
-    if not isinstance(params, dict):
-        what = f"adaptor checkpoint {os.fspath(params)!r}"
-        params = read_npz(params)
+    params, what = checkpoint_params(params, "adaptor checkpoint")
     if any(k.startswith("params_adaptor/") for k in params):
         params = {
             k[len("params_adaptor/") :]: v

@@ -26,6 +26,7 @@ import os
 
 from keras_givt.conversion import msgpack_reader
 from keras_givt.conversion.big_vision import assign_checked
+from keras_givt.conversion.big_vision import checkpoint_params
 from keras_givt.conversion.big_vision_vae import vae_weight_map
 from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
 from keras_givt.models.vqvae.vqgan_tokenizer import VQGANTokenizer
@@ -87,10 +88,7 @@ def tokenizer_weight_map(tokenizer):
 
 def load_tokenizer_params(tokenizer, params):
     """Loads MaskGIT VQGAN params (dict or checkpoint path) into a built tokenizer."""
-    what = "MaskGIT tokenizer checkpoint"
-    if not isinstance(params, dict):
-        what = f"{what} {os.fspath(params)!r}"
-        params = read_params(params)
+    params, what = checkpoint_params(params, "MaskGIT tokenizer checkpoint", read_params)
     assign_checked(tokenizer_weight_map(tokenizer), params, what=what)
     return tokenizer
 
@@ -188,10 +186,7 @@ def backbone_weight_map(backbone):
 
 def load_backbone_params(backbone, params):
     """Loads MaskGIT transformer params (dict or checkpoint path)."""
-    what = "MaskGIT transformer checkpoint"
-    if not isinstance(params, dict):
-        what = f"{what} {os.fspath(params)!r}"
-        params = read_params(params)
+    params, what = checkpoint_params(params, "MaskGIT transformer checkpoint", read_params)
     assign_checked(backbone_weight_map(backbone), params, what=what)
     return backbone
 

@@ -7,7 +7,8 @@ multi-argument `compute_output_shape(tokens_shape, labels_shape=None, ...)`,
 `None` for single-argument ones). keras-hub's precision tests call
 `layer.compute_output_spec(numpy arrays...)`. Keras' own `Embedding` avoids
 this by reading `inputs.shape` directly; `output_spec_from_shapes` does the
-same for every `call` argument, generally.
+same for every `call` argument, generally. `OutputSpecFromShapes` is the
+mixin that gives a layer that `compute_output_spec`.
 """
 
 import inspect
@@ -79,3 +80,17 @@ def output_spec_from_shapes(layer, args, kwargs, dtypes=None):
     return type(output_shape)(
         keras.KerasTensor(tuple(s), dtype=d) for s, d in zip(output_shape, dtypes)
     )
+
+
+class OutputSpecFromShapes:
+    """Mixin of a Keras layer: `compute_output_spec` through `output_spec_from_shapes`.
+
+    Listed before the Keras base class (`class FlaxLayerNorm(OutputSpecFromShapes,
+    keras.layers.Layer)`), it gives the layer an output spec for NumPy inputs
+    too, as `keras.layers.Embedding` has; the layer's `compute_output_shape`
+    does the work. A layer whose outputs are not all `compute_dtype` overrides
+    `compute_output_spec` with `output_spec_from_shapes(..., dtypes=...)`.
+    """
+
+    def compute_output_spec(self, *args, **kwargs):
+        return output_spec_from_shapes(self, args, kwargs)

@@ -27,7 +27,7 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.utils.tensor_utils import update_slice
 from keras_givt.utils import validation
 
@@ -61,9 +61,10 @@ def flat_matmul(x, kernel):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class FlatDense(keras.layers.Dense):
+class FlatDense(OutputSpecFromShapes, keras.layers.Dense):
     """`keras.layers.Dense` computing its product on flattened rows (faster
-    gradients on CPU); LoRA and quantized modes use Dense's own path."""
+    gradients on CPU); LoRA and quantized modes use Dense's own path. Its
+    output spec comes from shapes (Dense's own needs tensors)."""
 
     def call(self, inputs, training=None):
         if not is_plain_dense(self):
@@ -75,13 +76,9 @@ class FlatDense(keras.layers.Dense):
             y = self.activation(y)
         return y
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too (Dense's own spec needs tensors; layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class FlaxLayerNorm(keras.layers.Layer):
+class FlaxLayerNorm(OutputSpecFromShapes, keras.layers.Layer):
     """LayerNorm with flax's numerics (float32, fast variance, eps 1e-6).
 
     Args:
@@ -122,10 +119,6 @@ class FlaxLayerNorm(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -135,7 +128,7 @@ class FlaxLayerNorm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class GIVTAttention(keras.layers.Layer):
+class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
     """Multi-head dot-product attention as flax's `nn.MultiHeadDotProductAttention`.
 
     Args:
@@ -164,29 +157,16 @@ class GIVTAttention(keras.layers.Layer):
         qkv_bias = "hd" if use_bias else None
         init = lecun_normal(E)
         # === Layers ===
-        self.query = keras.layers.EinsumDense(
-            "bte,ehd->bthd",
-            (None, H, Dh),
-            bias_axes=qkv_bias,
-            kernel_initializer=init,
-            dtype=self.dtype_policy,
-            name="query",
-        )
-        self.key = keras.layers.EinsumDense(
-            "bte,ehd->bthd",
-            (None, H, Dh),
-            bias_axes=qkv_bias,
-            kernel_initializer=init,
-            dtype=self.dtype_policy,
-            name="key",
-        )
-        self.value = keras.layers.EinsumDense(
-            "bte,ehd->bthd",
-            (None, H, Dh),
-            bias_axes=qkv_bias,
-            kernel_initializer=init,
-            dtype=self.dtype_policy,
-            name="value",
+        self.query, self.key, self.value = (
+            keras.layers.EinsumDense(
+                "bte,ehd->bthd",
+                (None, H, Dh),
+                bias_axes=qkv_bias,
+                kernel_initializer=init,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+            for name in ("query", "key", "value")
         )
         self.out = keras.layers.EinsumDense(
             "bthd,hde->bte",
@@ -250,10 +230,6 @@ class GIVTAttention(keras.layers.Layer):
 
     def compute_output_shape(self, x_shape, kv_shape=None, attention_mask_shape=None):
         return tuple(x_shape[:-1]) + (self.hidden_dim,)
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
 
     def call(self, x, kv=None, attention_mask=None, is_causal=False, training=None):
         kv = x if kv is None else kv
@@ -359,13 +335,30 @@ def softmax_attention(q, k, v, dropout, training, dtype, attention_mask=None, kv
     return ops.einsum(f"{spec},{kv}->bthd", weights, v)
 
 
+def check_block_arguments(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon=1e-6):
+    """The checked `(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon)`.
+
+    The hyperparameters of a pre-LN transformer block (and of the stacks
+    built of them): finite, in range, numpy scalars accepted; a bad value
+    raises a ValueError/TypeError naming it.
+    """
+    hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
+    num_heads = validation.check_positive_int("num_heads", num_heads)
+    mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
+    dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+    layer_norm_epsilon = validation.check_float(
+        "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
+    )
+    return hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon
+
+
 def causal_mask(length):
     """(T, T) boolean lower-triangular mask."""
     i = ops.arange(length)
     return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)
 
 
-class PreLNTransformerBlock(keras.layers.Layer):
+class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
     """Base of the pre-LN transformer blocks (`GIVTDecoderBlock`, `ViTEncoderBlock`).
 
     Residual sublayers `x + Dropout(Attention(LayerNorm(x)))`, then
@@ -389,13 +382,8 @@ class PreLNTransformerBlock(keras.layers.Layer):
     def __init__(
         self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
     ):
-        # Numeric arguments: finite, in range, numpy scalars accepted.
-        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
-        num_heads = validation.check_positive_int("num_heads", num_heads)
-        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
-        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        layer_norm_epsilon = validation.check_float(
-            "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
+        hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon = check_block_arguments(
+            hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon
         )
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
@@ -467,10 +455,6 @@ class PreLNTransformerBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()
@@ -601,10 +585,6 @@ class GIVTDecoderBlock(PreLNTransformerBlock):
 
     def compute_output_shape(self, x_shape, encoded_shape=None):
         return x_shape
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()

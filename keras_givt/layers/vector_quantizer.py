@@ -30,7 +30,6 @@ from keras import ops
 
 from keras_givt.layers.output_spec import output_spec_from_shapes
 from keras_givt.utils.validation import check_choice
-from keras_givt.utils.validation import check_positive_int
 from keras_givt.utils import validation
 
 
@@ -125,16 +124,7 @@ class VectorQuantizer(keras.layers.Layer):
         )
         usage_decay = validation.check_float("usage_decay", usage_decay, 0.0, 1.0)
         super().__init__(**kwargs)
-        check_positive_int("codebook_size", codebook_size)
         check_choice("entropy_loss_type", entropy_loss_type, ("softmax", "argmax"))
-        if not entropy_temperature > 0:
-            raise ValueError(
-                f"`entropy_temperature` must be > 0; received {entropy_temperature!r}."
-            )
-        if dead_code_threshold < 0:
-            raise ValueError(
-                f"`dead_code_threshold` must be >= 0; received {dead_code_threshold!r}."
-            )
         self.codebook_size = codebook_size
         self.commitment_cost = commitment_cost
         self.entropy_loss_ratio = entropy_loss_ratio

@@ -19,9 +19,10 @@ The big_vision weight names of these layers live with the converter
 import keras
 from keras import ops
 
-from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import PreLNTransformerBlock
+from keras_givt.layers.transformer_block import check_block_arguments
 from keras_givt.utils import validation
 
 
@@ -46,14 +47,7 @@ class ViTEncoderBlock(PreLNTransformerBlock):
     def __init__(
         self, hidden_dim, num_heads, mlp_dim, dropout_rate=0.0, layer_norm_epsilon=1e-6, **kwargs
     ):
-        # Numeric arguments: finite, in range, numpy scalars accepted.
-        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
-        num_heads = validation.check_positive_int("num_heads", num_heads)
-        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
-        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        layer_norm_epsilon = validation.check_float(
-            "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
-        )
+        # The base class checks the hyperparameters (`check_block_arguments`).
         super().__init__(hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon, **kwargs)
 
         # === Layers ===
@@ -67,7 +61,7 @@ class ViTEncoderBlock(PreLNTransformerBlock):
         )
         self._add_mlp_sublayers(norm_bias=True)
         self.output_dropout = keras.layers.Dropout(
-            dropout_rate, dtype=self.dtype_policy, name="output_dropout"
+            self.dropout_rate, dtype=self.dtype_policy, name="output_dropout"
         )
 
     def build(self, input_shape):
@@ -85,7 +79,7 @@ class ViTEncoderBlock(PreLNTransformerBlock):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class ViTEncoder(keras.layers.Layer):
+class ViTEncoder(OutputSpecFromShapes, keras.layers.Layer):
     """A stack of `ViTEncoderBlock`s and the final `encoder_norm`.
 
     Args:
@@ -115,12 +109,8 @@ class ViTEncoder(keras.layers.Layer):
     ):
         # Numeric arguments: finite, in range, numpy scalars accepted.
         num_layers = validation.check_int("num_layers", num_layers, 0)
-        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
-        num_heads = validation.check_positive_int("num_heads", num_heads)
-        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
-        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        layer_norm_epsilon = validation.check_float(
-            "layer_norm_epsilon", layer_norm_epsilon, 0.0, min_inclusive=False
+        hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon = check_block_arguments(
+            hidden_dim, num_heads, mlp_dim, dropout_rate, layer_norm_epsilon
         )
         super().__init__(**kwargs)
         self.num_layers = num_layers
@@ -164,10 +154,6 @@ class ViTEncoder(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update({"num_layers": self.num_layers, **self._block_kwargs()})
@@ -175,7 +161,7 @@ class ViTEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class PatchViTEncoder(keras.layers.Layer):
+class PatchViTEncoder(OutputSpecFromShapes, keras.layers.Layer):
     """Patch embedding + learned positions + `ViTEncoder` (big_vision ViT body).
 
     `images (B, H, W, C) -> (B, P, E)` with P = (H/ph)·(W/pw): a conv with
@@ -211,10 +197,9 @@ class PatchViTEncoder(keras.layers.Layer):
         validation.check_int_pair("patch_size", patch_size)
         num_patches = validation.check_positive_int("num_patches", num_patches)
         num_layers = validation.check_int("num_layers", num_layers, 0)
-        hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
-        num_heads = validation.check_positive_int("num_heads", num_heads)
-        mlp_dim = validation.check_positive_int("mlp_dim", mlp_dim)
-        dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+        hidden_dim, num_heads, mlp_dim, dropout_rate, _ = check_block_arguments(
+            hidden_dim, num_heads, mlp_dim, dropout_rate
+        )
         super().__init__(**kwargs)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.num_patches = int(num_patches)
@@ -265,10 +250,6 @@ class PatchViTEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_patches, self.hidden_dim)
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -5,7 +5,10 @@ The GIVT tasks (`GIVTTask` and its subclasses) and the discrete
 (VAE/adaptor, VQGAN tokenizer), a `SeedGenerator` and a preset's sampling
 defaults (read as a `keras_givt.samplers.config` object, `task.sampling`);
 they sample with a function compiled once per mode. The two MaskGIT tasks
-add the masked pipeline and `inpaint` of `models.masked_editing`.
+add the masked pipeline and `inpaint` of `models.masked_editing`. Every
+`generate`/`inpaint` checks its shared arguments with `_check_call_arguments`
+and its labels with `_call_labels`; `fit` batches of dicts go through the
+checks of `training_checks`.
 
 Dimension letters: B batch, H/W/C image, h/w token grid, L = h·w tokens.
 """
@@ -130,6 +133,13 @@ class GenerationTask(Task):
 
     # What `compile` says when given a `loss`/`metrics` (the task's own loss).
     loss_description = "its own loss"
+
+    def _with_layer_losses(self, loss):
+        """`loss` plus the layers' `add_loss` terms (in float32), if any."""
+        losses = self.losses
+        if losses:
+            loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in losses]))
+        return loss
 
     def compile(self, optimizer="auto", loss=None, metrics=None, **kwargs):
         """Compiles with the task's own loss (`compute_loss`).
@@ -619,6 +629,40 @@ class GenerationTask(Task):
     native_image_range = (-1.0, 1.0)
     # keras-hub spellings accepted by `generate`/`inpaint`: alias -> argument.
     keyword_aliases = {"guidance_scale": "cfg_weight"}
+
+    def _check_call_arguments(self, method, sampling, overrides, seed, image_range, **flags):
+        """The arguments every `generate`/`inpaint` call has, checked in this order.
+
+        Args:
+            method: "generate" or "inpaint" (as `_sampling_for_call`).
+            sampling, overrides: the call's `sampling` and extra keywords.
+            seed: the call's `seed`.
+            image_range: the call's `image_range` (None: the default).
+            **flags: the call's bool arguments, by the name errors use.
+
+        Returns:
+            `(sampling, requested, seed, image_range, *flags)`: the settings
+            and the call's own values (`_sampling_for_call`), the seed, the
+            (lo, hi) range and the bools, in the order of `flags`.
+        """
+        sampling, requested = self._sampling_for_call(method, sampling, overrides)
+        seed = validation.check_seed("seed", seed)
+        flags = [validation.check_bool(name, value) for name, value in flags.items()]
+        image_range = self._check_image_range(image_range)
+        return (sampling, requested, seed, image_range, *flags)
+
+    def _call_labels(self, labels, num_samples, sampling, requested, batch=None):
+        """`(labels, B, sampling)` of a call whose settings are `sampling`.
+
+        `_generation_labels(labels, num_samples, batch)`; without labels
+        (unconditional samples) the call's own `cfg_weight` (`requested`) is
+        refused and the preset's is dropped from `sampling`.
+        """
+        labels, batch, conditional = self._generation_labels(labels, num_samples, batch=batch)
+        self._check_unconditional_cfg(conditional, requested.cfg_weight)
+        if not conditional:
+            sampling = sampling.replace(cfg_weight=None)
+        return labels, batch, sampling
 
     @property
     def class_names(self):

@@ -98,15 +98,11 @@ class MaskedEditing:
         return_tokens_name="return_tokens",
     ):
         """The body of the masked `generate` (every argument checked before any work)."""
-        sampling, requested = self._sampling_for_call("generate", sampling, overrides)
-        seed = validation.check_seed("seed", seed)
-        return_tokens = validation.check_bool(return_tokens_name, return_tokens)
-        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
-        image_range = self._check_image_range(image_range)
-        labels, batch, conditional = self._generation_labels(labels, num_samples)
-        self._check_unconditional_cfg(conditional, requested.cfg_weight)
-        if not conditional:
-            sampling = sampling.replace(cfg_weight=None)
+        flags = {return_tokens_name: return_tokens, "return_num_masked": return_num_masked}
+        sampling, requested, seed, image_range, return_tokens, return_num_masked = (
+            self._check_call_arguments("generate", sampling, overrides, seed, image_range, **flags)
+        )
+        labels, batch, sampling = self._call_labels(labels, num_samples, sampling, requested)
         token_mask = np.ones((batch, self.backbone.seq_len), bool)
         out, counts = self._run(self._blank_tokens(batch), token_mask, labels, sampling, seed)
         out = out if return_tokens else self._decode_to_range(out, image_range)
@@ -133,24 +129,23 @@ class MaskedEditing:
 
         `token_grid` is a zero-argument function giving (h, w).
         """
-        sampling, requested = self._sampling_for_call("inpaint", sampling, overrides)
-        seed = validation.check_seed("seed", seed)
-        return_tokens = validation.check_bool(return_tokens_name, return_tokens)
-        paste_back = validation.check_bool("paste_back", paste_back)
-        return_num_masked = validation.check_bool("return_num_masked", return_num_masked)
-        image_range = self._check_image_range(image_range)
+        flags = {
+            return_tokens_name: return_tokens,
+            "paste_back": paste_back,
+            "return_num_masked": return_num_masked,
+        }
+        sampling, requested, seed, image_range, return_tokens, paste_back, return_num_masked = (
+            self._check_call_arguments("inpaint", sampling, overrides, seed, image_range, **flags)
+        )
         checked = {}
 
         def check_batch(batch):  # Labels and guidance, before anything is encoded.
-            checked["labels"] = self._generation_labels(labels, None, batch=batch)
-            self._check_unconditional_cfg(checked["labels"][2], requested.cfg_weight)
+            checked["labels"] = self._call_labels(labels, None, sampling, requested, batch=batch)
 
         tokens, token_mask, pixels, pixel_mask = self._inpaint_tokens(
             images, mask, token_grid, image_range, check_batch
         )
-        labels, _, conditional = checked["labels"]
-        if not conditional:
-            sampling = sampling.replace(cfg_weight=None)
+        labels, _, sampling = checked["labels"]
         if not token_mask.any():  # Everything known: the input comes back.
             counts = ops.zeros((token_mask.shape[0], sampling.num_steps), "float32")
             if pixels is not None and paste_back and not return_tokens:

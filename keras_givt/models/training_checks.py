@@ -14,7 +14,10 @@
   bad update is undone, not applied).
 - `freeze`: a nested image model (VAE, tokenizer, adaptor) made non-trainable
   on every backend.
-- `check_array`: the shape / dtype / range checks `check_batch` is built of.
+- `check_array`: the shape / dtype / range checks `check_batch` is built of;
+  `input_dict`, `check_input_keys`, `check_input_images` and
+  `check_input_labels`: the checks of a dict batch (`{"latents" | "tokens" |
+  "images", "labels"}`) that the GIVT and MaskGIT tasks share.
 """
 
 import re
@@ -176,6 +179,76 @@ def label_array(where, name, value, num_classes, batch_size):
     if value.ndim == 2 and value.shape[1] == 1:
         value = value[:, 0]
     check_array(where, name, value, shape=(batch_size,), kind="int", low=0, high=num_classes)
+
+
+def input_dict(where, name, batch, takes, preprocessor_args="..."):
+    """The inputs `x` of a batch of model `name` that takes dicts `{takes}` and no `y`.
+
+    Anything else (e.g. (images, labels) pairs) raises a `ValueError` that
+    points at `keras_givt.ImagePreprocessor(preprocessor_args)`.
+    """
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+    if not isinstance(x, dict) or y is not None:
+        raise ValueError(
+            f"{where}: {name} takes dicts {{{takes}}}; received {describe(batch)}. For "
+            "(images, labels) pairs or raw uint8 images attach a preprocessor "
+            f"(`model.preprocessor = keras_givt.ImagePreprocessor({preprocessor_args})`; the "
+            "bundled presets carry one)."
+        )
+    return x
+
+
+def check_input_keys(where, name, x, allowed, data_keys):
+    """Checks that the dict batch `x` of model `name` has only `allowed` keys and
+    exactly one of the two `data_keys` (e.g. `("latents", "images")`)."""
+    unknown = sorted(set(x) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where}: unexpected key(s) {unknown} in the batch; {name} takes "
+            f"{sorted(allowed)}. Received keys: {sorted(x)}"
+        )
+    first, second = data_keys
+    if (first in x) == (second in x):
+        raise ValueError(
+            f"{where}: pass exactly one of x['{first}'] and x['{second}']. Received keys: "
+            f"{sorted(x)}"
+        )
+
+
+def check_input_images(where, images, image_size, low, high):
+    """Checks `x['images']` (B, H, W, C) floats in [low, high] at `image_size` (H, W, C)
+    (None: any size); returns them as numpy."""
+    images = np.asarray(images)
+    shape = (None,) + tuple(image_size) if image_size else (None, None, None, None)
+    check_array(
+        where,
+        "x['images']",
+        images,
+        shape=shape,
+        kind="image",
+        low=low,
+        high=high,
+        hint=image_range_hint(images, low, high),
+    )
+    return images
+
+
+def check_input_labels(where, name, x, num_classes, batch_size, setting):
+    """Checks `x['labels']`: B ints in [0, num_classes) for a class-conditional model,
+    absent for an unconditional one (`num_classes` None or 0); errors name the
+    model's `setting` (e.g. "num_labels=10")."""
+    if "labels" in x:
+        if not num_classes:
+            raise ValueError(
+                f"{where}: this {name} is unconditional ({setting}) but the batch has "
+                "x['labels']. Drop them."
+            )
+        label_array(where, "x['labels']", x["labels"], num_classes, batch_size)
+    elif num_classes:
+        raise ValueError(
+            f"{where}: this {name} is class-conditional ({setting}): the batch needs "
+            f"x['labels']. Received keys: {sorted(x)}"
+        )
 
 
 def mark(message):

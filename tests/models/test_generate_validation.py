@@ -8,67 +8,26 @@ import pytest
 from keras import ops
 
 import keras_givt
-from keras_givt import GIVTBackbone
 from keras_givt import GIVTCausal
 from keras_givt import GIVTMaskGIT
 from keras_givt.datasets import FASHION_MNIST_CLASS_NAMES
 from tests import helpers
 from tests.models.uvim import helpers as uvim_helpers
 
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x))
-
-
-def _randomize(layer, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in layer.weights:
-        w.assign((0.2 * rng.normal(size=w.shape)).astype("float32"))
+_np = helpers.to_numpy
 
 
 def _causal(**overrides):
-    kwargs = helpers.tiny_kwargs(
-        num_mixtures=2, per_channel_mixtures=False, drop_labels_probability=0.1
-    )
-    kwargs.update(overrides)
-    backbone = GIVTBackbone(**kwargs)
-    _randomize(backbone)
-    return GIVTCausal(backbone, seed=0)
+    return GIVTCausal(helpers.tiny_guided_backbone(**overrides), seed=0)
 
 
 def _givt_maskgit(**overrides):
-    kwargs = helpers.tiny_kwargs(
-        style="masked",
-        mask_style="concat",
-        num_mixtures=2,
-        per_channel_mixtures=False,
-        drop_labels_probability=0.1,
-    )
-    kwargs.update(overrides)
-    backbone = GIVTBackbone(**kwargs)
-    _randomize(backbone)
-    return GIVTMaskGIT(backbone, seed=0)
+    return GIVTMaskGIT(helpers.tiny_guided_backbone(masked=True, **overrides), seed=0)
 
 
 def _vq_maskgit(label_dropout=0.1, tokenizer=True):
-    backbone = keras_givt.MaskGITBackbone(
-        codebook_size=16,
-        num_classes=10,
-        seq_len=16,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-    )
-    tok = None
-    if tokenizer:
-        tok = keras_givt.VQGANTokenizer(
-            filters=32,
-            num_res_blocks=1,
-            channel_multipliers=[1, 1],
-            embedding_dim=4,
-            codebook_size=16,
-        ).build_for_image_size(8)
+    backbone = helpers.tiny_maskgit_backbone(num_classes=10)
+    tok = helpers.tiny_vqgan_tokenizer() if tokenizer else None
     return keras_givt.MaskGITImageGenerator(backbone, tok, label_dropout=label_dropout, seed=0)
 
 
@@ -78,6 +37,16 @@ def _untouched(model, call):
     call()
     assert model.generate_functions == {}
     np.testing.assert_array_equal(_np(model.seed_generator.state), seed_before)
+
+
+def _expect(error, match, fn, *args, **kwargs):
+    with pytest.raises(error, match=match):
+        fn(*args, **kwargs)
+
+
+def _generate_fails_untouched(model, error, match, **kwargs):
+    """`model.generate(**kwargs)` raises `error` (matching `match`) before any work."""
+    _untouched(model, lambda: _expect(error, match, model.generate, **kwargs))
 
 
 # --- Bad arguments: error type, the argument's name and the received value ----------
@@ -133,15 +102,8 @@ CAUSAL_BAD = [
 
 @pytest.mark.parametrize("kwargs, error, match", CAUSAL_BAD)
 def test_causal_bad_arguments_fail_before_any_work(kwargs, error, match):
-    model = _causal()
-    kwargs = dict(kwargs)
-    kwargs.setdefault("labels", None if "num_samples" in kwargs else [1])
-
-    def call():
-        with pytest.raises(error, match=match):
-            model.generate(**kwargs)
-
-    _untouched(model, call)
+    kwargs = {"labels": None if "num_samples" in kwargs else [1], **kwargs}
+    _generate_fails_untouched(_causal(), error, match, **kwargs)
 
 
 MASKGIT_BAD = [
@@ -163,15 +125,7 @@ MASKGIT_BAD = [
 
 @pytest.mark.parametrize("kwargs, error, match", MASKGIT_BAD)
 def test_givt_maskgit_bad_arguments_fail_before_any_work(kwargs, error, match):
-    model = _givt_maskgit()
-    kwargs = dict(kwargs)
-    kwargs.setdefault("labels", [1])
-
-    def call():
-        with pytest.raises(error, match=match):
-            model.generate(**kwargs)
-
-    _untouched(model, call)
+    _generate_fails_untouched(_givt_maskgit(), error, match, **{"labels": [1], **kwargs})
 
 
 VQ_BAD = [
@@ -202,14 +156,7 @@ VQ_BAD = [
 def test_vq_maskgit_bad_arguments_fail_before_any_work(kwargs, error, match):
     model = _vq_maskgit(tokenizer=False)
     model.class_names = list(FASHION_MNIST_CLASS_NAMES)
-    kwargs = dict(kwargs)
-    kwargs.setdefault("labels", [1])
-
-    def call():
-        with pytest.raises(error, match=match):
-            model.generate(**kwargs)
-
-    _untouched(model, call)
+    _generate_fails_untouched(model, error, match, **{"labels": [1], **kwargs})
 
 
 def test_uvim_bad_arguments_fail_before_any_work():
@@ -243,11 +190,6 @@ def test_uvim_bad_arguments_fail_before_any_work():
             ValueError, r"`batch_size`.*batch_size=0", model.predict, images, batch_size=0
         ),
     )
-
-
-def _expect(error, match, fn, *args, **kwargs):
-    with pytest.raises(error, match=match):
-        fn(*args, **kwargs)
 
 
 def test_numpy_scalars_are_accepted():
@@ -293,28 +235,8 @@ def test_causal_greedy_is_the_argmax_component_mean():
     sampled = _np(model.generate(labels=labels, temperature=1.0, seed=0, return_latents=True))
     assert np.abs(sampled - z).max() > 1e-2
     # Greedy with guidance and with beams: deterministic and finite.
-    a = _np(
-        model.generate(
-            labels=labels,
-            temperature=0,
-            cfg_weight=0.5,
-            beam_size=2,
-            fan_size=2,
-            seed=1,
-            return_latents=True,
-        )
-    )
-    b = _np(
-        model.generate(
-            labels=labels,
-            temperature=0,
-            cfg_weight=0.5,
-            beam_size=2,
-            fan_size=2,
-            seed=2,
-            return_latents=True,
-        )
-    )
+    greedy = dict(temperature=0, cfg_weight=0.5, beam_size=2, fan_size=2, return_latents=True)
+    a, b = (_np(model.generate(labels=labels, seed=seed, **greedy)) for seed in (1, 2))
     np.testing.assert_array_equal(a, b)
     assert np.all(np.isfinite(a))
 

@@ -3,36 +3,17 @@ known pixels bit-identical (paste-back), all-known / all-unknown masks, image ra
 
 import numpy as np
 import pytest
-from keras import ops
 
 import keras_givt
 from keras_givt import BetaVAE
-from keras_givt import GIVTBackbone
 from keras_givt import GIVTMaskGIT
 from tests import helpers
 
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x))
-
-
-def _randomize(layer, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in layer.weights:
-        w.assign((0.2 * rng.normal(size=w.shape)).astype("float32"))
+_np = helpers.to_numpy
 
 
 def _givt(vae=True, **overrides):
-    kwargs = helpers.tiny_kwargs(
-        style="masked",
-        mask_style="concat",
-        num_mixtures=2,
-        per_channel_mixtures=False,
-        drop_labels_probability=0.1,
-    )
-    kwargs.update(overrides)
-    backbone = GIVTBackbone(**kwargs)
-    _randomize(backbone)
+    backbone = helpers.tiny_guided_backbone(masked=True, **overrides)
     beta_vae = None
     if vae:  # 8x8x3 images <-> 4x4 grid of 4-dim latents.
         beta_vae = BetaVAE(
@@ -42,18 +23,8 @@ def _givt(vae=True, **overrides):
 
 
 def _vq(label_dropout=0.1):
-    backbone = keras_givt.MaskGITBackbone(
-        codebook_size=16,
-        num_classes=3,
-        seq_len=16,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-    )
-    tok = keras_givt.VQGANTokenizer(
-        filters=32, num_res_blocks=1, channel_multipliers=[1, 1], embedding_dim=4, codebook_size=16
-    ).build_for_image_size(8)
+    backbone = helpers.tiny_maskgit_backbone(num_classes=3)
+    tok = helpers.tiny_vqgan_tokenizer()
     return keras_givt.MaskGITImageGenerator(backbone, tok, label_dropout=label_dropout, seed=0)
 
 

@@ -6,10 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from keras import ops
 
 import keras_givt
-from keras_givt import GIVTBackbone
 from keras_givt import GIVTCausal
 from keras_givt import GIVTMaskGIT
 from keras_givt.samplers.config import ARSamplingConfig
@@ -20,51 +18,19 @@ from tests.models.uvim import helpers as uvim_helpers
 
 CONFIGS = (ARSamplingConfig, MaskedSamplingConfig, DiscreteMaskedSamplingConfig)
 
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x))
-
-
-def _randomize(layer, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in layer.weights:
-        w.assign((0.2 * rng.normal(size=w.shape)).astype("float32"))
+_np = helpers.to_numpy
 
 
 def _causal(**task_kwargs):
-    backbone = GIVTBackbone(
-        **helpers.tiny_kwargs(
-            num_mixtures=2, per_channel_mixtures=False, drop_labels_probability=0.1
-        )
-    )
-    _randomize(backbone)
-    return GIVTCausal(backbone, seed=0, **task_kwargs)
+    return GIVTCausal(helpers.tiny_guided_backbone(), seed=0, **task_kwargs)
 
 
 def _givt_maskgit(**task_kwargs):
-    backbone = GIVTBackbone(
-        **helpers.tiny_kwargs(
-            style="masked",
-            mask_style="concat",
-            num_mixtures=2,
-            per_channel_mixtures=False,
-            drop_labels_probability=0.1,
-        )
-    )
-    _randomize(backbone)
-    return GIVTMaskGIT(backbone, seed=0, **task_kwargs)
+    return GIVTMaskGIT(helpers.tiny_guided_backbone(masked=True), seed=0, **task_kwargs)
 
 
 def _vq(**task_kwargs):
-    backbone = keras_givt.MaskGITBackbone(
-        codebook_size=16,
-        num_classes=3,
-        seq_len=16,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-    )
+    backbone = helpers.tiny_maskgit_backbone(num_classes=3)
     return keras_givt.MaskGITImageGenerator(backbone, label_dropout=0.1, seed=0, **task_kwargs)
 
 

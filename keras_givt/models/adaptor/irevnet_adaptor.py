@@ -30,7 +30,7 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vae.vae_layers import flax_conv
 from keras_givt.utils import validation
@@ -69,7 +69,7 @@ def _groups(num_channels):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class IRevNetBlock(keras.layers.Layer):
+class IRevNetBlock(OutputSpecFromShapes, keras.layers.Layer):
     """One iRevNet block on (B, h, w, C) grids; `call` = forward, `inverse`.
 
     Args:
@@ -152,10 +152,6 @@ class IRevNetBlock(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -170,7 +166,7 @@ class IRevNetBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class IRevNetAdaptor(keras.Model):
+class IRevNetAdaptor(OutputSpecFromShapes, keras.Model):
     """big_vision `adaptor.Model`: invertible flow on latent token sequences.
 
     `call(x)` == `forward(x)`; `inverse(forward(x)) ≈ x`.
@@ -279,10 +275,6 @@ class IRevNetAdaptor(keras.Model):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = {

@@ -143,19 +143,15 @@ class GIVTCausal(GIVTTask):
         weight, ...) does not retrace; the function is compiled once per
         mode and batch size.
         """
-        sampling, requested = self._sampling_for_call("generate", sampling, overrides)
-        return_latents = validation.check_bool("return_latents", return_latents)
-        return_log_probs = validation.check_bool("return_log_probs", return_log_probs)
-        seed = validation.check_seed("seed", seed)
-        image_range = self._check_image_range(image_range)
+        flags = {"return_latents": return_latents, "return_log_probs": return_log_probs}
+        sampling, requested, seed, image_range, return_latents, return_log_probs = (
+            self._check_call_arguments("generate", sampling, overrides, seed, image_range, **flags)
+        )
         if prefix is not None:
             prefix = self._prefix_tokens(prefix)
             if labels is None and num_samples is None:
                 num_samples = int(prefix.shape[0])
-        labels, batch, conditional = self._generation_labels(labels, num_samples)
-        self._check_unconditional_cfg(conditional, requested.cfg_weight)
-        if not conditional:
-            sampling = sampling.replace(cfg_weight=None)
+        labels, batch, sampling = self._call_labels(labels, num_samples, sampling, requested)
         bb = self.backbone
         prefix_arr = np.zeros((batch, bb.seq_len, bb.out_dim), "float32")
         prefix_len = 0

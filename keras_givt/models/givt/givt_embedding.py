@@ -21,7 +21,7 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.utils import validation
 
@@ -53,7 +53,7 @@ def label_table(num_labels, style="ar", mask_style="replace", drop_labels_probab
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class GIVTEmbedding(keras.layers.Layer):
+class GIVTEmbedding(OutputSpecFromShapes, keras.layers.Layer):
     """Embeds GIVT inputs into the (B, L[+1], E) decoder input.
 
     Args:
@@ -179,10 +179,6 @@ class GIVTEmbedding(keras.layers.Layer):
         if self.style == "masked" and length is not None:
             length += 1
         return (tokens_shape[0], length, self.emb_dim)
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
 
     def get_config(self):
         config = super().get_config()

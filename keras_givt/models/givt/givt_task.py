@@ -120,30 +120,17 @@ class GIVTTask(GenerationTask):
         `"input_mask"` (B, L) bools for masked models); no `y`.
         """
         name = type(self).__name__
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        if not isinstance(x, dict) or y is not None:
-            raise ValueError(
-                f"{where}: {name} takes dicts {{'latents' (B, L, D) or 'images' (B, H, W, C) in "
-                "[-1, 1], 'labels' (B,)}; received "
-                f"{training_checks.describe(batch)}. For (images, labels) pairs or raw uint8 "
-                "images attach a preprocessor (`model.preprocessor = "
-                "keras_givt.ImagePreprocessor(...)`; the bundled presets carry one)."
-            )
+        x = training_checks.input_dict(
+            where,
+            name,
+            batch,
+            "'latents' (B, L, D) or 'images' (B, H, W, C) in [-1, 1], 'labels' (B,)",
+        )
         bb = self.backbone
         allowed = {"latents", "images", "labels"} | (
             {"input_mask"} if bb.style == "masked" else set()
         )
-        unknown = sorted(set(x) - allowed)
-        if unknown:
-            raise ValueError(
-                f"{where}: unexpected key(s) {unknown} in the batch; {name} takes "
-                f"{sorted(allowed)}. Received keys: {sorted(x)}"
-            )
-        if ("latents" in x) == ("images" in x):
-            raise ValueError(
-                f"{where}: pass exactly one of x['latents'] and x['images']. Received keys: "
-                f"{sorted(x)}"
-            )
+        training_checks.check_input_keys(where, name, x, allowed, ("latents", "images"))
         if "latents" in x:
             data = np.asarray(x["latents"])
             check = training_checks.check_array
@@ -154,29 +141,12 @@ class GIVTTask(GenerationTask):
                     f"{where}: x['images'] needs a VAE (`vae=`) to encode them; this {name} has "
                     "none: pass x['latents']."
                 )
-            data = np.asarray(x["images"])
-            size = getattr(self.vae, "image_size", None)
-            shape = (None,) + tuple(size) if size else (None, None, None, None)
-            hint = training_checks.image_range_hint(data, -1.0, 1.0)
-            training_checks.check_array(
-                where, "x['images']", data, shape=shape, kind="image", low=-1.0, high=1.0, hint=hint
-            )
+            image_size = getattr(self.vae, "image_size", None)
+            data = training_checks.check_input_images(where, x["images"], image_size, -1.0, 1.0)
         batch_size = data.shape[0]
-        if bb.num_labels is None:
-            if "labels" in x:
-                raise ValueError(
-                    f"{where}: this {name} is unconditional (num_labels=None) but the batch has "
-                    "x['labels']. Drop them."
-                )
-        elif "labels" not in x:
-            raise ValueError(
-                f"{where}: this {name} is class-conditional (num_labels={bb.num_labels}): the "
-                f"batch needs x['labels']. Received keys: {sorted(x)}"
-            )
-        else:
-            training_checks.label_array(
-                where, "x['labels']", x["labels"], bb.num_labels, batch_size
-            )
+        training_checks.check_input_labels(
+            where, name, x, bb.num_labels, batch_size, f"num_labels={bb.num_labels}"
+        )
         if "input_mask" in x:
             training_checks.check_array(
                 where,
@@ -188,10 +158,7 @@ class GIVTTask(GenerationTask):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = givt_nll(self.backbone, y_pred["logits"], y_pred["tokens"], y_pred.get("input_mask"))
-        losses = self.losses
-        if losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in losses]))
-        return loss
+        return self._with_layer_losses(loss)
 
     def _default_optimizer(self):
         """Adam(3e-4, global clipnorm 1); the loss is the model's NLL."""
@@ -230,16 +197,3 @@ class GIVTTask(GenerationTask):
                 f"component per-channel head (as in big_vision); received cfg_weight="
                 f"{cfg_weight!r} with head_type={head.head_type!r}, K={head.num_mixtures}."
             )
-
-    def _normalize_labels(self, labels, num_samples):
-        num_labels = self.backbone.num_labels
-        if num_labels is None:
-            if labels is not None:
-                raise ValueError("This model is unconditional: do not pass `labels`.")
-            if num_samples is None:
-                raise ValueError("Pass `num_samples` for an unconditional model.")
-            return None, int(num_samples)
-        if labels is None:
-            raise ValueError("This model is class-conditional: pass `labels`.")
-        labels = self._label_array(labels, num_samples, num_labels)
-        return labels, int(labels.size)

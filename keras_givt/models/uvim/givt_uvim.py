@@ -264,9 +264,7 @@ class GIVTUViM(GIVTTask):
             tokens = self.encode_label_maps(self.targets_to_label_map(y))
         logits = self.backbone.decode(tokens, encoded=y_pred["encoded"], training=training)
         loss = givt_nll(self.backbone, logits, tokens)
-        if self.losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
-        return loss
+        return self._with_layer_losses(loss)
 
     # --- Generation ----------------------------------------------------------
 
@@ -330,11 +328,10 @@ class GIVTUViM(GIVTTask):
         `{"semantics", "instances"}` (B, H, W) int32; depth `{"depth"}`
         (B, H, W) metres; label_map `{"label_map"}` (B, H, W, C).
         """
-        sampling, _ = self._sampling_for_call("generate", sampling, overrides)
-        return_latents = validation.check_bool("return_latents", return_latents)
-        return_logits = validation.check_bool("return_logits", return_logits)
-        seed = validation.check_seed("seed", seed)
-        image_range = self._check_image_range(image_range)
+        flags = {"return_latents": return_latents, "return_logits": return_logits}
+        sampling, _, seed, image_range, return_latents, return_logits = self._check_call_arguments(
+            "generate", sampling, overrides, seed, image_range, **flags
+        )
         images = self._images(images)
         if np.ndim(images) == 3:
             images = np.asarray(keras.ops.convert_to_numpy(images))[None]

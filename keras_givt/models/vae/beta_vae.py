@@ -32,8 +32,8 @@ import math
 
 import keras
 from keras import ops
-from keras_hub.src.utils.python_utils import classproperty
 
+from keras_givt.models.image_autoencoder import ImageAutoencoder
 from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
 from keras_givt.models.vae.vae_layers import pixel_shuffle
@@ -42,7 +42,7 @@ from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class BetaVAE(keras.Model):
+class BetaVAE(ImageAutoencoder, keras.Model):
     """big_vision CNN β-VAE (MaskGIT VQGAN-style encoder/decoder).
 
     Args:
@@ -63,6 +63,8 @@ class BetaVAE(keras.Model):
         reconstruction_loss: "l2" or "xent".
         seed: int or None. Seed of the model's `SeedGenerator`.
     """
+
+    preset_description = "VAE"
 
     def __init__(
         self,
@@ -146,10 +148,6 @@ class BetaVAE(keras.Model):
         ph, pw = self.pixel_shuffle_patch_size
         return self.codeword_dim * ph * pw
 
-    @property
-    def downsampling_factor(self):
-        return 2 ** (len(self.channel_multipliers) - 1)
-
     def default_image_size(self):
         """The square image side S whose latent grid holds `code_len` tokens.
 
@@ -159,18 +157,6 @@ class BetaVAE(keras.Model):
         ph, pw = self.pixel_shuffle_patch_size
         side = int(round(math.sqrt(self.code_len * ph * pw)))
         return side * self.downsampling_factor
-
-    def build_for_image_size(self, image_size, channels=3):
-        """Creates all variables by running a (1, S, S, C) dummy batch.
-
-        `image_size` is an int S or a pair (H, W).
-        """
-        if isinstance(image_size, (list, tuple)):
-            height, width = int(image_size[0]), int(image_size[1])
-        else:
-            height = width = int(image_size)
-        self(ops.zeros((1, height, width, channels)))
-        return self
 
     # --- the big_vision API ------------------------------------------------
 
@@ -261,12 +247,7 @@ class BetaVAE(keras.Model):
     # --- config ------------------------------------------------------------
 
     def get_config(self):
-        # keras-hub style: only name/trainable/dtype from the base class.
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-        }
+        config = self._base_config()
         config.update(
             {
                 "codeword_dim": self.codeword_dim,
@@ -297,28 +278,3 @@ class BetaVAE(keras.Model):
             height, width, channels = vae.image_size
             return vae.build_for_image_size((height, width), channels)
         return vae.build_for_image_size(vae.default_image_size())
-
-    @classproperty
-    def presets(cls):
-        """Built-in presets of this class: `{name: metadata}`."""
-        from keras_givt.utils import preset_utils
-
-        return {k: v["metadata"] for k, v in preset_utils.presets_for((cls.__name__,)).items()}
-
-    @classmethod
-    def from_preset(cls, preset):
-        """Loads a VAE preset: a built-in name (big_vision URL, converted once
-        into the Keras cache) or a directory holding `model.keras`."""
-        import os
-
-        from keras_givt.models.vae.vae_presets import backbone_presets
-        from keras_givt.utils import preset_utils
-
-        path = preset_utils.resolve_preset(preset)
-        model_file = os.path.join(os.fspath(path), "model.keras")
-        if not os.path.isfile(model_file):
-            raise ValueError(
-                f"`preset` must be a built-in VAE preset ({sorted(backbone_presets)}) or a "
-                f"directory with a model.keras file; received preset={preset!r}."
-            )
-        return keras.saving.load_model(model_file)

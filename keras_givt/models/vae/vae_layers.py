@@ -17,7 +17,7 @@ Semantics follow big_vision (itself the MaskGIT VQGAN CNN):
 import keras
 from keras import ops
 
-from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.utils import validation
 
 ACTIVATIONS = {
@@ -52,7 +52,7 @@ def flax_conv(filters, kernel_size, use_bias, name, strides=1, dtype=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class FlaxGroupNorm(keras.layers.Layer):
+class FlaxGroupNorm(OutputSpecFromShapes, keras.layers.Layer):
     """GroupNorm with flax's numerics (float32 stats, two-pass variance).
 
     Args:
@@ -96,10 +96,6 @@ class FlaxGroupNorm(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update({"num_groups": self.num_groups, "epsilon": self.epsilon})
@@ -107,7 +103,7 @@ class FlaxGroupNorm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class ResBlock(keras.layers.Layer):
+class ResBlock(OutputSpecFromShapes, keras.layers.Layer):
     """big_vision / MaskGIT CNN residual block (see the module docstring).
 
     Args:
@@ -157,10 +153,6 @@ class ResBlock(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -183,8 +175,67 @@ def _upsample_nearest_2x(x):
     return ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
 
 
+class CNNStack(keras.layers.Layer):
+    """Base of `CNNEncoder` and `CNNDecoder`: their shared arguments and layers.
+
+    A subclass checks its own arguments, calls `__init__`, then creates its
+    layers in order: `stem_conv`, the `ResBlock`s (`_add_res_block`, named
+    `res_block_<k>` in order), its resampling convs, and last
+    `_add_output_layers` (`group_norm` and `out_conv`); `call` ends with
+    `_output`.
+
+    Args:
+        filters: int. Base channel count.
+        num_res_blocks: int. ResBlocks per resolution (and in the middle).
+        channel_multipliers: list of int. One resolution level each.
+        activation_fn: str. Activation name.
+    """
+
+    def __init__(
+        self, filters, num_res_blocks, channel_multipliers, activation_fn="swish", **kwargs
+    ):
+        # Numeric arguments: finite, in range, numpy scalars accepted.
+        filters = validation.check_positive_int("filters", filters)
+        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
+        validation.check_int_list("channel_multipliers", channel_multipliers)
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_res_blocks = num_res_blocks
+        self.channel_multipliers = list(channel_multipliers)
+        self.activation_fn = activation_fn
+        self._act = get_activation(activation_fn)
+
+    def _add_res_block(self, channels):
+        """Appends a `ResBlock` of `channels` outputs to `res_blocks`."""
+        k = len(self.res_blocks)
+        self.res_blocks.append(
+            ResBlock(channels, self.activation_fn, dtype=self.dtype_policy, name=f"res_block_{k}")
+        )
+
+    def _add_output_layers(self, channels, kernel_size):
+        """Sets `norm` (GroupNorm, 32 groups) and `out_conv` (with bias)."""
+        self.norm = FlaxGroupNorm(32, dtype=self.dtype_policy, name="group_norm")
+        self.out_conv = flax_conv(channels, kernel_size, True, "out_conv", dtype=self.dtype_policy)
+
+    def _output(self, x):
+        """`out_conv(act(norm(x)))`."""
+        return self.out_conv(self._act(self.norm(x)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "num_res_blocks": self.num_res_blocks,
+                "channel_multipliers": self.channel_multipliers,
+                "activation_fn": self.activation_fn,
+            }
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_givt")
-class CNNEncoder(keras.layers.Layer):
+class CNNEncoder(CNNStack):
     """big_vision `cnn.Encoder`: images (B, H, W, 3) -> (B, h, w, embedding_dim).
 
     Args:
@@ -195,6 +246,12 @@ class CNNEncoder(keras.layers.Layer):
         embedding_dim: int. Output channels (2·codeword_dim for the VAE).
         conv_downsample: bool. 4×4 stride-2 conv instead of average pooling.
         activation_fn: str. Activation name.
+
+    Example:
+    ```python
+    encoder = CNNEncoder(32, 1, [1, 2], embedding_dim=8)
+    y = encoder(np.zeros((2, 16, 16, 3), "float32"))  # (2, 8, 8, 8)
+    ```
     """
 
     def __init__(
@@ -207,30 +264,18 @@ class CNNEncoder(keras.layers.Layer):
         activation_fn="swish",
         **kwargs,
     ):
-        # Numeric arguments: finite, in range, numpy scalars accepted.
-        filters = validation.check_positive_int("filters", filters)
-        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
-        validation.check_int_list("channel_multipliers", channel_multipliers)
         embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.num_res_blocks = num_res_blocks
-        self.channel_multipliers = list(channel_multipliers)
+        super().__init__(filters, num_res_blocks, channel_multipliers, activation_fn, **kwargs)
         self.embedding_dim = embedding_dim
         self.conv_downsample = conv_downsample
-        self.activation_fn = activation_fn
-        self._act = get_activation(activation_fn)
-        dt = self.dtype_policy
+        filters = self.filters
         self.stem_conv = flax_conv(filters, 3, False, "stem_conv", dtype=self.dtype_policy)
-        self.res_blocks = []  # [(level or "mid", ResBlock)]
+        self.res_blocks = []
         self.downsample_convs = []
         n = len(self.channel_multipliers)
         for i, mult in enumerate(self.channel_multipliers):
-            for _ in range(num_res_blocks):
-                k = len(self.res_blocks)
-                self.res_blocks.append(
-                    ResBlock(filters * mult, activation_fn, dtype=dt, name=f"res_block_{k}")
-                )
+            for _ in range(self.num_res_blocks):
+                self._add_res_block(filters * mult)
             if i < n - 1 and conv_downsample:
                 j = len(self.downsample_convs)
                 self.downsample_convs.append(
@@ -243,18 +288,9 @@ class CNNEncoder(keras.layers.Layer):
                         dtype=self.dtype_policy,
                     )
                 )
-        for _ in range(num_res_blocks):
-            k = len(self.res_blocks)
-            self.res_blocks.append(
-                ResBlock(
-                    filters * self.channel_multipliers[-1],
-                    activation_fn,
-                    dtype=dt,
-                    name=f"res_block_{k}",
-                )
-            )
-        self.norm = FlaxGroupNorm(32, dtype=dt, name="group_norm")
-        self.out_conv = flax_conv(embedding_dim, 1, True, "out_conv", dtype=self.dtype_policy)
+        for _ in range(self.num_res_blocks):
+            self._add_res_block(filters * self.channel_multipliers[-1])
+        self._add_output_layers(embedding_dim, 1)
 
     def call(self, x):
         # x: (B, H, W, C)
@@ -273,26 +309,18 @@ class CNNEncoder(keras.layers.Layer):
         for _ in range(self.num_res_blocks):
             x = self.res_blocks[k](x)
             k += 1
-        x = self._act(self.norm(x))
-        return self.out_conv(x)  # (B, h, w, embedding_dim)
+        return self._output(x)  # (B, h, w, embedding_dim)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "filters": self.filters,
-                "num_res_blocks": self.num_res_blocks,
-                "channel_multipliers": self.channel_multipliers,
-                "embedding_dim": self.embedding_dim,
-                "conv_downsample": self.conv_downsample,
-                "activation_fn": self.activation_fn,
-            }
+            {"embedding_dim": self.embedding_dim, "conv_downsample": self.conv_downsample}
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class CNNDecoder(keras.layers.Layer):
+class CNNDecoder(CNNStack):
     """big_vision `cnn.Decoder`: latents (B, h, w, D) -> images (B, H, W, output_dim).
 
     Args:
@@ -302,6 +330,12 @@ class CNNDecoder(keras.layers.Layer):
             the first level end with nearest ×2 upsampling + 3×3 conv.
         output_dim: int. Output channels (3).
         activation_fn: str. Activation name.
+
+    Example:
+    ```python
+    decoder = CNNDecoder(32, 1, [1, 2])
+    images = decoder(np.zeros((2, 8, 8, 4), "float32"))  # (2, 16, 16, 3)
+    ```
     """
 
     def __init__(
@@ -313,34 +347,20 @@ class CNNDecoder(keras.layers.Layer):
         activation_fn="swish",
         **kwargs,
     ):
-        # Numeric arguments: finite, in range, numpy scalars accepted.
-        filters = validation.check_positive_int("filters", filters)
-        num_res_blocks = validation.check_int("num_res_blocks", num_res_blocks, 0)
-        validation.check_int_list("channel_multipliers", channel_multipliers)
         output_dim = validation.check_positive_int("output_dim", output_dim)
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.num_res_blocks = num_res_blocks
-        self.channel_multipliers = list(channel_multipliers)
+        super().__init__(filters, num_res_blocks, channel_multipliers, activation_fn, **kwargs)
         self.output_dim = output_dim
-        self.activation_fn = activation_fn
-        self._act = get_activation(activation_fn)
-        dt = self.dtype_policy
         n = len(self.channel_multipliers)
-        top = filters * self.channel_multipliers[-1]
+        top = self.filters * self.channel_multipliers[-1]
         self.stem_conv = flax_conv(top, 3, True, "stem_conv", dtype=self.dtype_policy)
         self.res_blocks = []
-        for _ in range(num_res_blocks):
-            self.res_blocks.append(
-                ResBlock(top, activation_fn, dtype=dt, name=f"res_block_{len(self.res_blocks)}")
-            )
+        for _ in range(self.num_res_blocks):
+            self._add_res_block(top)
         self.upsample_convs = []
         for i in reversed(range(n)):
-            f = filters * self.channel_multipliers[i]
-            for _ in range(num_res_blocks):
-                self.res_blocks.append(
-                    ResBlock(f, activation_fn, dtype=dt, name=f"res_block_{len(self.res_blocks)}")
-                )
+            f = self.filters * self.channel_multipliers[i]
+            for _ in range(self.num_res_blocks):
+                self._add_res_block(f)
             if i > 0:
                 self.upsample_convs.append(
                     flax_conv(
@@ -351,8 +371,7 @@ class CNNDecoder(keras.layers.Layer):
                         dtype=self.dtype_policy,
                     )
                 )
-        self.norm = FlaxGroupNorm(32, dtype=dt, name="group_norm")
-        self.out_conv = flax_conv(output_dim, 3, True, "out_conv", dtype=self.dtype_policy)
+        self._add_output_layers(output_dim, 3)
 
     def call(self, x):
         # x: (B, h, w, D)
@@ -369,20 +388,11 @@ class CNNDecoder(keras.layers.Layer):
             if i > 0:
                 x = self.upsample_convs[u](_upsample_nearest_2x(x))
                 u += 1
-        x = self._act(self.norm(x))
-        return self.out_conv(x)  # (B, H, W, output_dim)
+        return self._output(x)  # (B, H, W, output_dim)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "num_res_blocks": self.num_res_blocks,
-                "channel_multipliers": self.channel_multipliers,
-                "output_dim": self.output_dim,
-                "activation_fn": self.activation_fn,
-            }
-        )
+        config.update({"output_dim": self.output_dim})
         return config
 
 

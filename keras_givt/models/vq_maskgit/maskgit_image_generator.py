@@ -188,9 +188,7 @@ class MaskGITImageGenerator(MaskedEditing, GenerationTask):
         nll = -ops.sum(target * ops.log_softmax(logits, axis=-1), axis=-1)  # (B, L)
         weight = ops.cast(y_pred["mask"], "float32")
         loss = ops.sum(nll * weight) / ops.maximum(ops.sum(weight), 1.0)
-        if self.losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
-        return loss
+        return self._with_layer_losses(loss)
 
     loss_description = "the label-smoothed cross-entropy of the masked tokens"
 
@@ -204,28 +202,16 @@ class MaskGITImageGenerator(MaskedEditing, GenerationTask):
         no `y`.
         """
         name = type(self).__name__
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        if not isinstance(x, dict) or y is not None:
-            raise ValueError(
-                f"{where}: {name} takes dicts {{'tokens' (B, L) or 'images' (B, H, W, C) in "
-                "[0, 1], 'labels' (B,)}; received "
-                f"{training_checks.describe(batch)}. For (images, labels) pairs or raw uint8 "
-                "images attach a preprocessor (`model.preprocessor = "
-                "keras_givt.ImagePreprocessor(..., output_range=(0, 1))`; the bundled presets "
-                "carry one)."
-            )
+        x = training_checks.input_dict(
+            where,
+            name,
+            batch,
+            "'tokens' (B, L) or 'images' (B, H, W, C) in [0, 1], 'labels' (B,)",
+            preprocessor_args="..., output_range=(0, 1)",
+        )
         bb = self.backbone
         allowed = {"tokens", "images", "labels", "mask"}
-        unknown = sorted(set(x) - allowed)
-        if unknown:
-            raise ValueError(
-                f"{where}: unexpected key(s) {unknown} in the batch; {name} takes "
-                f"{sorted(allowed)}. Received keys: {sorted(x)}"
-            )
-        if ("tokens" in x) == ("images" in x):
-            raise ValueError(
-                f"{where}: pass exactly one of x['tokens'] and x['images']. Received keys: {sorted(x)}"
-            )
+        training_checks.check_input_keys(where, name, x, allowed, ("tokens", "images"))
         if "tokens" in x:
             data = np.asarray(x["tokens"])
             flat = data.reshape(data.shape[0], -1) if data.ndim >= 2 else data
@@ -244,34 +230,12 @@ class MaskGITImageGenerator(MaskedEditing, GenerationTask):
                     f"{where}: x['images'] needs a tokenizer (`tokenizer=`); this {name} has "
                     "none: pass x['tokens']."
                 )
-            data = np.asarray(x["images"])
-            size = getattr(self.tokenizer, "image_size", None)
-            shape = (None,) + tuple(size) if size else (None, None, None, None)
-            training_checks.check_array(
-                where,
-                "x['images']",
-                data,
-                shape=shape,
-                kind="image",
-                low=0.0,
-                high=1.0,
-                hint=training_checks.image_range_hint(data, 0.0, 1.0),
-            )
+            image_size = getattr(self.tokenizer, "image_size", None)
+            data = training_checks.check_input_images(where, x["images"], image_size, 0.0, 1.0)
         batch_size = data.shape[0]
-        if "labels" in x:
-            if bb.num_classes == 0:
-                raise ValueError(
-                    f"{where}: this {name} is unconditional (num_classes=0) but the batch has "
-                    "x['labels']. Drop them."
-                )
-            training_checks.label_array(
-                where, "x['labels']", x["labels"], bb.num_classes, batch_size
-            )
-        elif bb.num_classes > 0:
-            raise ValueError(
-                f"{where}: this {name} is class-conditional (num_classes={bb.num_classes}): the "
-                f"batch needs x['labels']. Received keys: {sorted(x)}"
-            )
+        training_checks.check_input_labels(
+            where, name, x, bb.num_classes, batch_size, f"num_classes={bb.num_classes}"
+        )
         if "mask" in x:
             training_checks.check_array(
                 where,

@@ -16,7 +16,7 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.output_spec import output_spec_from_shapes
+from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import softmax_attention
 from keras_givt.utils import validation
@@ -30,7 +30,7 @@ def _init():
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class MaskGITTransformerLayer(keras.layers.Layer):
+class MaskGITTransformerLayer(OutputSpecFromShapes, keras.layers.Layer):
     """Post-LN block: LN(x + Drop(Attn(x))), then LN(h + Drop(MLP(h))).
 
     Args:
@@ -113,10 +113,6 @@ class MaskGITTransformerLayer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -131,7 +127,7 @@ class MaskGITTransformerLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class MaskGITEmbedding(keras.layers.Layer):
+class MaskGITEmbedding(OutputSpecFromShapes, keras.layers.Layer):
     """Word + learned position embeddings, LayerNorm, dropout.
 
     Token id −1 (MaskGIT's mask token) selects the last row (V − 1).
@@ -188,10 +184,6 @@ class MaskGITEmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.hidden_size,)
 
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -206,7 +198,7 @@ class MaskGITEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class MaskGITMLMHead(keras.layers.Layer):
+class MaskGITMLMHead(OutputSpecFromShapes, keras.layers.Layer):
     """Dense → GELU → LayerNorm → tied projection onto the word embeddings + bias.
 
     Args:
@@ -237,7 +229,3 @@ class MaskGITMLMHead(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.vocab_size,)
-
-    def compute_output_spec(self, *args, **kwargs):
-        # NumPy inputs too, as keras.layers.Embedding (layers/output_spec.py).
-        return output_spec_from_shapes(self, args, kwargs)

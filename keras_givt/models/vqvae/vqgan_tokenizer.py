@@ -30,10 +30,10 @@ of plain `fit` is one simultaneous GAN step on every backend.
 
 import keras
 from keras import ops
-from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.layers.vector_quantizer import VectorQuantizer
 from keras_givt.layers.vector_quantizer import codebook_statistics
+from keras_givt.models.image_autoencoder import ImageAutoencoder
 from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
 from keras_givt.utils.validation import check_choice
@@ -63,7 +63,7 @@ def input_gradient(fn, x):
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class VQGANTokenizer(keras.Model):
+class VQGANTokenizer(ImageAutoencoder, keras.Model):
     """MaskGIT's VQGAN tokenizer, trainable with `fit`.
 
     Args:
@@ -101,6 +101,8 @@ class VQGANTokenizer(keras.Model):
     recon = tok.decode_from_indices(ids)
     ```
     """
+
+    preset_description = "VQGAN"
 
     def __init__(
         self,
@@ -214,17 +216,10 @@ class VQGANTokenizer(keras.Model):
         self.r1_gamma = r1_gamma
         self.image_size = None if image_size is None else [int(v) for v in image_size]
 
-    @property
-    def downsampling_factor(self):
-        return 2 ** (len(self.channel_multipliers) - 1)
-
     def build_for_image_size(self, image_size, channels=3):
-        """Creates every variable with a (1, H, W, C) dummy batch (int or (H, W))."""
-        if isinstance(image_size, (list, tuple)):
-            height, width = int(image_size[0]), int(image_size[1])
-        else:
-            height = width = int(image_size)
-        images = ops.zeros((1, height, width, channels))
+        """Creates every variable (the discriminator's too) with a (1, H, W, C) dummy
+        batch; `image_size` is an int S or a pair (H, W)."""
+        images = self._dummy_images(image_size, channels)
         self(images)
         if self.discriminator is not None and not self.discriminator.built:
             self.discriminator(images)
@@ -338,11 +333,7 @@ class VQGANTokenizer(keras.Model):
     # --- config --------------------------------------------------------------------
 
     def get_config(self):
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-        }
+        config = self._base_config()
         config.update(
             {
                 "filters": self.filters,
@@ -389,32 +380,6 @@ class VQGANTokenizer(keras.Model):
         # Build now, so nested loading (task presets, `.keras` files) finds the variables.
         size = model.image_size or [16 * model.downsampling_factor] * 2 + [model.output_dim]
         return model.build_for_image_size(size[:2], size[2])
-
-    # --- presets -------------------------------------------------------------------
-
-    @classproperty
-    def presets(cls):
-        """Built-in presets of this class: `{name: metadata}`."""
-        from keras_givt.utils import preset_utils
-
-        return {k: v["metadata"] for k, v in preset_utils.presets_for((cls.__name__,)).items()}
-
-    @classmethod
-    def from_preset(cls, preset):
-        """A built-in preset name (MaskGIT URL, converted once into the Keras
-        cache) or a directory holding `model.keras`."""
-        import os
-
-        from keras_givt.utils import preset_utils
-
-        path = preset_utils.resolve_preset(preset)
-        model_file = os.path.join(os.fspath(path), "model.keras")
-        if not os.path.isfile(model_file):
-            raise ValueError(
-                "`preset` must be a built-in VQGAN preset or a directory with a model.keras "
-                f"file; received preset={preset!r}."
-            )
-        return keras.saving.load_model(model_file)
 
 
 class DeadCodeRestart(keras.callbacks.Callback):

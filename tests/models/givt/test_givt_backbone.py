@@ -15,10 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)
 
 
 def _randomize(backbone, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in backbone.weights:
-        w.assign((0.3 * rng.normal(size=w.shape)).astype("float32"))
-    return backbone
+    return helpers.randomize_weights(backbone, seed, scale=0.3)
 
 
 def _np(x):

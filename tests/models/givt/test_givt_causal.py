@@ -22,15 +22,7 @@ def _np(x):
 
 
 def _model(seed=0, **overrides):
-    kwargs = helpers.tiny_kwargs(
-        num_mixtures=2, per_channel_mixtures=False, drop_labels_probability=0.1
-    )
-    kwargs.update(overrides)
-    backbone = GIVTBackbone(**kwargs)
-    rng = np.random.default_rng(seed)
-    for w in backbone.weights:
-        w.assign((0.2 * rng.normal(size=w.shape)).astype("float32"))
-    return GIVTCausal(backbone, seed=seed)
+    return GIVTCausal(helpers.tiny_guided_backbone(seed=seed, **overrides), seed=seed)
 
 
 def _full_log_prob(model, tokens, labels, temperature=1.0, temperature_probs=1.0):
@@ -80,13 +72,7 @@ def test_seeded_reproducibility():
 
 
 def test_no_retrace_on_numeric_arguments():
-    traces = []
-
-    class Counting(GIVTCausal):
-        def generate_step(self, *args, **kwargs):
-            traces.append(1)
-            return super().generate_step(*args, **kwargs)
-
+    Counting, traces = helpers.counting_task(GIVTCausal)
     base = _model()
     model = Counting(base.backbone, seed=0)
     model.generate(labels=[1, 2], seed=0, temperature=1.0, cfg_weight=0.4, return_latents=True)

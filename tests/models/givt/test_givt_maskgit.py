@@ -18,19 +18,9 @@ def _np(x):
 
 
 def _model(seed=0, randomize=True, **overrides):
-    kwargs = helpers.tiny_kwargs(
-        style="masked",
-        mask_style="concat",
-        num_mixtures=2,
-        per_channel_mixtures=False,
-        drop_labels_probability=0.1,
+    backbone = helpers.tiny_guided_backbone(
+        masked=True, seed=seed, randomize=randomize, **overrides
     )
-    kwargs.update(overrides)
-    backbone = GIVTBackbone(**kwargs)
-    if randomize:
-        rng = np.random.default_rng(seed)
-        for w in backbone.weights:
-            w.assign((0.2 * rng.normal(size=w.shape)).astype("float32"))
     return GIVTMaskGIT(backbone, seed=seed)
 
 
@@ -67,13 +57,7 @@ def test_generation_follows_the_schedule(num_steps, schedule):
 
 
 def test_seeded_reproducibility_and_no_retrace():
-    traces = []
-
-    class Counting(GIVTMaskGIT):
-        def generate_step(self, *args, **kwargs):
-            traces.append(1)
-            return super().generate_step(*args, **kwargs)
-
+    Counting, traces = helpers.counting_task(GIVTMaskGIT)
     model = Counting(_model().backbone, seed=0)
     a = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.4, return_latents=True))
     b = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.4, return_latents=True))

@@ -30,10 +30,7 @@ torch_only = pytest.mark.skipif(
 
 
 def _randomize(model, seed=0, scale=0.3):
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        w.assign((scale * rng.normal(size=w.shape)).astype("float32"))
-    return model
+    return helpers.randomize_weights(model, seed, scale)
 
 
 def _np(x):

@@ -6,14 +6,12 @@ from keras import ops
 from keras_givt import GIVTUViM
 from keras_givt.models.uvim import dense_targets
 from keras_givt.samplers.autoregressive import ar_generate
+from tests import helpers as test_helpers
 from tests.models.uvim import helpers
 
 
 def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        w.assign((0.3 * rng.normal(size=w.shape)).astype("float32"))
-    return model
+    return test_helpers.randomize_weights(model, seed, scale=0.3)
 
 
 def _np(x):

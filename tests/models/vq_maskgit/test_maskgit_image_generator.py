@@ -8,42 +8,25 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 import keras_givt
 from keras_givt.models.vq_maskgit import maskgit_presets
 from keras_givt.utils import preset_utils
+from tests import helpers
 from tests.conftest import FIXTURES_DIR
 
 MASKGIT_FIXTURES = os.path.join(FIXTURES_DIR, "maskgit")
 K = 16
 
 
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x))
+_np = helpers.to_numpy
 
 
 def _backbone(num_classes=3, seq_len=16):
-    return keras_givt.MaskGITBackbone(
-        codebook_size=K,
-        num_classes=num_classes,
-        seq_len=seq_len,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=64,
-    )
+    return helpers.tiny_maskgit_backbone(num_classes, num_layers=2, seq_len=seq_len)
 
 
-def _tokenizer():
-    tok = keras_givt.VQGANTokenizer(
-        filters=32,
-        num_res_blocks=1,
-        channel_multipliers=[1, 1],
-        embedding_dim=4,
-        codebook_size=K,
-    )
-    return tok.build_for_image_size(8)
+_tokenizer = helpers.tiny_vqgan_tokenizer
 
 
 def _expected_counts(n0, num_steps, schedule):
@@ -128,13 +111,7 @@ def test_decoding_unmasks_the_scheduled_number_per_step(schedule, num_steps):
 
 
 def test_seeded_reproducibility_and_no_retrace():
-    traces = []
-
-    class Counting(keras_givt.MaskGITImageGenerator):
-        def generate_step(self, *args, **kwargs):
-            traces.append(1)
-            return super().generate_step(*args, **kwargs)
-
+    Counting, traces = helpers.counting_task(keras_givt.MaskGITImageGenerator)
     model = Counting(_backbone(), label_dropout=0.1, seed=0)
     a = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.5, return_tokens=True))
     b = _np(model.generate(labels=[1, 2], num_steps=4, seed=5, cfg_weight=0.5, return_tokens=True))
