@@ -22,14 +22,22 @@ encoder block (`vit_encoder.py`) share: the attention and MLP sublayers
 and their residual wiring, under each block's own layer names.
 """
 
+import functools
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.utils.tensor_utils import update_slice
 from keras_givt.utils import validation
+
+
+def _is_static(value):
+    """A call argument that `rematerialized_call` keeps out of the recomputed
+    function: None or a Python/numpy scalar flag."""
+    return value is None or isinstance(value, (bool, int, float, str, np.bool_))
 
 
 def lecun_normal(fan_in):
@@ -452,6 +460,32 @@ class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
         z = keras.activations.gelu(z, approximate=True)
         z = self.mlp_dropout(z, training=training)
         return self.mlp_dense_1(z)
+
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        """Keras' per-layer remat (a `keras.RematScope` naming this block)
+        over the tensor arguments only: `training` and a None `encoded` are
+        bound outside the recomputed function (`jax.checkpoint` would trace a
+        bool into an array that Dropout cannot branch on, `tf.recompute_grad`
+        converts every argument to a tensor)."""
+        fixed = {i: a for i, a in enumerate(args) if _is_static(a)}
+        fixed_kwargs = {k: v for k, v in kwargs.items() if _is_static(v)}
+        if not fixed and not fixed_kwargs:
+            return super().rematerialized_call(layer_call, *args, **kwargs)
+        num_args = len(args)
+
+        def tensor_call(*tensor_args, **tensor_kwargs):
+            it = iter(tensor_args)
+            full = [fixed[i] if i in fixed else next(it) for i in range(num_args)]
+            return layer_call(*full, **tensor_kwargs, **fixed_kwargs)
+
+        fn = super().rematerialized_call(tensor_call, *args, **kwargs)
+
+        def call(*call_args, **call_kwargs):
+            tensor_args = [a for i, a in enumerate(call_args) if i not in fixed]
+            tensor_kwargs = {k: v for k, v in call_kwargs.items() if k not in fixed_kwargs}
+            return fn(*tensor_args, **tensor_kwargs)
+
+        return call
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -21,6 +21,7 @@ Generation runs the backbone through a `samplers.decoder.Decoder` (`prefill`,
 `torch_generation.TorchDecoder` on torch; the backbone itself is keras.ops only.
 """
 
+import contextlib
 import numbers
 
 import keras
@@ -29,7 +30,9 @@ from keras import ops
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_givt.models.preset_backbone import PresetBackbone
+from keras_givt.mixture.head import HEAD_INITS
 from keras_givt.mixture.head import GaussianMixtureHead
+from keras_givt.mixture.head import head_initializers
 from keras_givt.mixture.head import num_logits as _num_logits
 from keras_givt.models.givt.givt_embedding import GIVTEmbedding
 from keras_givt.models.givt.givt_embedding import label_table
@@ -74,10 +77,22 @@ class GIVTBackbone(PresetBackbone):
             training (used by `GIVTMaskGIT`).
         dec_dropout_rate: float. Dropout in the decoder blocks.
         zero_embedding_init: bool. Zero-init the label table.
+        head_init: "symmetry_breaking" (default) or "zeros": how the logits
+            layer starts. big_vision zero-initialises it, which leaves the K
+            mixture components identical forever (identical gradients); the
+            default gives it a small random kernel and spreads the components'
+            locations (`keras_givt.mixture.head.initial_logits_bias`). Loaded
+            weights (presets, converted checkpoints) replace either.
         num_layers: int. Layers of the image encoder (0: decoder-only GIVT).
         input_size: (Hi, Wi) image size of the encoder (num_layers > 0).
         patches: (ph, pw) encoder patch size (num_layers > 0).
         enc_dropout_rate: float. Dropout in the image encoder.
+        remat: bool. Rematerialize each decoder block (gradient
+            checkpointing, `keras.RematScope`): its activations are
+            recomputed in the backward pass instead of kept, which cuts the
+            training memory to about one block's activations plus the block
+            inputs, at the cost of one more forward pass. The numbers are the
+            same with and without. Default False.
         dtype: dtype policy for the weights and computation (the mixture
             maths always runs in float32).
 
@@ -113,10 +128,12 @@ class GIVTBackbone(PresetBackbone):
         min_masking_rate_training=0.3,
         dec_dropout_rate=0.0,
         zero_embedding_init=False,
+        head_init="symmetry_breaking",
         num_layers=0,
         input_size=None,
         patches=None,
         enc_dropout_rate=0.0,
+        remat=False,
         dtype=None,
         **kwargs,
     ):
@@ -130,6 +147,7 @@ class GIVTBackbone(PresetBackbone):
         num_mixtures = check_positive_int("num_mixtures", num_mixtures)
         check_choice("style", style, ("ar", "masked"))
         check_choice("mask_style", mask_style, ("replace", "concat"))
+        check_choice("head_init", head_init, HEAD_INITS)
         scale_tol = validation.check_float("scale_tol", scale_tol, 0.0, min_inclusive=False)
         drop_labels_probability = validation.check_float(
             "drop_labels_probability", drop_labels_probability, 0.0, 1.0
@@ -145,6 +163,7 @@ class GIVTBackbone(PresetBackbone):
             ("multivariate", multivariate),
             ("fix_square_plus", fix_square_plus),
             ("zero_embedding_init", zero_embedding_init),
+            ("remat", remat),
         ):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"`{name}` must be a bool. Received: {name}={flag!r}")
@@ -176,19 +195,31 @@ class GIVTBackbone(PresetBackbone):
             dtype=dtype,
             name="embedding",
         )
-        self.decoder_blocks = [
-            GIVTDecoderBlock(
-                hidden_dim=emb_dim,
-                num_heads=num_heads,
-                mlp_dim=mlp_dim,
-                dropout_rate=dec_dropout_rate,
-                causal=style == "ar",
-                cross_attention=num_layers > 0,
-                dtype=dtype,
-                name=f"decoder_block_{i}",
-            )
-            for i in range(num_decoder_layers)
-        ]
+        # With `remat`, Keras wraps each block's `call` (`Layer.__call__`) in
+        # `keras.remat` (jax.checkpoint / tf.recompute_grad / torch
+        # checkpoint); the blocks' sublayers are not named in the scope, so
+        # they run plainly inside their block's recomputation. Without
+        # `remat` no scope is entered (a caller's own RematScope applies).
+        block_names = [f"decoder_block_{i}" for i in range(num_decoder_layers)]
+        scope = (
+            keras.RematScope(mode="list_of_layers", layer_names=block_names)
+            if remat
+            else contextlib.nullcontext()
+        )
+        with scope:
+            self.decoder_blocks = [
+                GIVTDecoderBlock(
+                    hidden_dim=emb_dim,
+                    num_heads=num_heads,
+                    mlp_dim=mlp_dim,
+                    dropout_rate=dec_dropout_rate,
+                    causal=style == "ar",
+                    cross_attention=num_layers > 0,
+                    dtype=dtype,
+                    name=block_names[i],
+                )
+                for i in range(num_decoder_layers)
+            ]
         self.image_encoder = None
         if num_layers > 0:
             self.image_encoder = PatchViTEncoder(
@@ -203,9 +234,13 @@ class GIVTBackbone(PresetBackbone):
                 name="image_encoder",
             )
         self.decoder_norm = FlaxLayerNorm(1e-6, use_bias=True, dtype=dtype, name="decoder_norm")
+        kernel_init, bias_init = head_initializers(
+            head_init, out_dim, num_mixtures, per_channel_mixtures, multivariate
+        )
         self.logits_dense = FlatDense(
             _num_logits(out_dim, num_mixtures, per_channel_mixtures, multivariate),
-            kernel_initializer="zeros",
+            kernel_initializer=kernel_init,
+            bias_initializer=bias_init,
             dtype=dtype,
             name="logits_dense",
         )
@@ -252,10 +287,12 @@ class GIVTBackbone(PresetBackbone):
         self.min_masking_rate_training = min_masking_rate_training
         self.dec_dropout_rate = dec_dropout_rate
         self.zero_embedding_init = zero_embedding_init
+        self.head_init = head_init
         self.num_layers = num_layers
         self.input_size = None if input_size is None else list(input_size)
         self.patches = None if patches is None else list(patches)
         self.enc_dropout_rate = enc_dropout_rate
+        self.remat = bool(remat)
         self.num_patches = num_patches
         self.special_ids = label_table(num_labels, style, mask_style, drop_labels_probability)
         self.num_logits = self.head.num_logits
@@ -556,10 +593,12 @@ class GIVTBackbone(PresetBackbone):
                 "min_masking_rate_training": self.min_masking_rate_training,
                 "dec_dropout_rate": self.dec_dropout_rate,
                 "zero_embedding_init": self.zero_embedding_init,
+                "head_init": self.head_init,
                 "num_layers": self.num_layers,
                 "input_size": self.input_size,
                 "patches": self.patches,
                 "enc_dropout_rate": self.enc_dropout_rate,
+                "remat": self.remat,
             }
         )
         return config

@@ -1,0 +1,153 @@
+"""`GIVTBackbone(remat=True)` and bf16 mixed precision.
+
+Remat recomputes each decoder block in the backward pass instead of keeping
+its activations: the loss, the gradients and the trained weights must be the
+same as without it. The recomputation itself is checked per backend: on jax
+the gradient's jaxpr holds one `remat` equation per block; on tensorflow and
+torch the backward pass calls each block's forward a second time.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_givt import GIVTBackbone
+from keras_givt import GIVTCausal
+from keras_givt.layers.transformer_block import GIVTDecoderBlock
+from keras_givt.models.givt.givt_loss import givt_nll
+from tests import helpers
+
+# Remat reruns the same ops on the same values; XLA may fuse the recomputed
+# graph differently, so allow float32 rounding (measured: exactly equal).
+RTOL, ATOL = 1e-6, 1e-7
+
+
+def _backbone(remat, **overrides):
+    kwargs = helpers.tiny_kwargs(**overrides)
+    return helpers.randomize_weights(GIVTBackbone(remat=remat, **kwargs), seed=1)
+
+
+def _batch(backbone, batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.normal(size=(batch, backbone.seq_len, backbone.out_dim)).astype("float32")
+    labels = rng.integers(0, backbone.num_labels, size=(batch,)).astype("int32")
+    return tokens, labels
+
+
+def _loss_and_grads(backbone, tokens, labels):
+    """(loss, [gradients], number of `remat` equations in jax's gradient jaxpr or None)."""
+    feed = {"tokens": tokens, "labels": labels}
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in backbone.trainable_variables]
+        fixed = [v.value for v in backbone.non_trainable_variables]
+
+        def loss_fn(trainable):
+            logits, _ = backbone.stateless_call(trainable, fixed, feed, training=True)
+            return givt_nll(backbone, logits, ops.convert_to_tensor(tokens))
+
+        jaxpr = jax.make_jaxpr(jax.grad(loss_fn))(trainable).jaxpr
+        remats = sum(e.primitive.name in ("remat", "remat2", "checkpoint") for e in jaxpr.eqns)
+        loss, grads = jax.jit(jax.value_and_grad(loss_fn))(trainable)
+        return float(loss), [np.asarray(g) for g in grads], remats
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = givt_nll(backbone, backbone(feed, training=True), ops.convert_to_tensor(tokens))
+        grads = tape.gradient(loss, backbone.trainable_variables)
+        return float(loss), [tf.convert_to_tensor(g).numpy() for g in grads], None
+    loss = givt_nll(backbone, backbone(feed, training=True), ops.convert_to_tensor(tokens))
+    loss.backward()
+    grads = [v.value.grad.detach().cpu().numpy() for v in backbone.trainable_variables]
+    return float(loss), grads, None
+
+
+@pytest.fixture
+def block_calls(monkeypatch):
+    """Counts `GIVTDecoderBlock.call` runs (patched before the blocks are built)."""
+    calls = []
+    original = GIVTDecoderBlock.call
+
+    @functools.wraps(original)
+    def counted(self, *args, **kwargs):
+        calls.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GIVTDecoderBlock, "call", counted)
+    return calls
+
+
+def test_remat_config_round_trip_and_default():
+    plain = GIVTBackbone(**helpers.tiny_kwargs())
+    assert plain.remat is False and plain.get_config()["remat"] is False
+    config = GIVTBackbone(remat=True, **helpers.tiny_kwargs()).get_config()
+    assert config["remat"] is True
+    assert GIVTBackbone.from_config(config).remat is True
+    # A config saved before the option existed still loads (remat off).
+    del config["remat"]
+    old = GIVTBackbone.from_config(config)
+    assert old.remat is False
+    assert all(block._remat_mode is None for block in old.decoder_blocks)
+    with pytest.raises(TypeError, match="remat"):
+        GIVTBackbone(remat="yes", **helpers.tiny_kwargs())
+
+
+def test_remat_gives_the_same_loss_and_gradients(block_calls):
+    results = {}
+    for remat in (False, True):
+        backbone = _backbone(remat, num_decoder_layers=3)
+        tokens, labels = _batch(backbone)
+        block_calls.clear()
+        results[remat] = _loss_and_grads(backbone, tokens, labels) + (len(block_calls),)
+    (loss0, grads0, remats0, calls0), (loss1, grads1, remats1, calls1) = (
+        results[False],
+        results[True],
+    )
+    np.testing.assert_allclose(loss1, loss0, rtol=RTOL, atol=ATOL)
+    assert len(grads1) == len(grads0)
+    for g1, g0 in zip(grads1, grads0):
+        np.testing.assert_allclose(g1, g0, rtol=RTOL, atol=ATOL)
+    if keras.config.backend() == "jax":
+        assert (remats0, remats1) == (0, 3)
+    else:
+        # Without remat each block runs once; with it the backward pass reruns it.
+        assert calls0 == 3 and calls1 == 6, (calls0, calls1)
+
+
+def test_remat_trains_to_the_same_weights():
+    tokens, labels = helpers.digits_tokens(32)
+    weights, losses = {}, {}
+    for remat in (False, True):
+        keras.utils.set_random_seed(0)
+        model = GIVTCausal(_backbone(remat, drop_labels_probability=0.1), seed=0)
+        history = model.fit(
+            {"latents": tokens, "labels": labels}, batch_size=16, epochs=1, verbose=0
+        )
+        losses[remat] = history.history["loss"]
+        weights[remat] = [helpers.to_numpy(w) for w in model.backbone.weights]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=RTOL, atol=ATOL)
+    for w1, w0 in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(w1, w0, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_bfloat16_policy_trains_with_float32_mixture_maths():
+    # With remat on: bf16 activations through the recomputed blocks too.
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")  # conftest resets it.
+    backbone = _backbone(True, per_channel_mixtures=False, drop_labels_probability=0.1)
+    assert backbone.compute_dtype == "bfloat16" and backbone.variable_dtype == "float32"
+    tokens, labels = _batch(backbone, batch=4)
+    logits = backbone({"tokens": tokens, "labels": labels})
+    assert keras.backend.standardize_dtype(logits.dtype) == "bfloat16"
+    log_prob = backbone.log_prob(logits, tokens)  # (B, L)
+    assert keras.backend.standardize_dtype(log_prob.dtype) == "float32"
+    assert np.all(np.isfinite(helpers.to_numpy(log_prob)))
+    model = GIVTCausal(backbone, seed=0)
+    loss = model.train_on_batch({"latents": tokens, "labels": labels})
+    assert np.isfinite(loss)
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in backbone.weights)
