@@ -115,34 +115,45 @@ def class_rows(labels, num_classes, per_class):
     return np.concatenate([np.where(labels == c)[0][:per_class] for c in range(num_classes)])
 
 
-def score_fd_cnn(metrics, images, fd_dataset, input_mode, floor_at_n=False, seed=0, data_dir=None):
+def score_fd_cnn(
+    metrics, images, fd_dataset, input_mode, floor_at_n=False, seed=0, data_dir=None, labels=None
+):
     """Adds the FD-CNN of `images` (N, H, W, C) in [-1, 1] vs. the `fd_dataset` test set to `metrics`.
 
     With the 10k real-data floor, the noise distance and the class
-    histogram; `floor_at_n` adds the real-data floor at N (needs the train
-    split).
+    histogram; with `labels` (the classes the images were generated for) the
+    class consistency (the classifier's accuracy on them, mean and per class)
+    beside its accuracy on the real test images; `floor_at_n` adds the
+    real-data floor at N (needs the train split).
 
     Args:
         metrics: the dict to update (`fd_cnn`, `fd_cnn_floor_10k`,
-            `fd_cnn_noise`, `class_histogram`, ...).
+            `fd_cnn_noise`, `class_histogram`, `class_consistency`, ...).
         images: (N, H, W, C) generated images in [-1, 1].
         fd_dataset: `"fashion_mnist"` or `"mnist"`: the reference test set.
         input_mode: `"crop"` or `"resize"`: how images reach the classifier's 28x28.
         floor_at_n: also measure the real-data floor at N.
         seed: seed of the real-data draw for `floor_at_n`.
         data_dir: folder of the IDX files (default: the installed data sets).
+        labels: optional (N,) int conditioning classes of `images`.
     """
+    import numpy as np
+
     from keras_givt.metrics import FDCNN
+    from keras_givt.metrics.fd_cnn import NUM_CLASSES
 
     total = len(images)
     fd = FDCNN(fd_dataset, input_mode=input_mode)
+    if labels is not None and np.max(labels) >= NUM_CLASSES:
+        metrics["class_consistency_note"] = (
+            f"not scored: the model has classes beyond the classifier's {NUM_CLASSES}."
+        )
+        labels = None
     print("Scoring FD-CNN...")
-    metrics.update(
-        fd_cnn=float(fd.distance(images)),
-        fd_cnn_floor_10k=fd.floor,
-        fd_cnn_noise=fd.noise_distance,
-        class_histogram=fd.class_histogram(images).tolist(),
-    )
+    metrics.update(fd.score(images, labels))
+    metrics.update(fd_cnn_floor_10k=fd.floor, fd_cnn_noise=fd.noise_distance)
+    if labels is not None:
+        metrics["class_consistency_real"] = fd.accuracy
     if floor_at_n:
         metrics["fd_cnn_floor_same_n"] = float(fd.floor_at(total, seed=seed, data_dir=data_dir))
     if total < 10000:

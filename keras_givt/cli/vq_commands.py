@@ -612,6 +612,7 @@ def cmd_evaluate_vq(args, argv):
             floor_at_n=args.floor_at_n,
             seed=args.seed,
             data_dir=args.data_dir,
+            labels=labels if k else None,
         )
     record.finish(**metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "class_histogram"}, indent=1))

@@ -95,6 +95,9 @@ def givt_backbone_kwargs(model_kwargs):
             model_kwargs, GIVT_DEFAULTS, _IGNORED, _NEUTRAL, "GIVTBackbone", "givt.Model"
         )
     )
+    # big_vision's `LogitsDense` starts at zero. Loaded weights replace it, but a model built from
+    # a big_vision config without weights starts as big_vision's would.
+    kwargs["head_init"] = "zeros"
     if kwargs["num_layers"] in (0, None):
         # Encoder fields mean nothing without an encoder.
         kwargs.update(num_layers=0, input_size=None, patches=None)

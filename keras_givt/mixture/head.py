@@ -25,7 +25,10 @@ multiplied by `temperature_scales`; mixture logits are multiplied by
 All maths runs in float32 whatever the dtype policy.
 """
 
+from statistics import NormalDist
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_givt.mixture import distributions
@@ -34,6 +37,15 @@ from keras_givt.utils.validation import check_positive_int
 from keras_givt.utils import validation
 
 HEAD_TYPES = ("per_channel", "mv_diag", "multivariate")
+# How the logits layer in front of the head starts: "symmetry_breaking" (the default for new
+# models) or "zeros" (big_vision's `LogitsDense`, zero kernel and bias). With zeros, the K
+# components are identical at step 0, get identical gradients and stay identical under
+# deterministic training: both bundled GIVT presets trained that way ended with K
+# bit-identical components, i.e. one Gaussian.
+HEAD_INITS = ("symmetry_breaking", "zeros")
+# Kernel stddev of the symmetry-breaking init (keras-hub's dense default): with LayerNorm'd
+# inputs of width E the initial logits have stddev ~ 0.02·√E (0.23 at E = 128).
+HEAD_KERNEL_STDDEV = 0.02
 
 
 def square_plus(x, fix_square_plus=True):
@@ -44,6 +56,42 @@ def square_plus(x, fix_square_plus=True):
     `x + sqrt(x² + 4) / 2`, which goes negative below x = −2/√3.
     """
     return formulas.square_plus(ops.convert_to_tensor(x), fix_square_plus, ops)
+
+
+def initial_logits_bias(out_dim, num_mixtures, per_channel_mixtures=True, multivariate=False):
+    """The (M,) bias of the symmetry-breaking head init, as a float32 numpy array.
+
+    Component k's location starts at the standard-normal quantile
+    Φ⁻¹((k + ½) / K) on every channel (K = 4: ±0.32, ±1.15), so the components
+    cover the bulk of a unit-scale latent from step 0; mixture logits and raw
+    scales start at 0, as with zeros. The entries are placed with the layout
+    function the decoding uses (`formulas.split_logits` on the index vector), so
+    the two cannot disagree. K = 1 and the multivariate head get a zero bias.
+    """
+    kind = head_type(per_channel_mixtures, multivariate)
+    M = num_logits(out_dim, num_mixtures, per_channel_mixtures, multivariate)
+    bias = np.zeros((M,), "float32")
+    if kind == "multivariate" or num_mixtures == 1:
+        return bias
+    K = num_mixtures
+    offsets = np.array([NormalDist().inv_cdf((k + 0.5) / K) for k in range(K)], "float32")
+    _, loc_index, _ = formulas.split_logits(np.arange(M), kind, out_dim, K, np)
+    # loc_index: (D, K) per_channel, (K, D) mv_diag.
+    loc_offsets = offsets[None, :] if kind == "per_channel" else offsets[:, None]
+    bias[loc_index] = np.broadcast_to(loc_offsets, loc_index.shape)
+    return bias
+
+
+def head_initializers(init, out_dim, num_mixtures, per_channel_mixtures=True, multivariate=False):
+    """`(kernel_initializer, bias_initializer)` of the logits layer for `init` in
+    `HEAD_INITS` (see there)."""
+    if init == "zeros":
+        return "zeros", "zeros"
+    bias = initial_logits_bias(out_dim, num_mixtures, per_channel_mixtures, multivariate)
+    return (
+        keras.initializers.TruncatedNormal(stddev=HEAD_KERNEL_STDDEV),
+        keras.initializers.Constant(bias.tolist()),
+    )
 
 
 def head_type(per_channel_mixtures=True, multivariate=False):

@@ -209,6 +209,9 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
     for key in ("fd_cnn", "fd_cnn_floor_10k", "latent_bits_per_dim", "sampling_time_s"):
         assert np.isfinite(m[key]), key
     assert sum(m["class_histogram"]) == 8
+    # Class-conditional samples: the classifier's accuracy on them, and on real images.
+    assert 0.0 <= m["class_consistency"] <= 1.0 and len(m["class_consistency_per_class"]) == 10
+    assert m["class_consistency_real"] > 0.85
 
 
 def test_train_maskgit_and_inpaint(workdir):

@@ -151,6 +151,9 @@ def test_train_vq_maskgit_evaluate(workdir):
     for key in ("fd_cnn", "fd_cnn_floor_10k", "sampling_ms_per_image", "sampling_time_s"):
         assert np.isfinite(m[key]), key
     assert sum(m["class_histogram"]) == 12 and m["num_samples"] == 12
+    # Class-conditional samples: the classifier's accuracy on them, and on real images.
+    assert 0.0 <= m["class_consistency"] <= 1.0 and len(m["class_consistency_per_class"]) == 10
+    assert m["class_consistency_real"] > 0.85
     assert m["sampling"]["num_steps"] == 4 and m["sampling"]["cfg_weight"] == 0.5
     grid = io_utils.read_png(ev / "samples.png")
     assert grid.shape[0] > 2 * 8 and grid.shape[1] > 10 * 8  # 10 per row

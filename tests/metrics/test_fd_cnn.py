@@ -145,3 +145,38 @@ def test_floor_at_small_n_is_above_the_10k_floor():
     assert metric.floor_at(500, seed=1) == pytest.approx(floor_500)
     with pytest.raises(ValueError, match="num_examples"):
         metric.floor_at(1)
+
+
+def test_class_consistency_and_score_agree_with_the_separate_calls():
+    metric = FDCNN("fashion_mnist")
+    images = synthetic_images(6)
+    predicted = metric.predict_labels(images)
+    labels = predicted.copy()
+    labels[:2] = (labels[:2] + 1) % 10  # two wrong on purpose
+    consistency = metric.class_consistency(images, labels)
+    assert consistency["mean"] == pytest.approx(4 / 6)
+    per_class = consistency["per_class"]
+    assert len(per_class) == 10
+    for c in range(10):
+        expected = (predicted[labels == c] == c).mean() if np.any(labels == c) else None
+        assert per_class[c] == (None if expected is None else pytest.approx(expected))
+    scored = metric.score(images, labels)
+    assert scored["fd_cnn"] == pytest.approx(metric.distance(images), rel=1e-6)
+    assert scored["class_histogram"] == metric.class_histogram(images).tolist()
+    assert scored["class_consistency"] == pytest.approx(4 / 6)
+    assert "class_consistency" not in metric.score(images)
+    with pytest.raises(ValueError, match="labels.*shape"):
+        metric.class_consistency(images, labels[:3])
+    with pytest.raises(ValueError, match=r"labels.*\[0, 10\)"):
+        metric.class_consistency(images, labels + 10)
+
+
+def test_class_consistency_of_real_test_images_is_the_classifier_accuracy():
+    try:
+        images, labels = datasets.load_fashion_mnist("test")
+    except FileNotFoundError as e:  # pragma: no cover - data not installed
+        pytest.skip(f"Fashion-MNIST not installed: {e}")
+    metric = FDCNN("fashion_mnist")
+    images = images[:2000].astype("float32") / 127.5 - 1.0
+    consistency = metric.class_consistency(images, labels[:2000])
+    assert abs(consistency["mean"] - metric.accuracy) < 0.03
