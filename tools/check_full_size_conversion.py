@@ -529,6 +529,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    sys.stdout.reconfigure(line_buffering=True)  # Progress shows while subprocesses run.
     args = parse_args(argv)
     if args.worker:
         return worker(args.worker, args.keep_converted)
