@@ -311,5 +311,5 @@ def check_givt_args(args):
         check_fd_cnn_files(_card_dataset_of(args.preset) or "fashion_mnist")
     if command == "inpaint":
         resolve_model(args.preset, families=("GIVTMaskGIT",))
-    if command in ("train", "train-vae"):
-        check_resume(args)
+    if command in ("train", "train-vae") and getattr(args, "process_id", 0) == 0:
+        check_resume(args)  # Process 0 owns --out in a multi-process run.

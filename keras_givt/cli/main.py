@@ -4,6 +4,7 @@ Subcommands, by family (each writes `<out>/<command>.json` with its config and
 metrics, atomically, next to its outputs):
 
   givt_commands   train-vae, encode, train, sample, inpaint, evaluate, demo
+  distributed     launch (N local processes of a multi-process `train`, JAX)
   vq_commands     train-vq, train-maskgit-vq, evaluate-vq
   uvim_commands   uvim-train-vae, uvim-train, uvim-evaluate
 
@@ -30,6 +31,8 @@ Layout of `keras_givt/cli/`:
   evaluation.py     chunked, timed sampling and FD-CNN scoring shared by sample, evaluate,
                     evaluate-vq and demo
   io_utils.py       atomic files, crash-safe folder swaps, folder locks, PNG grids
+  distributed.py    multi-process data parallel on JAX: the `train` flags, `launch`, process 0
+                    as the only writer, per-process data shards, the checkpoint broadcast
   fd_floors.py      the shipped FD-CNN real-data floors
 
 Each family module defines `COMMANDS` (its subcommand names), `add_parsers(add)`,
@@ -50,6 +53,7 @@ import argparse
 import os
 import sys
 
+from keras_givt.cli import distributed
 from keras_givt.cli import givt_commands
 from keras_givt.cli import uvim_commands
 from keras_givt.cli import vq_commands
@@ -58,7 +62,7 @@ from keras_givt.cli.errors import CLIError
 BACKENDS = ("jax", "tensorflow", "torch")
 _REEXEC_ENV = "KERAS_GIVT_CLI_REEXEC"
 # The command families, in the order of `keras-givt --help`.
-FAMILIES = (givt_commands, vq_commands, uvim_commands)
+FAMILIES = (givt_commands, vq_commands, uvim_commands, distributed)
 # Subcommand name -> its family module.
 FAMILY_OF_COMMAND = {name: family for family in FAMILIES for name in family.COMMANDS}
 COMMANDS = tuple(FAMILY_OF_COMMAND)
@@ -177,6 +181,8 @@ def main(argv=None):
                     f"(or set KERAS_BACKEND={args.backend})"
                 )
         os.environ["KERAS_BACKEND"] = args.backend
+    if family is distributed:  # The launcher only starts processes: no Keras here.
+        return distributed.run(args, argv)
     # The arguments are checked and the backend is set: Keras may load now.
     import signal
     import threading

@@ -23,6 +23,7 @@ import time
 import keras
 import numpy as np
 
+from keras_givt.cli import distributed
 from keras_givt.cli import io_utils
 from keras_givt.cli import run_record
 from keras_givt.cli.errors import CLIError
@@ -52,13 +53,16 @@ def save_variables(path, variables):
     io_utils.write_npz(path, **arrays)
 
 
-def load_variables(path, variables, what):
-    """Assigns the arrays of a `save_variables` file to `variables`, in order.
+def read_variables(path, variables, what):
+    """The arrays of a `save_variables` file, checked against `variables` (count, shapes).
 
     Args:
         path: the .npz file written by `save_variables`.
-        variables: the `keras.Variable`s to assign (same count, order and shapes).
+        variables: the `keras.Variable`s the arrays are for (same count, order and shapes).
         what: a word for error messages ("model", "optimizer").
+
+    Returns:
+        A list of numpy arrays, one per variable.
 
     Raises:
         CLIError: the count or a shape differs (another model configuration).
@@ -70,6 +74,7 @@ def load_variables(path, variables, what):
                 f"checkpoint {path!r} has {n} {what} variables, the model has {len(variables)}: "
                 "the model configuration differs from the checkpointed run."
             )
+        values = []
         for i, v in enumerate(variables):
             value = data[f"{i:05d}"]
             if tuple(value.shape) != tuple(v.shape):
@@ -77,9 +82,30 @@ def load_variables(path, variables, what):
                     f"checkpoint {path!r}: {what} variable {v.path} has shape {value.shape}, the "
                     f"model expects {tuple(v.shape)} (different model configuration?)."
                 )
-            # A backend-owned copy: on CPU, jax may alias the numpy buffer, and
-            # the trainer donates variable buffers to the compiled step.
-            v.assign(keras.ops.copy(keras.ops.convert_to_tensor(np.array(value, dtype=v.dtype))))
+            values.append(value)
+    return values
+
+
+def assign_variables(variables, values):
+    """Assigns numpy `values` to `variables`, in order."""
+    for v, value in zip(variables, values):
+        # A backend-owned copy: on CPU, jax may alias the numpy buffer, and
+        # the trainer donates variable buffers to the compiled step.
+        v.assign(keras.ops.copy(keras.ops.convert_to_tensor(np.array(value, dtype=v.dtype))))
+
+
+def load_variables(path, variables, what):
+    """Assigns the arrays of a `save_variables` file to `variables`, in order.
+
+    Args:
+        path: the .npz file written by `save_variables`.
+        variables: the `keras.Variable`s to assign (same count, order and shapes).
+        what: a word for error messages ("model", "optimizer").
+
+    Raises:
+        CLIError: the count or a shape differs (another model configuration).
+    """
+    assign_variables(variables, read_variables(path, variables, what))
 
 
 def _add_step(segments, step):
@@ -101,6 +127,10 @@ class Checkpointer(keras.callbacks.Callback):
     lineage: `trained_steps` (runs of steps whose updates are in these
     weights) and `checkpoint_steps`. Saves every `every` optimizer steps
     (after the epoch's history entry when the step ends an epoch).
+
+    In a multi-process run (`keras_givt.cli.distributed`) process 0 alone
+    writes the checkpoint and the log, and alone reads them on resume; the
+    others get its values by broadcast.
     """
 
     def __init__(self, out_dir, every, state):
@@ -115,6 +145,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.state.setdefault("checkpoint_steps", [])
         self.interrupt_at = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
         self.last_saved = None
+        self.writer = distributed.is_writer()
         # Metric sums over the current epoch's batches, including those of an
         # interrupted run (carried in the checkpoint), so a resumed epoch logs
         # the same means as an uninterrupted one.
@@ -136,6 +167,8 @@ class Checkpointer(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
     def log(self, **event):
+        if not self.writer:
+            return
         io_utils.append_jsonl(
             self.log_path, dict(event, time=round(time.time(), 3), pid=os.getpid())
         )
@@ -143,6 +176,9 @@ class Checkpointer(keras.callbacks.Callback):
     def save(self, model):
         step = self.step(model)
         if step == self.last_saved:
+            return
+        if not self.writer:
+            self.last_saved = step
             return
         state = dict(
             self.state,
@@ -163,13 +199,20 @@ class Checkpointer(keras.callbacks.Callback):
 
     def load(self, model):
         """Restores weights and optimizer state; returns the saved state dict."""
-        state = io_utils.read_json(os.path.join(self.dir, "state.json"))
-        load_variables(os.path.join(self.dir, "model.npz"), model.variables, "model")
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        load_variables(
-            os.path.join(self.dir, "optimizer.npz"), model.optimizer.variables, "optimizer"
-        )
+        variables = list(model.variables) + list(model.optimizer.variables)
+        state, values = {}, None
+        if self.writer:
+            state = io_utils.read_json(os.path.join(self.dir, "state.json"))
+            values = read_variables(
+                os.path.join(self.dir, "model.npz"), model.variables, "model"
+            ) + read_variables(
+                os.path.join(self.dir, "optimizer.npz"), model.optimizer.variables, "optimizer"
+            )
+        # Multi-process: process 0's arrays and step, broadcast to every process.
+        state, values = distributed.share_checkpoint(variables, state, values)
+        assign_variables(variables, values)
         self.last_saved = state["step"]
         self._carry = state.get("partial_epoch")
         return state
@@ -247,13 +290,16 @@ def prepare_out_dir(args, model_keys=()):
     into a folder holding one (see `checks.check_resume`); this re-checks
     under the lock. A resumed run must also match the checkpoint's
     `model_keys` arguments. The lock is held until the command ends
-    (`io_utils.release_folder_locks`, called by `main`).
+    (`io_utils.release_folder_locks`, called by `main`). In a multi-process
+    run only process 0 touches the folder.
 
     Args:
         args: the parsed training arguments (`out`, `resume`, `overwrite`).
         model_keys: names of the arguments that define the model; a resumed
             run must give the values stored in the checkpoint.
     """
+    if not distributed.is_writer():
+        return
     os.makedirs(args.out, exist_ok=True)
     io_utils.hold_folder_lock(args.out)
     for name in ("checkpoint", "preset", "vae", "tokenizer"):
@@ -446,7 +492,10 @@ def open_training_record(args, argv, model_keys, info):
             the state's `model_config` (see `prepare_out_dir`).
         info: fields added to the record (data, number of examples, params).
     """
-    record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
+    if distributed.is_writer():
+        record = run_record.open_record(args, argv, args.out, keep_previous=args.resume)
+    else:
+        record = distributed.NullRecord()
     record.data.update(info)
     return record, {"model_config": {k: getattr(args, k) for k in model_keys}}
 
@@ -497,7 +546,9 @@ def fit_and_save_task(
         "train_time_s": state.get("train_time_s"),
         **card,
     }
-    save_task(model, preset_dir, card)
+    distributed.run_on_writer(lambda: save_task(model, preset_dir, card))
+    if not distributed.is_writer():
+        return step
     finish_training(
         record,
         state,

@@ -393,10 +393,11 @@ class GenerationTask(Task):
 
     # --- Compiled generation ----------------------------------------------
 
-    # torch on CPU: intra-op threads used by `generate` (None: torch's
-    # default). On a quiet 2-core CPU two threads decode faster than one
-    # (decoder steps 0.32 s against 0.45 s per AR benchmark generation); on a
-    # CPU shared with other busy processes, 1 can avoid OpenMP hand-off stalls.
+    # torch on CPU: intra-op threads used by `generate`: an int >= 1, "auto"
+    # (torch's own count when the other cores are free, fewer when other
+    # processes keep them busy) or "torch" (leave torch's setting); None reads
+    # KERAS_GIVT_TORCH_THREADS (default "auto"). Why and the measurements:
+    # `keras_givt.utils.torch_threads`.
     torch_generate_threads = None
 
     def _compile_generate(self, key, step_fn):
@@ -405,8 +406,8 @@ class GenerationTask(Task):
         jax: `jax.jit` with the backbone weights and the seed state passed
         explicitly; tensorflow: `tf.function(jit_compile=True)`; torch: eager
         under `torch.no_grad()` (GIVT tasks decode with the plain-torch
-        `TorchDecoder` there), and on CPU with `torch_generate_threads`
-        intra-op threads.
+        `TorchDecoder` there), and on CPU with the intra-op threads chosen by
+        `utils.torch_threads.generation_threads(torch_generate_threads)`.
         """
         if key in self.generate_functions:
             return self.generate_functions[key]
@@ -414,19 +415,11 @@ class GenerationTask(Task):
         if backend == "torch":
             import torch
 
-            threads = getattr(self, "torch_generate_threads", None)
+            from keras_givt.utils.torch_threads import generation_threads
 
             def fn(inputs):
-                before = torch.get_num_threads()
-                set_threads = threads is not None and not torch.cuda.is_available()
-                if set_threads:
-                    torch.set_num_threads(min(threads, before))
-                try:
-                    with torch.no_grad():
-                        return step_fn(inputs)
-                finally:
-                    if set_threads:
-                        torch.set_num_threads(before)
+                with generation_threads(self.torch_generate_threads), torch.no_grad():
+                    return step_fn(inputs)
 
         elif backend == "tensorflow":
             import tensorflow as tf
