@@ -5,8 +5,11 @@ the received text, so a bad value is a one-line usage error. `add_data_args`
 and `add_train_args` add the data and training flags of every image-training
 command (GIVT and VQ families); `add_data_dir_arg`, `add_cnn_autoencoder_args`,
 `add_transformer_args` and `add_fd_cnn_args` the flag groups that several
-commands share (each in its own place in their `--help`). Only the standard
-library: this module is imported to build the parser, before Keras.
+commands share (each in its own place in their `--help`);
+`add_autoencoder_loss_args` the perceptual + adversarial recipe of `train-vae`
+and `train-vq`. Only the standard library: this module is imported to build
+the parser, before Keras (`autoencoder_loss_kwargs`, run after the backend is
+chosen, imports the discriminator in its body).
 """
 
 import argparse
@@ -288,3 +291,135 @@ def add_fd_cnn_args(p, fd_dataset_help):
         default="crop",
         help="How samples are brought to 28x28 for the FD-CNN classifier.",
     )
+
+
+# The shipped perceptual networks (keras_givt.models.perceptual_network.PERCEPTUAL_NETWORKS;
+# repeated here because this module imports no Keras).
+PERCEPTUAL_NETWORKS = ("fashion_mnist_features",)
+# The arguments of `add_autoencoder_loss_args`: model configuration (a resumed run must match).
+AUTOENCODER_LOSS_KEYS = (
+    "perceptual_weight",
+    "perceptual_network",
+    "adversarial_weight",
+    "adversarial_loss",
+    "adversarial_start_step",
+    "adaptive_adversarial_weight",
+    "r1_gamma",
+    "discriminator_filters",
+    "discriminator_channel_multipliers",
+)
+# The defaults of the discriminator flags that need --adversarial-weight > 0 (None on the
+# parser, so that giving one without the discriminator is an error).
+ADVERSARIAL_DEFAULTS = dict(
+    adversarial_loss="non_saturating",
+    adversarial_start_step=0,
+    adaptive_adversarial_weight=False,
+    r1_gamma=10.0,
+    discriminator_filters=32,
+    discriminator_channel_multipliers=[1, 2, 4, 4],
+)
+
+
+def add_autoencoder_loss_args(p):
+    """The perceptual + adversarial recipe of `train-vae` and `train-vq` (one flag group).
+
+    See `keras_givt.models.autoencoder_losses`; both terms are off by default.
+    `checks.check_autoencoder_loss_args` refuses discriminator flags without
+    `--adversarial-weight` and a network without `--perceptual-weight`.
+
+    Args:
+        p: the subparser.
+    """
+    g = p.add_argument_group(
+        "perceptual and adversarial losses",
+        "VQGAN's recipe (keras_givt.models.autoencoder_losses); off by default.",
+    )
+    g.add_argument(
+        "--perceptual-weight",
+        type=nonneg_float,
+        default=0.0,
+        help="Weight of the perceptual loss (0: off).",
+    )
+    g.add_argument(
+        "--perceptual-network",
+        choices=PERCEPTUAL_NETWORKS,
+        default=None,
+        help="Frozen feature network of the perceptual loss (default with --perceptual-weight "
+        f"> 0: {PERCEPTUAL_NETWORKS[0]}; not the FD-CNN classifier).",
+    )
+    g.add_argument(
+        "--adversarial-weight",
+        type=nonneg_float,
+        default=0.0,
+        help="Weight of the generator's adversarial loss; > 0 trains a StyleGAN-style "
+        "discriminator alongside (0: no discriminator).",
+    )
+    g.add_argument(
+        "--adversarial-loss",
+        choices=("non_saturating", "hinge"),
+        default=None,
+        help=f"GAN loss (default {ADVERSARIAL_DEFAULTS['adversarial_loss']}).",
+    )
+    g.add_argument(
+        "--adversarial-start-step",
+        type=nonneg_int,
+        default=None,
+        help="Optimizer steps before the generator and discriminator terms start (default 0).",
+    )
+    g.add_argument(
+        "--adaptive-adversarial-weight",
+        action="store_true",
+        default=None,
+        help="Scale the generator's term by VQGAN's adaptive weight "
+        "(|grad L_rec| / |grad L_adv| at the decoder's last conv).",
+    )
+    g.add_argument(
+        "--r1-gamma",
+        type=nonneg_float,
+        default=None,
+        help=f"R1 penalty weight of the discriminator (default {ADVERSARIAL_DEFAULTS['r1_gamma']}"
+        "; 0: off).",
+    )
+    g.add_argument(
+        "--discriminator-filters",
+        type=positive_int,
+        default=None,
+        help=f"Base width of the discriminator (default {ADVERSARIAL_DEFAULTS['discriminator_filters']}).",
+    )
+    g.add_argument(
+        "--discriminator-channel-multipliers",
+        type=positive_int_list,
+        default=None,
+        help="Width multiplier per discriminator level, each halving the size (default "
+        + ",".join(str(m) for m in ADVERSARIAL_DEFAULTS["discriminator_channel_multipliers"])
+        + ").",
+    )
+
+
+def autoencoder_loss_kwargs(args):
+    """The `BetaVAE` / `VQGANTokenizer` recipe arguments of `add_autoencoder_loss_args` flags.
+
+    Builds the discriminator, so call it after the backend is chosen.
+
+    Args:
+        args: the parsed arguments.
+    """
+    from keras_givt.models.vqvae.stylegan_discriminator import StyleGANDiscriminator
+
+    adv = {k: getattr(args, k) for k in ADVERSARIAL_DEFAULTS}
+    adv = {k: ADVERSARIAL_DEFAULTS[k] if v is None else v for k, v in adv.items()}
+    kwargs = dict(perceptual_network=None, perceptual_weight=args.perceptual_weight)
+    if args.perceptual_weight > 0:
+        kwargs["perceptual_network"] = args.perceptual_network or PERCEPTUAL_NETWORKS[0]
+    kwargs["adversarial_weight"] = args.adversarial_weight
+    kwargs["discriminator"] = None
+    if args.adversarial_weight > 0:
+        kwargs["discriminator"] = StyleGANDiscriminator(
+            filters=adv["discriminator_filters"],
+            channel_multipliers=adv["discriminator_channel_multipliers"],
+            name="discriminator",
+        )
+    for key in ("adversarial_loss", "adversarial_start_step", "adaptive_adversarial_weight"):
+        kwargs[key] = adv[key]
+    kwargs["r1_gamma"] = adv["r1_gamma"]
+    return kwargs

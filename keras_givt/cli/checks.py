@@ -313,3 +313,44 @@ def check_givt_args(args):
         resolve_model(args.preset, families=("GIVTMaskGIT",))
     if command in ("train", "train-vae") and getattr(args, "process_id", 0) == 0:
         check_resume(args)  # Process 0 owns --out in a multi-process run.
+
+
+def check_autoencoder_loss_args(args):
+    """The perceptual/adversarial flags of `train-vae` and `train-vq`.
+
+    A flag of a term that is off is refused (it would do nothing): a
+    `--perceptual-network` needs `--perceptual-weight` > 0, and the
+    discriminator flags need `--adversarial-weight` > 0. An
+    `--adversarial-start-step` at or past `--steps` is refused too.
+    """
+    if args.perceptual_network is not None and not args.perceptual_weight:
+        raise _bad(
+            "--perceptual-network",
+            args.perceptual_network,
+            "needs --perceptual-weight > 0 (the perceptual loss is off)",
+        )
+    if not args.adversarial_weight:
+        for name in (
+            "adversarial_loss",
+            "adversarial_start_step",
+            "adaptive_adversarial_weight",
+            "r1_gamma",
+            "discriminator_filters",
+            "discriminator_channel_multipliers",
+        ):
+            value = getattr(args, name)
+            if value is not None:
+                if isinstance(value, list):
+                    value = ",".join(str(v) for v in value)
+                raise _bad(
+                    _flag(name),
+                    value,
+                    "needs --adversarial-weight > 0 (no discriminator is trained)",
+                )
+    start, steps = args.adversarial_start_step, getattr(args, "steps", None)
+    if start and steps is not None and start >= steps:
+        raise _bad(
+            "--adversarial-start-step",
+            start,
+            f"must be below --steps ({steps}), or the adversarial terms never start",
+        )

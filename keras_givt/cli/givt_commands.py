@@ -53,6 +53,7 @@ def add_parsers(add):
     p.add_argument(
         "--reconstruction-loss", choices=("l2", "xent"), default="l2", help="Reconstruction loss."
     )
+    arguments.add_autoencoder_loss_args(p)
 
     p = add("encode", "Cache the VAE posterior (mu, logvar) of a data set to an .npz file.")
     arguments.add_data_args(p)
@@ -248,6 +249,8 @@ def _add_sampling_args(p):
 def check_args(args):
     """The pre-import checks of the GIVT commands (raise `CLIError`); see `keras_givt.cli.checks`."""
     checks.check_givt_args(args)
+    if args.command == "train-vae":
+        checks.check_autoencoder_loss_args(args)
 
 
 def run(args, argv):
@@ -274,6 +277,7 @@ MODEL_KEYS_VAE = (
     "channel_multipliers",
     "image_size",
     "channels",
+    *arguments.AUTOENCODER_LOSS_KEYS,
 )
 
 
@@ -308,6 +312,7 @@ def cmd_train_vae(args, argv):
         beta=args.beta,
         reconstruction_loss=args.reconstruction_loss,
         seed=args.seed,
+        **arguments.autoencoder_loss_kwargs(args),
     )
     vae.build_for_image_size(args.image_size, args.channels)
     training.compile_for_training(vae, args, total)

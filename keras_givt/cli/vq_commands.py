@@ -40,6 +40,7 @@ MODEL_KEYS_VQ = (
     "codebook_size",
     "image_size",
     "channels",
+    *arguments.AUTOENCODER_LOSS_KEYS,
 )
 MODEL_KEYS_MASKGIT = (
     "hidden_size",
@@ -87,6 +88,7 @@ def add_parsers(add):
     p.add_argument(
         "--reconstruction-loss", choices=("l2", "l1"), default="l2", help="Reconstruction loss."
     )
+    arguments.add_autoencoder_loss_args(p)
 
     p = add("train-maskgit-vq", "Train a discrete MaskGIT on the codes of a `train-vq` tokenizer.")
     p.add_argument(
@@ -234,6 +236,7 @@ def check_args(args):
             raise CLIError(
                 f"argument --filters: must be a multiple of 32 (GroupNorm(32)); received {args.filters}"
             )
+        checks.check_autoencoder_loss_args(args)
     else:
         if args.hidden_size % args.num_heads:
             raise CLIError(
@@ -317,6 +320,7 @@ def cmd_train_vq(args, argv):
         entropy_temperature=args.entropy_temperature,
         output_dim=args.channels,
         reconstruction_loss=args.reconstruction_loss,
+        **arguments.autoencoder_loss_kwargs(args),
     )
     tok.build_for_image_size(args.image_size, args.channels)
     training.compile_for_training(tok, args, total)

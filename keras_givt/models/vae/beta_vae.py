@@ -14,7 +14,16 @@ Numerics match big_vision's `cnn.Model` number for number:
 Training (`fit`): `call(images, training=True)` samples
 z = mu + exp(logvar/2)·ε and decodes it; the loss (`compute_loss`) is
 
-    reconstruction + beta · KL
+    reconstruction + beta · KL + perceptual + adversarial
+
+with the last two from the recipe shared with `VQGANTokenizer`
+(`keras_givt.models.autoencoder_losses.AutoencoderLosses`; both off by
+default): perceptual_weight · P(x, x̂) through a frozen feature network, and
+with a `discriminator` the generator term adversarial_weight · g_loss(D(x̂))
+(optionally VQGAN's adaptive weight) plus the discriminator's own loss with
+R1, from `adversarial_start_step` on; one optimizer step of `fit` is one
+simultaneous GAN step. The perceptual network and the discriminator see the
+images mapped from [−1, 1] to [0, 1].
 
 - reconstruction `"l2"`: mean over batch, pixels and channels of
   (x − x̂)²; `"xent"`: sigmoid cross-entropy between (x+1)/2 and the
@@ -33,6 +42,8 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.models.autoencoder_losses import AutoencoderLosses
+from keras_givt.models.autoencoder_losses import check_recipe_arguments
 from keras_givt.models.image_autoencoder import ImageAutoencoder
 from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
@@ -42,7 +53,7 @@ from keras_givt.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_givt")
-class BetaVAE(ImageAutoencoder, keras.Model):
+class BetaVAE(AutoencoderLosses, ImageAutoencoder, keras.Model):
     """big_vision CNN β-VAE (MaskGIT VQGAN-style encoder/decoder).
 
     Args:
@@ -62,9 +73,40 @@ class BetaVAE(ImageAutoencoder, keras.Model):
         beta: float. Weight of the KL term in the training loss.
         reconstruction_loss: "l2" or "xent".
         seed: int or None. Seed of the model's `SeedGenerator`.
+        image_size: (H, W, C) the variables are built for (recorded).
+        perceptual_network: None, a shipped network's name
+            (`"fashion_mnist_features"`) or a frozen `keras.Model` images in
+            [0, 1] → features.
+        perceptual_weight: float. Weight of the perceptual term.
+        discriminator: None or a `keras.Model` images in [0, 1] → (B,)
+            logits, e.g. `keras_givt.models.vqvae.StyleGANDiscriminator`.
+        adversarial_loss: "non_saturating" or "hinge".
+        adversarial_weight: float. Weight of the generator's term.
+        r1_gamma: float. R1 penalty weight of the discriminator (0 = off).
+        adversarial_start_step: int. Training steps before the adversarial
+            terms start (0: from the first).
+        adaptive_adversarial_weight: bool. Scale the generator's term by
+            VQGAN's adaptive weight (see `AutoencoderLosses`).
+        adaptive_weight_max: float. Upper clip of the adaptive weight.
+
+    Example:
+    ```python
+    vae = keras_givt.BetaVAE(
+        codeword_dim=16, code_len=16, filters=32, num_res_blocks=1,
+        channel_multipliers=[1, 2, 2, 2], beta=2e-4,
+        perceptual_network="fashion_mnist_features", perceptual_weight=0.1,
+        discriminator=keras_givt.models.vqvae.StyleGANDiscriminator(filters=32),
+        adversarial_weight=0.1, adversarial_start_step=500,
+    )
+    vae.build_for_image_size(32)
+    vae.compile(optimizer="adam")
+    vae.fit(images, epochs=1)  # images (N, 32, 32, 3) in [-1, 1]
+    mu, logvar = vae.encode(images)  # (N, 16, 16) each
+    ```
     """
 
     preset_description = "VAE"
+    recipe_image_range = (-1.0, 1.0)
 
     def __init__(
         self,
@@ -83,6 +125,15 @@ class BetaVAE(ImageAutoencoder, keras.Model):
         reconstruction_loss="l2",
         seed=None,
         image_size=None,
+        perceptual_network=None,
+        perceptual_weight=0.1,
+        discriminator=None,
+        adversarial_loss="non_saturating",
+        adversarial_weight=0.1,
+        r1_gamma=10.0,
+        adversarial_start_step=0,
+        adaptive_adversarial_weight=False,
+        adaptive_weight_max=1e4,
         **kwargs,
     ):
         # Numeric arguments: finite, in range, numpy scalars accepted.
@@ -95,6 +146,17 @@ class BetaVAE(ImageAutoencoder, keras.Model):
         output_dim = validation.check_positive_int("output_dim", output_dim)
         beta = validation.check_float("beta", beta, 0.0)
         seed = validation.check_int("seed", seed, allow_none=True)
+        recipe = check_recipe_arguments(
+            perceptual_network=perceptual_network,
+            perceptual_weight=perceptual_weight,
+            discriminator=discriminator,
+            adversarial_loss=adversarial_loss,
+            adversarial_weight=adversarial_weight,
+            r1_gamma=r1_gamma,
+            adversarial_start_step=adversarial_start_step,
+            adaptive_adversarial_weight=adaptive_adversarial_weight,
+            adaptive_weight_max=adaptive_weight_max,
+        )
         if norm_type != "GN":
             raise ValueError(f"Only norm_type='GN' is supported; received {norm_type!r}.")
         if reconstruction_loss not in ("l2", "xent"):
@@ -142,6 +204,7 @@ class BetaVAE(ImageAutoencoder, keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self._init_recipe(**recipe)
 
     @property
     def token_dim(self):
@@ -194,19 +257,25 @@ class BetaVAE(ImageAutoencoder, keras.Model):
             )
         return side // ph, side // pw
 
-    def decode_raw(self, z):
-        """z (B, L, P) -> decoder output (B, H, W, output_dim), no rescale/clip."""
+    def _latent_grid(self, z):
+        """z (B, L, P) -> the decoder's input (B, h, w, D)."""
         z = ops.cast(z, self.compute_dtype)
         grid = self.latent_grid_shape(z.shape[1])
-        x = pixel_unshuffle(z, self.pixel_shuffle_patch_size, grid)
-        return self.decoder(x)
+        return pixel_unshuffle(z, self.pixel_shuffle_patch_size, grid)
 
-    def decode(self, z):
-        """z (B, L, P) -> images (B, H, W, output_dim) in [−1, 1]."""
-        x = self.decode_raw(z)
+    def decode_raw(self, z):
+        """z (B, L, P) -> decoder output (B, H, W, output_dim), no rescale/clip."""
+        return self.decoder(self._latent_grid(z))
+
+    def _finish_decoding(self, x):
+        """Decoder output -> images in [−1, 1] (rescaled for `malib_ckpt`, clipped)."""
         if self.malib_ckpt:
             x = 2.0 * x - 1.0
         return ops.clip(x, -1.0, 1.0)
+
+    def decode(self, z):
+        """z (B, L, P) -> images (B, H, W, output_dim) in [−1, 1]."""
+        return self._finish_decoding(self.decode_raw(z))
 
     def kl(self, mu, logvar):
         """KL(N(mu, exp(logvar)) || N(0, I)) per example: (B,) (sum over L, P)."""
@@ -222,7 +291,7 @@ class BetaVAE(ImageAutoencoder, keras.Model):
         mu, logvar = self.encode(images)
         z = self.sample(mu, logvar) if training else mu
         self.add_loss(ops.mean(self.kl(mu, logvar)))
-        return self.decode(z)
+        return self._finish_decoding(self._decode_with_recipe(self._latent_grid(z)))
 
     # --- training ------------------------------------------------------------
 
@@ -236,13 +305,14 @@ class BetaVAE(ImageAutoencoder, keras.Model):
         return -ops.mean(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        target = x if y is None else y
-        rec = self._reconstruction(target, y_pred)
+        target = ops.cast(x if y is None else y, "float32")
+        pred = ops.cast(y_pred, "float32")
+        rec = self._reconstruction(target, pred)
         # `call` adds the batch-mean KL through `add_loss`.
         kl = ops.sum([ops.cast(l, "float32") for l in self.losses]) if self.losses else 0.0
         self.reconstruction_loss_tracker.update_state(rec)
         self.kl_loss_tracker.update_state(kl)
-        return rec + self.beta * kl
+        return self.add_recipe_losses(rec + self.beta * kl, target, pred, rec, training=training)
 
     # --- config ------------------------------------------------------------
 
@@ -265,6 +335,7 @@ class BetaVAE(ImageAutoencoder, keras.Model):
                 "reconstruction_loss": self.reconstruction_loss,
                 "seed": self.seed,
                 "image_size": self.image_size,
+                **self.recipe_config(),
             }
         )
         return config
@@ -273,7 +344,7 @@ class BetaVAE(ImageAutoencoder, keras.Model):
     def from_config(cls, config):
         # Build the variables now, so nested loading (task presets, `.keras`
         # files) finds them.
-        vae = cls(**config)
+        vae = cls(**cls.deserialize_recipe_config(config))
         if vae.image_size is not None:
             height, width, channels = vae.image_size
             return vae.build_for_image_size((height, width), channels)

@@ -373,7 +373,9 @@ class CNNDecoder(CNNStack):
                 )
         self._add_output_layers(output_dim, 3)
 
-    def call(self, x):
+    def call(self, x, return_features=False):
+        """Images (B, H, W, output_dim); with `return_features`, also the input
+        (B, H, W, F) of `out_conv` (the adaptive adversarial weight needs it)."""
         # x: (B, h, w, D)
         x = self.stem_conv(x)
         k = 0
@@ -388,7 +390,10 @@ class CNNDecoder(CNNStack):
             if i > 0:
                 x = self.upsample_convs[u](_upsample_nearest_2x(x))
                 u += 1
-        return self._output(x)  # (B, H, W, output_dim)
+        if not return_features:
+            return self._output(x)  # (B, H, W, output_dim)
+        features = self._act(self.norm(x))  # (B, H, W, F)
+        return self.out_conv(features), features
 
     def get_config(self):
         config = super().get_config()

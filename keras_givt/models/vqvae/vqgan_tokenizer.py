@@ -14,18 +14,14 @@ Training (`fit(images)`; `compute_loss`):
 
     reconstruction ("l2": mean (x − x̂)², or "l1")
   + quantizer loss (commitment + codebook + entropy, see `VectorQuantizer`)
-  + perceptual_weight · mean‖φ(x) − φ(x̂)‖²   (φ = any user `perceptual_network`)
-  + adversarial terms when a `discriminator` is given:
-      generator: adversarial_weight · g_loss(D(x̂)) (D's weights held fixed),
-      discriminator: d_loss(D(x), D(sg(x̂))) + r1_gamma/2 · E‖∇ₓD(x)‖²,
-    "non_saturating": g = softplus(−D(x̂)), d = softplus(−D(x)) + softplus(D(x̂));
-    "hinge": g = −D(x̂), d = relu(1 − D(x)) + relu(1 + D(x̂)).
-
-The generator and discriminator terms are summed into one scalar whose
-gradient w.r.t. each network is exactly that network's own objective (the
-generator term sees the discriminator through stop-gradient weights, the
-discriminator term sees stop-gradient reconstructions), so one optimizer step
-of plain `fit` is one simultaneous GAN step on every backend.
+  + the perceptual and adversarial terms of the shared recipe
+    (`keras_givt.models.autoencoder_losses.AutoencoderLosses`, also used by
+    `BetaVAE`): perceptual_weight · P(x, x̂) with a frozen feature network,
+    and with a `discriminator` the generator term adversarial_weight ·
+    g_loss(D(x̂)) (optionally VQGAN's adaptive weight, from
+    `adversarial_start_step` on) and the discriminator term d_loss + R1, so
+    one optimizer step of plain `fit` is one simultaneous GAN step on every
+    backend.
 """
 
 import keras
@@ -33,6 +29,9 @@ from keras import ops
 
 from keras_givt.layers.vector_quantizer import VectorQuantizer
 from keras_givt.layers.vector_quantizer import codebook_statistics
+from keras_givt.models.autoencoder_losses import AutoencoderLosses
+from keras_givt.models.autoencoder_losses import check_recipe_arguments
+from keras_givt.models.autoencoder_losses import input_gradient  # noqa: F401 (public here too)
 from keras_givt.models.image_autoencoder import ImageAutoencoder
 from keras_givt.models.vae.vae_layers import CNNDecoder
 from keras_givt.models.vae.vae_layers import CNNEncoder
@@ -40,30 +39,8 @@ from keras_givt.utils.validation import check_choice
 from keras_givt.utils import validation
 
 
-def input_gradient(fn, x):
-    """∇ₓ Σ fn(x), differentiable again (for the R1 penalty); backend-guarded."""
-    backend = keras.config.backend()
-    if backend == "jax":
-        import jax
-
-        return jax.grad(lambda v: ops.sum(fn(v)))(x)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = ops.sum(fn(x))
-        return tape.gradient(y, x)
-    import torch
-
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        y = ops.sum(fn(x))
-        return torch.autograd.grad(y, x, create_graph=torch.is_grad_enabled())[0]
-
-
 @keras.saving.register_keras_serializable(package="keras_givt")
-class VQGANTokenizer(ImageAutoencoder, keras.Model):
+class VQGANTokenizer(AutoencoderLosses, ImageAutoencoder, keras.Model):
     """MaskGIT's VQGAN tokenizer, trainable with `fit`.
 
     Args:
@@ -79,14 +56,20 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
             entropy_temperature, dead_code_threshold: see `VectorQuantizer`.
         output_dim: int. Image channels.
         reconstruction_loss: "l2" or "l1".
-        perceptual_network: optional frozen `keras.Model` images in [0, 1]
-            → features (a tensor or a list of tensors).
+        perceptual_network: None, a shipped network's name
+            (`"fashion_mnist_features"`) or a frozen `keras.Model` images in
+            [0, 1] → features (a tensor or a list of tensors).
         perceptual_weight: float.
         discriminator: optional `keras.Model` images → (B,) logits, e.g.
             `StyleGANDiscriminator`.
         adversarial_loss: "non_saturating" or "hinge".
         adversarial_weight: float. Weight of the generator's adversarial term.
         r1_gamma: float. R1 penalty weight (0 = off).
+        adversarial_start_step: int. Training steps before the adversarial
+            terms start (0: from the first).
+        adaptive_adversarial_weight: bool. VQGAN's adaptive weight on the
+            generator term (see `AutoencoderLosses`).
+        adaptive_weight_max: float. Its upper clip.
         image_size: (H, W, C) the variables are built for (recorded).
 
     Example:
@@ -127,6 +110,9 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
         adversarial_loss="non_saturating",
         adversarial_weight=0.1,
         r1_gamma=10.0,
+        adversarial_start_step=0,
+        adaptive_adversarial_weight=False,
+        adaptive_weight_max=1e4,
         image_size=None,
         **kwargs,
     ):
@@ -145,13 +131,20 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
             "dead_code_threshold", dead_code_threshold, 0.0
         )
         output_dim = validation.check_positive_int("output_dim", output_dim)
-        perceptual_weight = validation.check_float("perceptual_weight", perceptual_weight, 0.0)
-        adversarial_weight = validation.check_float("adversarial_weight", adversarial_weight, 0.0)
-        r1_gamma = validation.check_float("r1_gamma", r1_gamma, 0.0)
+        recipe = check_recipe_arguments(
+            perceptual_network=perceptual_network,
+            perceptual_weight=perceptual_weight,
+            discriminator=discriminator,
+            adversarial_loss=adversarial_loss,
+            adversarial_weight=adversarial_weight,
+            r1_gamma=r1_gamma,
+            adversarial_start_step=adversarial_start_step,
+            adaptive_adversarial_weight=adaptive_adversarial_weight,
+            adaptive_weight_max=adaptive_weight_max,
+        )
         if norm_type != "GN":
             raise ValueError(f"Only norm_type='GN' is supported; received norm_type={norm_type!r}.")
         check_choice("reconstruction_loss", reconstruction_loss, ("l2", "l1"))
-        check_choice("adversarial_loss", adversarial_loss, ("non_saturating", "hinge"))
         super().__init__(**kwargs)
         # === Layers ===
         self.encoder = CNNEncoder(
@@ -183,17 +176,11 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
             dtype=self.dtype_policy,
             name="decoder",
         )
-        self.perceptual_network = perceptual_network
-        if perceptual_network is not None:
-            perceptual_network.trainable = False
-        self.discriminator = discriminator
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.quantizer_loss_tracker = keras.metrics.Mean(name="quantizer_loss")
         self.perplexity_tracker = keras.metrics.Mean(name="perplexity")
         self.usage_tracker = keras.metrics.Mean(name="codebook_usage")
-        self.perceptual_loss_tracker = keras.metrics.Mean(name="perceptual_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="generator_loss")
-        self.d_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
+        self._init_recipe(**recipe)
         # === Config ===
         self.filters = filters
         self.num_res_blocks = num_res_blocks
@@ -210,20 +197,7 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
         self.dead_code_threshold = dead_code_threshold
         self.output_dim = output_dim
         self.reconstruction_loss = reconstruction_loss
-        self.perceptual_weight = perceptual_weight
-        self.adversarial_loss = adversarial_loss
-        self.adversarial_weight = adversarial_weight
-        self.r1_gamma = r1_gamma
         self.image_size = None if image_size is None else [int(v) for v in image_size]
-
-    def build_for_image_size(self, image_size, channels=3):
-        """Creates every variable (the discriminator's too) with a (1, H, W, C) dummy
-        batch; `image_size` is an int S or a pair (H, W)."""
-        images = self._dummy_images(image_size, channels)
-        self(images)
-        if self.discriminator is not None and not self.discriminator.built:
-            self.discriminator(images)
-        return self
 
     # --- MaskGIT's API -------------------------------------------------------
 
@@ -239,6 +213,10 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
         """Decoder output (B, H, W, C) of code vectors (B, h, w, D) (no clip)."""
         return self.decoder(ops.cast(quantized, self.compute_dtype))
 
+    def _finish_decoding(self, raw):
+        """The decoder's output is the reconstruction (no clip)."""
+        return raw
+
     def decode_from_indices(self, indices):
         """Images (B, H, W, C) (no clip) from code indices (B, h, w)."""
         return self.decode(self.quantizer.decode_ids(indices))
@@ -249,56 +227,20 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
             self.image_size = [int(v) for v in images.shape[1:]]
         features = self.encode(images)
         quantized, indices = self.quantizer(features, training=training)
-        return {"reconstruction": self.decode(quantized), "indices": indices}
+        reconstruction = self._decode_with_recipe(ops.cast(quantized, self.compute_dtype))
+        return {"reconstruction": reconstruction, "indices": indices}
 
     # --- training ----------------------------------------------------------------
 
-    def _d_logits(self, images, frozen=False):
-        disc = self.discriminator
-        if not frozen:
-            return disc(images)
-        trainable = [ops.stop_gradient(v.value) for v in disc.trainable_variables]
-        non_trainable = [v.value for v in disc.non_trainable_variables]
-        logits, _ = disc.stateless_call(trainable, non_trainable, images)
-        return logits
-
-    def adversarial_losses(self, real, fake):
-        """`(generator_loss, discriminator_loss)` (the latter with R1)."""
-        real = ops.cast(real, "float32")
-        fake = ops.cast(fake, "float32")
-        g_logits = ops.cast(self._d_logits(fake, frozen=True), "float32")
-        d_real = ops.cast(self._d_logits(real), "float32")
-        d_fake = ops.cast(self._d_logits(ops.stop_gradient(fake)), "float32")
-        if self.adversarial_loss == "hinge":
-            g = -ops.mean(g_logits)
-            d = ops.mean(ops.relu(1.0 - d_real)) + ops.mean(ops.relu(1.0 + d_fake))
-        else:
-            g = ops.mean(ops.softplus(-g_logits))
-            d = ops.mean(ops.softplus(-d_real)) + ops.mean(ops.softplus(d_fake))
-        if self.r1_gamma:
-            grad = input_gradient(lambda v: self._d_logits(v), real)
-            penalty = ops.mean(ops.sum(ops.square(ops.reshape(grad, (ops.shape(grad)[0], -1))), -1))
-            d = d + 0.5 * self.r1_gamma * penalty
-        return g, d
-
-    def _perceptual(self, real, fake):
-        a = self.perceptual_network(real)
-        b = self.perceptual_network(fake)
-        if not isinstance(a, (list, tuple)):
-            a, b = [a], [b]
-        terms = [
-            ops.mean(ops.square(ops.cast(u, "float32") - ops.cast(v, "float32")))
-            for u, v in zip(a, b)
-        ]
-        return ops.sum(ops.stack(terms))
+    def _reconstruction(self, real, fake):
+        if self.reconstruction_loss == "l2":
+            return ops.mean(ops.square(real - fake))
+        return ops.mean(ops.abs(real - fake))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         real = ops.cast(x if y is None else y, "float32")
         fake = ops.cast(y_pred["reconstruction"], "float32")
-        if self.reconstruction_loss == "l2":
-            rec = ops.mean(ops.square(real - fake))
-        else:
-            rec = ops.mean(ops.abs(real - fake))
+        rec = self._reconstruction(real, fake)
         quant = (
             ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
             if self.losses
@@ -310,25 +252,7 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
         perplexity, usage = codebook_statistics(y_pred["indices"], self.codebook_size)
         self.perplexity_tracker.update_state(perplexity)
         self.usage_tracker.update_state(usage)
-        if self.perceptual_network is not None and self.perceptual_weight:
-            p = self._perceptual(real, fake)
-            self.perceptual_loss_tracker.update_state(p)
-            loss = loss + self.perceptual_weight * p
-        if self.discriminator is not None:
-            g, d = self.adversarial_losses(real, fake)
-            self.g_loss_tracker.update_state(g)
-            self.d_loss_tracker.update_state(d)
-            loss = loss + self.adversarial_weight * g + d
-        return loss
-
-    @property
-    def metrics(self):
-        unused = []
-        if self.perceptual_network is None:
-            unused.append(self.perceptual_loss_tracker)
-        if self.discriminator is None:
-            unused += [self.g_loss_tracker, self.d_loss_tracker]
-        return [m for m in super().metrics if all(m is not u for u in unused)]
+        return self.add_recipe_losses(loss, real, fake, rec, training=training)
 
     # --- config --------------------------------------------------------------------
 
@@ -351,20 +275,7 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
                 "dead_code_threshold": self.dead_code_threshold,
                 "output_dim": self.output_dim,
                 "reconstruction_loss": self.reconstruction_loss,
-                "perceptual_network": (
-                    None
-                    if self.perceptual_network is None
-                    else keras.layers.serialize(self.perceptual_network)
-                ),
-                "perceptual_weight": self.perceptual_weight,
-                "discriminator": (
-                    None
-                    if self.discriminator is None
-                    else keras.layers.serialize(self.discriminator)
-                ),
-                "adversarial_loss": self.adversarial_loss,
-                "adversarial_weight": self.adversarial_weight,
-                "r1_gamma": self.r1_gamma,
+                **self.recipe_config(),
                 "image_size": self.image_size,
             }
         )
@@ -372,11 +283,7 @@ class VQGANTokenizer(ImageAutoencoder, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("perceptual_network", "discriminator"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.layers.deserialize(config[key])
-        model = cls(**config)
+        model = cls(**cls.deserialize_recipe_config(config))
         # Build now, so nested loading (task presets, `.keras` files) finds the variables.
         size = model.image_size or [16 * model.downsampling_factor] * 2 + [model.output_dim]
         return model.build_for_image_size(size[:2], size[2])
