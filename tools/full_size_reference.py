@@ -122,11 +122,33 @@ def _vae_image_size(model_kwargs):
     return side * 2 ** (len(model_kwargs["channel_multipliers"]) - 1)
 
 
-def _init_vae(model, image_size, seed):
+def _init_vae(model, image_size, seed, shapes_only=False):
     import jax
 
     x = np.zeros((1, image_size, image_size, 3), np.float32)
-    return model.init(jax.random.PRNGKey(seed), x)["params"]
+    init = lambda rng: model.init(rng, x)["params"]
+    if shapes_only:
+        return jax.eval_shape(init, jax.random.PRNGKey(seed))
+    return init(jax.random.PRNGKey(seed))
+
+
+def _checked_load(load, shapes, what):
+    """`load(shapes)` (big_vision's loader, whose `merge_params` checks the names)
+    as device arrays, after checking every shape and dtype against the model's."""
+    import jax
+
+    from big_vision import utils
+
+    params = load(shapes)
+    got = dict(utils.tree_flatten_with_names(params)[0])
+    for name, want in utils.tree_flatten_with_names(shapes)[0]:
+        value = got[name]
+        if tuple(value.shape) != tuple(want.shape) or value.dtype != want.dtype:
+            raise SystemExit(
+                f"{what}: {name} is {value.shape} {value.dtype}; the model has "
+                f"{want.shape} {want.dtype}."
+            )
+    return jax.device_put(params)
 
 
 def write_vae_file(spec, path):
@@ -165,8 +187,10 @@ def load_vae_file(model_kwargs, path, seed):
     from big_vision.models.proj.givt import cnn
 
     model = _vae_model(model_kwargs)
-    init = _init_vae(model, _vae_image_size(model_kwargs), seed + 17)
-    params = cnn.load(init, path, malib_ckpt=True, use_ema_params=True)
+    shapes = _init_vae(model, _vae_image_size(model_kwargs), seed, shapes_only=True)
+    params = _checked_load(
+        lambda init: cnn.load(init, path, malib_ckpt=True, use_ema_params=True), shapes, path
+    )
     return model, {"params": params}
 
 
@@ -215,15 +239,18 @@ def _givt_batch(spec, kwargs, batch):
     return inputs
 
 
-def _init_givt(model, kwargs, seed):
+def _init_givt(model, kwargs, seed, shapes_only=False):
     import jax
 
     inputs = _givt_batch({"seed": seed}, kwargs, 1)
-    return jax.jit(
-        lambda rng: model.init(
-            rng, inputs["tokens"], inputs["labels"], input_mask=inputs.get("input_mask")
-        )
-    )(jax.random.PRNGKey(seed))["params"]
+
+    def init(rng):
+        mask = inputs.get("input_mask")
+        return model.init(rng, inputs["tokens"], inputs["labels"], input_mask=mask)["params"]
+
+    if shapes_only:
+        return jax.eval_shape(init, jax.random.PRNGKey(seed))
+    return jax.jit(init)(jax.random.PRNGKey(seed))
 
 
 def write_givt_file(spec, path):
@@ -246,9 +273,9 @@ def run_givt(spec):
 
     kwargs = spec["bv_model_kwargs"]
     model = givt.Model(**kwargs)
-    init = _init_givt(model, kwargs, spec["seed"] + 17)
-    params = givt.load(init, spec["givt_path"])  # merge_params checks the structure.
-    del init
+    shapes = _init_givt(model, kwargs, spec["seed"], shapes_only=True)
+    path = spec["givt_path"]
+    params = _checked_load(lambda init: givt.load(init, path), shapes, path)
     variables = {"params": params}
     inputs = _givt_batch(spec, kwargs, spec["batch"])
     tokens, labels, mask = inputs["tokens"], inputs["labels"], inputs.get("input_mask")
@@ -293,7 +320,7 @@ def run_givt(spec):
         steps = [np.asarray(logits)]
 
         @jax.jit
-        def step(cache, token):
+        def step(params, cache, token):  # params as an argument: never baked into the HLO.
             def decode_step(m, token):
                 return m.decode(token, labels, None, decode=True)
 
@@ -304,7 +331,7 @@ def run_givt(spec):
 
         cache = aux["cache"]
         for i in range(n):
-            logits, cache = step(cache, tokens[:, i : i + 1])
+            logits, cache = step(params, cache, tokens[:, i : i + 1])
             steps.append(np.asarray(logits))
         out["cached_logits"] = np.concatenate(steps, axis=1)
 
