@@ -28,6 +28,7 @@ import time
 
 from keras_givt.cli import arguments
 from keras_givt.cli import checks
+from keras_givt.cli import distributed
 from keras_givt.cli.errors import CLIError
 
 COMMANDS = ("train-vae", "encode", "train", "sample", "inpaint", "evaluate", "demo")
@@ -97,6 +98,13 @@ def add_parsers(add):
         "--dropout", type=arguments.dropout_rate, default=0.0, help="Dropout rate of the decoder."
     )
     p.add_argument("--unconditional", action="store_true", help="Ignore labels.")
+    p.add_argument(
+        "--remat",
+        action="store_true",
+        help="Recompute each transformer block in the backward pass (less memory, one more "
+        "forward pass; the same numbers).",
+    )
+    distributed.add_distributed_args(p)
 
     p = add("sample", "Write a class-conditional sample grid (PNG) and the samples (.npz).")
     _add_sampling_args(p)
@@ -248,6 +256,8 @@ def _add_sampling_args(p):
 
 def check_args(args):
     """The pre-import checks of the GIVT commands (raise `CLIError`); see `keras_givt.cli.checks`."""
+    if args.command == "train":
+        distributed.check_distributed_args(args)
     checks.check_givt_args(args)
     if args.command == "train-vae":
         checks.check_autoencoder_loss_args(args)
@@ -419,6 +429,7 @@ def cmd_train(args, argv):
     from keras_givt.cli import model_io
     from keras_givt.cli import training
 
+    distributed.initialize(args)  # Multi-process runs: first, before any computation.
     training.prepare_out_dir(args, MODEL_KEYS_GIVT)
     keras.utils.set_random_seed(args.seed)
     tf.random.set_seed(args.seed)
@@ -484,6 +495,7 @@ def cmd_train(args, argv):
         mask_style="concat",
         drop_labels_probability=0.0 if num_labels is None else args.drop_labels_probability,
         dec_dropout_rate=args.dropout,
+        remat=args.remat,
     )
     task_cls = keras_givt.GIVTCausal if args.model == "causal" else keras_givt.GIVTMaskGIT
     sampling_defaults = {"temperature": 1.0}
@@ -512,7 +524,7 @@ def cmd_train(args, argv):
     )
     training.fit_and_save_task(
         model,
-        ds,
+        distributed.shard_stream(ds, args.batch_size),  # This process's rows of each batch.
         args,
         argv,
         steps_per_epoch,
