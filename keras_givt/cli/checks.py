@@ -209,6 +209,12 @@ def check_vae(value, args, flag="--vae"):
     return path
 
 
+def _is_bundled(value):
+    from keras_givt.models import bundled
+
+    return value in bundled.BUNDLED
+
+
 def _card_dataset_of(value):
     """The data set named in a bundled preset's or a model folder's model_card.json (None if unknown)."""
     from keras_givt.models import bundled
@@ -297,6 +303,8 @@ def check_givt_args(args):
     if data:
         check_data(data)
     if getattr(args, "vae", None) is not None and command in ("encode", "train"):
+        check_vae(args.vae, args)
+    if command == "evaluate-vae" and not _is_bundled(args.vae):
         check_vae(args.vae, args)
     if command == "train-vae":
         down = 2 ** (len(args.channel_multipliers) - 1)

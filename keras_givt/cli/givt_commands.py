@@ -31,7 +31,16 @@ from keras_givt.cli import checks
 from keras_givt.cli import distributed
 from keras_givt.cli.errors import CLIError
 
-COMMANDS = ("train-vae", "encode", "train", "sample", "inpaint", "evaluate", "demo")
+COMMANDS = (
+    "train-vae",
+    "evaluate-vae",
+    "encode",
+    "train",
+    "sample",
+    "inpaint",
+    "evaluate",
+    "demo",
+)
 
 
 def add_parsers(add):
@@ -55,6 +64,30 @@ def add_parsers(add):
         "--reconstruction-loss", choices=("l2", "xent"), default="l2", help="Reconstruction loss."
     )
     arguments.add_autoencoder_loss_args(p)
+
+    p = add(
+        "evaluate-vae",
+        "β-VAE: FD-CNN, class consistency and MSE of its test-set reconstructions (the ceiling "
+        "of every GIVT on it).",
+    )
+    p.add_argument(
+        "--vae",
+        required=True,
+        help="A `train-vae` output folder (or its vae/ folder), or a bundled GIVT preset name "
+        "(its VAE).",
+    )
+    arguments.add_data_dir_arg(p)
+    p.add_argument(
+        "--num-examples",
+        type=arguments.int_at_least(2),
+        default=10000,
+        help="Test images reconstructed and scored (the first N).",
+    )
+    p.add_argument(
+        "--batch-size", type=arguments.positive_int, default=500, help="Images per VAE call."
+    )
+    p.add_argument("--out", required=True, help="Output folder (JSON record, PNG).")
+    arguments.add_fd_cnn_args(p, "FD-CNN reference (default: the VAE's training data set).")
 
     p = add("encode", "Cache the VAE posterior (mu, logvar) of a data set to an .npz file.")
     arguments.add_data_args(p)
@@ -267,6 +300,7 @@ def run(args, argv):
     """Runs the GIVT command `args.command` (after `main` set the backend)."""
     commands = {
         "train-vae": cmd_train_vae,
+        "evaluate-vae": cmd_evaluate_vae,
         "encode": cmd_encode,
         "train": cmd_train,
         "sample": cmd_sample,
@@ -354,6 +388,67 @@ def cmd_train_vae(args, argv):
         vae_dir=vae_dir,
     )
     print(f"Saved the VAE to {vae_dir} (reconstruction MSE {mse / max(count, 1):.4f} on {split}).")
+
+
+# --- evaluate-vae -------------------------------------------------------------
+
+
+def cmd_evaluate_vae(args, argv):
+    import keras
+    import numpy as np
+
+    from keras_givt.cli import data
+    from keras_givt.cli import evaluation
+    from keras_givt.cli import io_utils
+    from keras_givt.cli import model_io
+    from keras_givt.cli import run_record
+
+    from keras_givt.models import bundled
+
+    if args.vae in bundled.BUNDLED:  # The VAE inside a bundled GIVT preset.
+        task, card = model_io.load_task(args.vae)
+        vae, vae_dir, spec = task.vae, args.vae, (card.get("data") or {}).get("data")
+    else:
+        vae, info, vae_dir = model_io.load_vae(args.vae)
+        spec = info.get("data")
+    if not spec or not data.is_builtin(spec["data"]):
+        raise CLIError(
+            f"argument --vae: evaluate-vae scores reconstructions of a built-in data set's test "
+            f"split; the VAE in {vae_dir!r} was trained on {spec and spec.get('data')!r}."
+        )
+    fd_dataset = args.fd_dataset or spec["data"]
+    record = run_record.open_record(args, argv, args.out)
+    ds, n, _ = data.load_images(
+        dict(spec, max_examples=args.num_examples), "test", args.batch_size, data_dir=args.data_dir
+    )
+    originals, reconstructions, labels = [], [], []
+    bar = keras.utils.Progbar(n, unit_name="image")
+    t0 = time.time()
+    for batch in ds:
+        x = batch["images"].numpy()
+        mu, _ = vae.encode(x)  # The posterior mean, as `encode` caches for GIVT.
+        reconstructions.append(np.clip(keras.ops.convert_to_numpy(vae.decode(mu)), -1.0, 1.0))
+        originals.append(x)
+        labels.append(batch["labels"].numpy())
+        bar.add(len(x))
+    x, rec = np.concatenate(originals), np.concatenate(reconstructions)
+    labels = np.concatenate(labels).astype("int64")
+    metrics = {
+        "vae_dir": vae_dir,
+        "num_examples": int(len(x)),
+        "reconstruction_mse": float(np.mean((rec - x) ** 2)),
+        "reconstruction_time_s": round(time.time() - t0, 3),
+        "fd_dataset": fd_dataset,
+    }
+    if fd_dataset != "none":
+        evaluation.score_fd_cnn(metrics, rec, fd_dataset, args.fd_input_mode, labels=labels)
+    # A grid: rows of 10 originals over their reconstructions.
+    rows = [r for i in range(0, 50, 10) for r in (x[i : i + 10], rec[i : i + 10])]
+    png = os.path.join(args.out, "reconstructions.png")
+    io_utils.write_png(png, io_utils.make_grid(io_utils.to_uint8(np.concatenate(rows)), 10))
+    metrics["png"] = os.path.abspath(png)
+    record.finish(**metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if "per_class" not in k}, indent=1))
 
 
 # --- encode -------------------------------------------------------------------
@@ -724,7 +819,7 @@ def cmd_evaluate(args, argv):
         io_utils.make_grid(io_utils.to_uint8(images[:100]), 10),
     )
     if fd_dataset != "none":
-        evaluation.score_fd_cnn(metrics, images, fd_dataset, args.fd_input_mode)
+        evaluation.score_fd_cnn(metrics, images, fd_dataset, args.fd_input_mode, labels=labels)
     bpd_data = args.bpd_data or (fd_dataset if fd_dataset != "none" else "none")
     if bpd_data != "none" and isinstance(model, keras_givt.GIVTCausal):
         from keras_givt import datasets
