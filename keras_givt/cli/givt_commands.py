@@ -122,6 +122,13 @@ def add_parsers(add):
         help="Gaussian mixture components per token.",
     )
     p.add_argument(
+        "--head-init",
+        choices=("symmetry_breaking", "zeros"),
+        default="symmetry_breaking",
+        help="Start of the mixture-logits layer: 'symmetry_breaking' (small random kernel, "
+        "component locations spread) or big_vision's 'zeros' (the components stay identical).",
+    )
+    p.add_argument(
         "--drop-labels-probability",
         type=arguments.probability,
         default=0.1,
@@ -590,6 +597,7 @@ def cmd_train(args, argv):
         mask_style="concat",
         drop_labels_probability=0.0 if num_labels is None else args.drop_labels_probability,
         dec_dropout_rate=args.dropout,
+        head_init=args.head_init,
         remat=args.remat,
     )
     task_cls = keras_givt.GIVTCausal if args.model == "causal" else keras_givt.GIVTMaskGIT
