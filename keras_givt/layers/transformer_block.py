@@ -34,6 +34,16 @@ from keras_givt.utils.tensor_utils import update_slice
 from keras_givt.utils import validation
 
 
+class _DrawnSeed(keras.random.SeedGenerator):
+    """A seed drawn before a rematerialized block: `next()` returns it (no state)."""
+
+    def __init__(self, seed):  # No state variable: nothing to track or advance.
+        self._drawn = seed
+
+    def next(self, ordered=True):
+        return self._drawn
+
+
 def _is_static(value):
     """A call argument that `rematerialized_call` keeps out of the recomputed
     function: None or a Python/numpy scalar flag."""
@@ -462,30 +472,58 @@ class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
         return self.mlp_dense_1(z)
 
     def rematerialized_call(self, layer_call, *args, **kwargs):
-        """Keras' per-layer remat (a `keras.RematScope` naming this block)
-        over the tensor arguments only: `training` and a None `encoded` are
-        bound outside the recomputed function (`jax.checkpoint` would trace a
-        bool into an array that Dropout cannot branch on, `tf.recompute_grad`
-        converts every argument to a tensor)."""
+        """Keras' per-layer remat (a `keras.RematScope` naming this block),
+        with what the recomputed function must not own passed around it.
+
+        - Only tensors go through the recomputed function: `training` and a
+          None `encoded` are bound outside (`jax.checkpoint` would trace a
+          bool into an array that Dropout cannot branch on,
+          `tf.recompute_grad` converts every argument to a tensor).
+        - Dropout seeds are drawn outside, once per call, and passed in: a
+          seed generator advanced inside the function would leak a tracer
+          out of `jax.checkpoint`, and `tf.recompute_grad` would advance it
+          again when it recomputes (other masks in the backward pass). Each
+          generator is advanced exactly as without remat, so the masks, the
+          loss and the gradients are the same. On torch, Keras' unseeded
+          Dropout draws from torch's global generator, whose state
+          `torch.utils.checkpoint` restores for the recomputation.
+        """
         fixed = {i: a for i, a in enumerate(args) if _is_static(a)}
         fixed_kwargs = {k: v for k, v in kwargs.items() if _is_static(v)}
-        if not fixed and not fixed_kwargs:
-            return super().rematerialized_call(layer_call, *args, **kwargs)
-        num_args = len(args)
+        dropouts = self._seeded_dropouts() if kwargs.get("training") else []
+        num_args, num_seeds = len(args), len(dropouts)
 
-        def tensor_call(*tensor_args, **tensor_kwargs):
-            it = iter(tensor_args)
-            full = [fixed[i] if i in fixed else next(it) for i in range(num_args)]
-            return layer_call(*full, **tensor_kwargs, **fixed_kwargs)
+        def tensor_call(*seeds_and_args, **tensor_kwargs):
+            seeds, tensor_args = seeds_and_args[:num_seeds], iter(seeds_and_args[num_seeds:])
+            full = [fixed[i] if i in fixed else next(tensor_args) for i in range(num_args)]
+            generators = [d.seed_generator for d in dropouts]
+            for d, seed in zip(dropouts, seeds):  # Untracked: restored below.
+                object.__setattr__(d, "seed_generator", _DrawnSeed(seed))
+            try:
+                return layer_call(*full, **tensor_kwargs, **fixed_kwargs)
+            finally:
+                for d, generator in zip(dropouts, generators):
+                    object.__setattr__(d, "seed_generator", generator)
 
         fn = super().rematerialized_call(tensor_call, *args, **kwargs)
 
         def call(*call_args, **call_kwargs):
+            seeds = [d.seed_generator.next() for d in dropouts]
             tensor_args = [a for i, a in enumerate(call_args) if i not in fixed]
             tensor_kwargs = {k: v for k, v in call_kwargs.items() if k not in fixed_kwargs}
-            return fn(*tensor_args, **tensor_kwargs)
+            return fn(*seeds, *tensor_args, **tensor_kwargs)
 
         return call
+
+    def _seeded_dropouts(self):
+        """The Dropout sublayers that draw from a Keras seed generator when training."""
+        if keras.config.backend() == "torch":
+            return []  # Unseeded: torch's global generator (see `rematerialized_call`).
+        return [
+            layer
+            for layer in self._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.Dropout) and layer.rate > 0
+        ]
 
     def compute_output_shape(self, input_shape):
         return input_shape

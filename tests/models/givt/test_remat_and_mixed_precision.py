@@ -4,7 +4,9 @@ Remat recomputes each decoder block in the backward pass instead of keeping
 its activations: the loss, the gradients and the trained weights must be the
 same as without it. The recomputation itself is checked per backend: on jax
 the gradient's jaxpr holds one `remat` equation per block; on tensorflow and
-torch the backward pass calls each block's forward a second time.
+torch the backward pass calls each block's forward a second time. With
+dropout the recomputed blocks must draw the same masks as the forward pass
+(and the seed generators advance as without remat).
 """
 
 import functools
@@ -26,6 +28,7 @@ RTOL, ATOL = 1e-6, 1e-7
 
 
 def _backbone(remat, **overrides):
+    keras.utils.set_random_seed(0)  # The same dropout seed states in every build.
     kwargs = helpers.tiny_kwargs(**overrides)
     return helpers.randomize_weights(GIVTBackbone(remat=remat, **kwargs), seed=1)
 
@@ -38,9 +41,11 @@ def _batch(backbone, batch=3, seed=0):
 
 
 def _loss_and_grads(backbone, tokens, labels):
-    """(loss, [gradients], number of `remat` equations in jax's gradient jaxpr or None)."""
+    """(loss, [gradients], [non-trainable values after the step], number of `remat`
+    equations in jax's gradient jaxpr or None)."""
     feed = {"tokens": tokens, "labels": labels}
     backend = keras.config.backend()
+    keras.utils.set_random_seed(0)  # torch's global generator (its unseeded Dropout).
     if backend == "jax":
         import jax
 
@@ -48,24 +53,27 @@ def _loss_and_grads(backbone, tokens, labels):
         fixed = [v.value for v in backbone.non_trainable_variables]
 
         def loss_fn(trainable):
-            logits, _ = backbone.stateless_call(trainable, fixed, feed, training=True)
-            return givt_nll(backbone, logits, ops.convert_to_tensor(tokens))
+            logits, fixed_out = backbone.stateless_call(trainable, fixed, feed, training=True)
+            return givt_nll(backbone, logits, ops.convert_to_tensor(tokens)), fixed_out
 
-        jaxpr = jax.make_jaxpr(jax.grad(loss_fn))(trainable).jaxpr
+        jaxpr = jax.make_jaxpr(jax.grad(loss_fn, has_aux=True))(trainable).jaxpr
         remats = sum(e.primitive.name in ("remat", "remat2", "checkpoint") for e in jaxpr.eqns)
-        loss, grads = jax.jit(jax.value_and_grad(loss_fn))(trainable)
-        return float(loss), [np.asarray(g) for g in grads], remats
+        (loss, fixed_out), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(trainable)
+        states = [np.asarray(v) for v in fixed_out]
+        return float(loss), [np.asarray(g) for g in grads], states, remats
     if backend == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             loss = givt_nll(backbone, backbone(feed, training=True), ops.convert_to_tensor(tokens))
         grads = tape.gradient(loss, backbone.trainable_variables)
-        return float(loss), [tf.convert_to_tensor(g).numpy() for g in grads], None
-    loss = givt_nll(backbone, backbone(feed, training=True), ops.convert_to_tensor(tokens))
-    loss.backward()
-    grads = [v.value.grad.detach().cpu().numpy() for v in backbone.trainable_variables]
-    return float(loss), grads, None
+        grads = [tf.convert_to_tensor(g).numpy() for g in grads]
+    else:
+        loss = givt_nll(backbone, backbone(feed, training=True), ops.convert_to_tensor(tokens))
+        loss.backward()
+        grads = [v.value.grad.detach().cpu().numpy() for v in backbone.trainable_variables]
+    states = [helpers.to_numpy(v) for v in backbone.non_trainable_variables]
+    return float(loss), grads, states, None
 
 
 @pytest.fixture
@@ -98,21 +106,27 @@ def test_remat_config_round_trip_and_default():
         GIVTBackbone(remat="yes", **helpers.tiny_kwargs())
 
 
-def test_remat_gives_the_same_loss_and_gradients(block_calls):
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_remat_gives_the_same_loss_and_gradients(block_calls, dropout):
     results = {}
     for remat in (False, True):
-        backbone = _backbone(remat, num_decoder_layers=3)
+        backbone = _backbone(remat, num_decoder_layers=3, dec_dropout_rate=dropout)
         tokens, labels = _batch(backbone)
         block_calls.clear()
         results[remat] = _loss_and_grads(backbone, tokens, labels) + (len(block_calls),)
-    (loss0, grads0, remats0, calls0), (loss1, grads1, remats1, calls1) = (
-        results[False],
-        results[True],
-    )
+    loss0, grads0, states0, remats0, calls0 = results[False]
+    loss1, grads1, states1, remats1, calls1 = results[True]
     np.testing.assert_allclose(loss1, loss0, rtol=RTOL, atol=ATOL)
     assert len(grads1) == len(grads0)
     for g1, g0 in zip(grads1, grads0):
         np.testing.assert_allclose(g1, g0, rtol=RTOL, atol=ATOL)
+    # The dropout seed generators advanced alike (once per layer and step).
+    for s1, s0 in zip(states1, states0):
+        np.testing.assert_array_equal(s1, s0)
+    if dropout:  # Dropout did act: the training loss is not the inference one.
+        tokens, labels = _batch(backbone)
+        logits = backbone({"tokens": tokens, "labels": labels}, training=False)
+        assert abs(float(givt_nll(backbone, logits, ops.convert_to_tensor(tokens))) - loss0) > 1e-3
     if keras.config.backend() == "jax":
         assert (remats0, remats1) == (0, 3)
     else:
@@ -124,8 +138,9 @@ def test_remat_trains_to_the_same_weights():
     tokens, labels = helpers.digits_tokens(32)
     weights, losses = {}, {}
     for remat in (False, True):
-        keras.utils.set_random_seed(0)
-        model = GIVTCausal(_backbone(remat, drop_labels_probability=0.1), seed=0)
+        backbone = _backbone(remat, drop_labels_probability=0.1, dec_dropout_rate=0.2)
+        model = GIVTCausal(backbone, seed=0)
+        keras.utils.set_random_seed(0)  # Shuffling; torch's dropout generator.
         history = model.fit(
             {"latents": tokens, "labels": labels}, batch_size=16, epochs=1, verbose=0
         )
@@ -139,7 +154,9 @@ def test_remat_trains_to_the_same_weights():
 def test_mixed_bfloat16_policy_trains_with_float32_mixture_maths():
     # With remat on: bf16 activations through the recomputed blocks too.
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")  # conftest resets it.
-    backbone = _backbone(True, per_channel_mixtures=False, drop_labels_probability=0.1)
+    backbone = _backbone(
+        True, per_channel_mixtures=False, drop_labels_probability=0.1, dec_dropout_rate=0.2
+    )
     assert backbone.compute_dtype == "bfloat16" and backbone.variable_dtype == "float32"
     tokens, labels = _batch(backbone, batch=4)
     logits = backbone({"tokens": tokens, "labels": labels})
