@@ -212,6 +212,8 @@ def _cases(r):
         ),
         ([*train_causal, "--channels", "1", "--out", out], "--channels", "1"),
         ([*train_causal, "--image-size", "30", "--out", out], "--image-size", "30"),
+        ([*train_causal, "--head-init", "ones", "--out", out], "--head-init", "ones"),
+        (["evaluate-vae", "--vae", str(r / "nope"), "--out", out], "--vae", str(r / "nope")),
         # Resume bookkeeping.
         (
             ["train-vae", "--data", imgs, "--out", str(r / "fresh"), "--resume"],
