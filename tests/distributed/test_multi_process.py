@@ -240,3 +240,23 @@ def test_launch_commands():
             "--coordinator",
             "127.0.0.1:4321",
         ]
+
+
+def test_shard_stream_gives_each_process_its_rows(monkeypatch):
+    import tensorflow as tf
+
+    global_batches = np.arange(3 * 8 * 2).reshape(3, 8, 2)  # 3 global batches of 8 rows.
+
+    def stream():
+        return tf.data.Dataset.from_tensor_slices(global_batches.reshape(-1, 2)).batch(8)
+
+    assert distributed.shard_stream(stream, 8) is stream  # A single process: unchanged.
+    parts = []
+    for i in range(4):
+        monkeypatch.setitem(distributed._CLUSTER, "num_processes", 4)
+        monkeypatch.setitem(distributed._CLUSTER, "process_id", i)
+        parts.append([b.numpy() for b in distributed.shard_stream(stream, 8)()])
+    for step in range(3):  # Side by side in process order: the global batch.
+        local = [parts[i][step] for i in range(4)]
+        assert all(x.shape == (2, 2) for x in local)
+        np.testing.assert_array_equal(np.concatenate(local), global_batches[step])
