@@ -1,0 +1,306 @@
+"""Peak memory and step time of one GIVT-Causal train step, with/without remat, float32/bf16.
+
+    KERAS_BACKEND=jax python benchmarks/memory.py --batch 8
+    KERAS_BACKEND=jax python benchmarks/memory.py --find-max-batch --budget-gib 24
+    python benchmarks/memory.py --layers 4 --emb-dim 256 --heads 4 --mlp 1024 --batch 4
+
+One train step is `train_on_batch` of a `GIVTCausal` compiled with Adam
+(global-norm clipping 1): the mixture NLL of a (batch, seq_len, out_dim)
+latent batch, its gradients and the update. The defaults are the published
+GIVT-Causal 256 (24 layers, width 1024, 16 heads, MLP 4096, 256 tokens of
+16 channels, 16 MV-diagonal mixtures, 1000 labels, decoder dropout 0.2,
+label dropout 0.1).
+
+Each configuration (remat off/on x float32/mixed_bfloat16, `--remat` and
+`--dtype` pick) runs in a fresh subprocess of this script: it builds the
+model, runs one compiling step and `--iters` timed ones, and exits. Its
+peak resident memory is the child's `ru_maxrss` (`os.wait4`), so nothing
+of one configuration (compiled programs, allocator pools) inflates the
+next. The child also reports its RSS after building the model, before
+training. On a GPU the numbers are host memory only.
+
+`--find-max-batch` searches, per configuration, the largest batch whose
+train step peaks at or below `--budget-gib`: batches double from
+`--batch` until one exceeds the budget (or fails), then bisect. A child
+whose RSS passes the budget is stopped at once (so the search cannot
+exhaust the machine) and counts as not fitting.
+
+Prints one JSON object on stdout (progress goes to stderr).
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+GIB = 1024**3
+CONFIGS = {"remat": {"off": [False], "on": [True], "both": [False, True]}}
+DTYPES = {
+    "float32": ["float32"],
+    "mixed_bfloat16": ["mixed_bfloat16"],
+    "both": ["float32", "mixed_bfloat16"],
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layers", type=int, default=24)
+    p.add_argument("--emb-dim", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--mlp", type=int, default=4096)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--out-dim", type=int, default=16)
+    p.add_argument("--num-mixtures", type=int, default=16)
+    p.add_argument("--num-labels", type=int, default=1000)
+    p.add_argument("--dropout", type=float, default=0.2, help="Decoder dropout (published: 0.2).")
+    p.add_argument(
+        "--batch", type=int, default=8, help="Batch (the first one tried when searching)."
+    )
+    p.add_argument("--iters", type=int, default=3, help="Timed steps after the compiling one.")
+    p.add_argument("--remat", choices=("off", "on", "both"), default="both")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="both")
+    p.add_argument("--backend", choices=("jax", "tensorflow", "torch"), default=None)
+    p.add_argument("--find-max-batch", action="store_true")
+    p.add_argument("--budget-gib", type=float, default=24.0)
+    p.add_argument("--max-batch", type=int, default=4096, help="Upper end of the search.")
+    p.add_argument("--timeout-s", type=float, default=3600.0, help="Per child process.")
+    p.add_argument("--json-out", default=None)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name in ("layers", "emb_dim", "heads", "mlp", "seq_len", "out_dim", "num_mixtures"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1; received {getattr(args, name)}")
+    if args.batch < 1 or args.iters < 1 or args.max_batch < args.batch:
+        p.error("--batch and --iters must be >= 1 and --max-batch >= --batch")
+    if args.emb_dim % args.heads:
+        p.error(f"--emb-dim ({args.emb_dim}) must be divisible by --heads ({args.heads})")
+    if not args.budget_gib > 0:
+        p.error(f"--budget-gib must be > 0; received {args.budget_gib}")
+    return args
+
+
+# --- the child: one configuration ------------------------------------------------
+
+
+def _rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def worker(spec):
+    """Builds the model of `spec`, runs `iters + 1` train steps, prints a JSON line."""
+    import keras
+    import numpy as np
+
+    import keras_givt
+
+    keras.config.set_dtype_policy(spec["dtype"])
+    keras.utils.set_random_seed(0)
+    backbone = keras_givt.GIVTBackbone(
+        seq_len=spec["seq_len"],
+        out_dim=spec["out_dim"],
+        num_labels=spec["num_labels"],
+        emb_dim=spec["emb_dim"],
+        num_decoder_layers=spec["layers"],
+        num_heads=spec["heads"],
+        mlp_dim=spec["mlp"],
+        num_mixtures=spec["num_mixtures"],
+        per_channel_mixtures=False,
+        fix_square_plus=True,
+        drop_labels_probability=0.1,
+        dec_dropout_rate=spec["dropout"],
+        remat=spec["remat"],
+    )
+    model = keras_givt.GIVTCausal(backbone, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4, global_clipnorm=1.0))
+    rng = np.random.default_rng(0)
+    b = spec["batch"]
+    batch = {
+        "latents": rng.normal(size=(b, spec["seq_len"], spec["out_dim"])).astype("float32"),
+        "labels": rng.integers(0, spec["num_labels"], size=(b,)).astype("int32"),
+    }
+    rss_built = _rss_bytes()
+    t0 = time.perf_counter()
+    loss = float(np.asarray(model.train_on_batch(batch)))
+    first_s = time.perf_counter() - t0
+    times = []
+    for _ in range(spec["iters"]):
+        t0 = time.perf_counter()
+        loss = float(np.asarray(model.train_on_batch(batch)))
+        times.append(time.perf_counter() - t0)
+    out = {
+        "params": int(backbone.count_params()),
+        "rss_after_build_gib": rss_built / GIB,
+        "first_step_s": first_s,
+        "median_step_s": statistics.median(times),
+        "min_step_s": min(times),
+        "loss": loss,
+        "loss_finite": bool(np.isfinite(loss)),
+    }
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# --- the parent: one child per configuration ----------------------------------------
+
+
+def _child_rss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_config(args, remat, dtype, batch, kill_above=None):
+    """Runs one configuration in a fresh process; returns its record."""
+    spec = dict(
+        layers=args.layers,
+        emb_dim=args.emb_dim,
+        heads=args.heads,
+        mlp=args.mlp,
+        seq_len=args.seq_len,
+        out_dim=args.out_dim,
+        num_mixtures=args.num_mixtures,
+        num_labels=args.num_labels,
+        dropout=args.dropout,
+        iters=args.iters,
+        remat=remat,
+        dtype=dtype,
+        batch=batch,
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if args.backend:
+        env["KERAS_BACKEND"] = args.backend
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    record = {"remat": remat, "dtype": dtype, "batch": batch}
+    print(f"[memory] remat={remat} dtype={dtype} batch={batch} ...", file=sys.stderr, flush=True)
+    t0 = time.time()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        stopped = None
+        # Watch the RSS: stop a child that passes `kill_above` or the timeout. The
+        # child is reaped by os.wait4 alone, which gives exactly its ru_maxrss.
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if kill_above is not None and _child_rss(proc.pid) > kill_above:
+                stopped = "exceeded the budget"
+            elif time.time() - t0 > args.timeout_s:
+                stopped = "timed out"
+            if stopped:
+                proc.send_signal(signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    record["peak_rss_gib"] = usage.ru_maxrss * 1024 / GIB
+    record["wall_s"] = round(time.time() - t0, 3)
+    lines = [l for l in stdout.splitlines() if l.startswith("RESULT ")]
+    if stopped:
+        record.update(ok=False, error=stopped)
+    elif proc.returncode != 0 or not lines:
+        tail = (stderr or "").strip().splitlines()[-3:]
+        record.update(ok=False, error=f"exit status {proc.returncode}: " + " | ".join(tail))
+    else:
+        record.update(ok=True, **json.loads(lines[-1][len("RESULT ") :]))
+    print(f"[memory]   -> {json.dumps(record)}", file=sys.stderr, flush=True)
+    return record
+
+
+def find_max_batch(args, remat, dtype):
+    """The largest batch whose train step peaks within `--budget-gib`: doubling, then bisection."""
+    budget = args.budget_gib * GIB
+    probes = []
+
+    def fits(batch):
+        r = run_config(args, remat, dtype, batch, kill_above=budget)
+        probes.append(r)
+        return r["ok"] and r["peak_rss_gib"] * GIB <= budget
+
+    good, bad = 0, None
+    batch = args.batch
+    while batch <= args.max_batch:
+        if fits(batch):
+            good = batch
+            batch *= 2
+        else:
+            bad = batch
+            break
+    if bad is None:
+        bad = args.max_batch + 1
+    while bad - good > 1 and good > 0:
+        mid = (good + bad) // 2
+        if fits(mid):
+            good = mid
+        else:
+            bad = mid
+    if good == 0 and args.batch > 1:  # Even the first batch did not fit: search below it.
+        lo, hi = 0, args.batch
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+        good = lo
+    return {
+        "remat": remat,
+        "dtype": dtype,
+        "budget_gib": args.budget_gib,
+        "max_batch": good,
+        "capped_at_max_batch": good == args.max_batch,
+        "probes": probes,
+    }
+
+
+def _env(args):
+    return {
+        "backend": args.backend or os.environ.get("KERAS_BACKEND"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "mem_total_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    configs = [(r, d) for r in CONFIGS["remat"][args.remat] for d in DTYPES[args.dtype]]
+    result = {"config": {k: v for k, v in vars(args).items() if k != "worker"}}
+    if args.find_max_batch:
+        result["max_batch"] = [find_max_batch(args, r, d) for r, d in configs]
+    else:
+        result["runs"] = [run_config(args, r, d, args.batch) for r, d in configs]
+    result["env"] = _env(args)
+    line = json.dumps(result, sort_keys=True)
+    if args.json_out:
+        tmp = args.json_out + f".tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(line + "\n")
+        os.replace(tmp, args.json_out)
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
