@@ -6,7 +6,7 @@ terms (reconstruction; β·KL or the quantizer losses) and adds these with
 `self.add_recipe_losses(...)`:
 
     perceptual_weight · P(x, x̂)
-  + gate · (λ · adversarial_weight · G(x̂) + D(x, x̂))
+  + [step >= adversarial_start_step] · (λ · adversarial_weight · G(x̂) + D(x, x̂))
 
 - P(x, x̂) = Σ_levels mean (φ(x) − φ(x̂))² with φ a frozen feature network:
   a `keras.Model` images in [0, 1] → a tensor or a list of tensors, or the
@@ -20,9 +20,11 @@ terms (reconstruction; β·KL or the quantizer losses) and adds these with
   stop-gradient reconstructions, so the gradient of the one scalar w.r.t.
   each network is exactly its own objective: one optimizer step of plain
   `fit` is one simultaneous GAN step, on every backend.
-- gate: 0 before `adversarial_start_step` training steps, then 1 (G and D
-  both off before it: the loss then equals the loss without a
-  discriminator). The steps are counted by a non-trainable int32 variable
+- gate: off before `adversarial_start_step` training steps, then on (G and
+  D both off before it: the loss then equals the loss without a
+  discriminator, and `ops.cond` skips the discriminator's passes, so those
+  steps cost what the recipe without a discriminator costs; the trackers
+  record 0 for G, D and λ there). The steps are counted by a non-trainable int32 variable
   `adversarial_step` of the model (created only when the start step is > 0),
   incremented by every `compute_loss(training=True)`; a variable of the
   model, unlike `optimizer.iterations`, is part of the state that the JAX
@@ -338,11 +340,11 @@ class AutoencoderLosses:
         return self._perceptual_from(self._perceptual_features(real), fake)
 
     def _adversarial_gate(self, training):
-        """None (always on), or 1.0/0.0 from the step counter; counts training steps."""
+        """None (always on), or whether the start step is reached; counts training steps."""
         if self.adversarial_step is None:
             return None
         step = self.adversarial_step.value
-        gate = ops.cast(ops.greater_equal(step, self.adversarial_start_step), "float32")
+        gate = ops.greater_equal(step, self.adversarial_start_step)
         if training:
             self.adversarial_step.assign(step + 1)
         return gate
@@ -407,11 +409,11 @@ class AutoencoderLosses:
             loss = loss + self.perceptual_weight * p
         if self.discriminator is None:
             return loss
-        g, d = self.adversarial_losses(real, fake)
-        self.g_loss_tracker.update_state(g)
-        self.d_loss_tracker.update_state(d)
-        weight = self.adversarial_weight
-        if self.adaptive_adversarial_weight:
+
+        def adversarial_terms():
+            g, d = self.adversarial_losses(real, fake)
+            if not self.adaptive_adversarial_weight:
+                return g, d, None
 
             def nll_fn(fake_images):
                 value = self._reconstruction(real, fake_images)
@@ -421,13 +423,28 @@ class AutoencoderLosses:
                     )
                 return value
 
-            adaptive = self.adaptive_adversarial_weight_value(real, nll_fn, features)
-            self.adaptive_weight_tracker.update_state(adaptive)
-            weight = weight * adaptive
+            return g, d, self.adaptive_adversarial_weight_value(real, nll_fn, features)
+
         gate = self._adversarial_gate(training)
         if gate is None:
-            return loss + weight * g + d
-        return loss + gate * (weight * g + d)
+            g, d, adaptive = adversarial_terms()
+        else:
+            # Before the start step the terms are not computed at all (0, no gradient).
+            zero = ops.zeros((), "float32")
+            g, d, adaptive = ops.cond(
+                gate,
+                lambda: tuple(zero if v is None else v for v in adversarial_terms()),
+                lambda: (zero, zero, zero),
+            )
+            if not self.adaptive_adversarial_weight:
+                adaptive = None
+        self.g_loss_tracker.update_state(g)
+        self.d_loss_tracker.update_state(d)
+        weight = self.adversarial_weight
+        if adaptive is not None:
+            self.adaptive_weight_tracker.update_state(adaptive)
+            weight = weight * adaptive
+        return loss + weight * g + d
 
     # --- metrics and config ------------------------------------------------------------
 
