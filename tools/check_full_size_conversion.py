@@ -235,17 +235,45 @@ def _last_json_line(text):
     return None
 
 
-def _run(cmd, env, verbose, what):
-    """Runs `cmd`; returns its final JSON line (dict) or raises RuntimeError with the tail."""
+def _rss_gb(pid):
+    """Resident memory of process `pid` in GiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def _run(cmd, env, args, what):
+    """Runs `cmd`; returns its final JSON line (dict) or raises RuntimeError with the tail.
+
+    The child is killed when its resident memory passes `args.max_rss_gb` (the
+    machine is shared: better a failed check than an out-of-memory machine).
+    """
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            rss = _rss_gb(proc.pid)
+            if rss > args.max_rss_gb and killed is None:
+                killed = rss
+                proc.kill()
     wall = time.perf_counter() - start
-    if verbose:
-        sys.stdout.write(proc.stdout)
-        sys.stderr.write(proc.stderr)
-    report = _last_json_line(proc.stdout) if proc.returncode == 0 else None
+    if args.verbose:
+        sys.stdout.write(stdout)
+        sys.stderr.write(stderr)
+    report = _last_json_line(stdout) if proc.returncode == 0 else None
     if report is None:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        tail = "\n".join((stdout + stderr).strip().splitlines()[-25:])
+        if killed is not None:
+            tail = f"killed at {killed:.1f} GB resident (--max-rss-gb {args.max_rss_gb})\n" + tail
         raise RuntimeError(f"{what} failed (exit {proc.returncode}, {wall:.0f} s):\n{tail}")
     report["process_wall_s"] = round(wall, 1)
     return report
@@ -298,7 +326,7 @@ def run_reference(spec, args):
         return {"reused": True}
     env = dict(os.environ, BIG_VISION_SRC=args.bv_src, JAX_PLATFORMS="cpu")
     cmd = [args.bv_python, REFERENCE_SCRIPT, spec_path]
-    return _run(cmd, env, args.verbose, f"big_vision reference for {spec['arch']}")
+    return _run(cmd, env, args, f"big_vision reference for {spec['arch']}")
 
 
 def run_backend(spec, backend, args):
@@ -310,7 +338,7 @@ def run_backend(spec, backend, args):
     cmd = [args.python, os.path.abspath(__file__), "--worker", folder, "--backends", backend]
     if args.keep_converted:
         cmd.append("--keep-converted")
-    return _run(cmd, env, args.verbose, f"keras_givt {backend} for {spec['arch']}")
+    return _run(cmd, env, args, f"keras_givt {backend} for {spec['arch']}")
 
 
 # --- the keras_givt side (runs with --worker in a fresh process) ---------
@@ -530,6 +558,12 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--regenerate", action="store_true", help="rewrite the big_vision files")
     parser.add_argument("--keep-converted", action="store_true")
+    parser.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=16.0,
+        help="kill a subprocess whose resident memory passes this (default 16)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -538,6 +572,8 @@ def parse_args(argv):
         args.backends = _parse_list(args.backends, BACKENDS, "backends")
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
+    if not args.max_rss_gb > 0:
+        parser.error(f"--max-rss-gb must be > 0; received {args.max_rss_gb}.")
     args.work_dir = os.path.abspath(args.work_dir)
     args.vae_regenerated = False
     if os.path.commonpath([args.work_dir, REPO_ROOT]) == REPO_ROOT:
