@@ -89,6 +89,8 @@ def test_arguments_are_checked():
         tool.parse_args(["--backends", "jax,numpy"])
     with pytest.raises(SystemExit):  # GBs of checkpoints never go into the repository.
         tool.parse_args(["--work-dir", os.path.join(tool.REPO_ROOT, "tmp")])
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--max-rss-gb", "0"])
     args = tool.parse_args(["--arch", "all", "--backends", "torch", "--scale", "small"])
     assert args.arch == list(tool.ARCHS) and args.backends == ["torch"]
 
