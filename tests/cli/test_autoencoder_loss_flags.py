@@ -2,7 +2,8 @@
 
 Bad values exit with status 2 and one stderr line naming the flag and the
 value, before Keras is imported (checked in a fresh process); good ones
-become the models' recipe arguments; a tiny `train-vae` trains with them.
+become the models' recipe arguments; a tiny `train-vae` trains with them
+(large: compiling the full step takes minutes on a busy CPU).
 """
 
 import json
@@ -174,6 +175,9 @@ def test_bad_values_are_refused_naming_the_flag(tmp_path):
     assert not os.path.exists(out)
 
 
+# The fast forms: `test_flags_become_the_model_arguments` here and the save/load
+# round trip in tests/models/test_autoencoder_losses.py (this one compiles the full step).
+@pytest.mark.large
 def test_train_vae_with_the_recipe(tmp_path):
     write_image_folder(tmp_path / "images", 8, num_classes=2, per_class=4)
     out = tmp_path / "vae"
@@ -210,7 +214,7 @@ def test_train_vae_with_the_recipe(tmp_path):
     assert config["perceptual_network"] == "fashion_mnist_features"
     assert config["adversarial_start_step"] == 1 and config["adaptive_adversarial_weight"]
     assert config["discriminator"]["config"]["filters"] == 8
-    last = run["history"][-1]
+    last = run["metrics"]["history"][-1]
     for key in ("perceptual_loss", "generator_loss", "discriminator_loss", "adaptive_weight"):
         assert np.isfinite(last[key]), (key, last)
     # The saved VAE loads (named perceptual network, discriminator, step counter).
