@@ -2,7 +2,7 @@
 Title: Distributed training of GIVT with keras.distribution
 Author: keras_givt contributors
 Date created: 2026/11/23
-Last modified: 2026/11/23
+Last modified: 2026/11/26
 Description: Data-parallel and model-parallel GIVT training with the keras.distribution API.
 """
 
@@ -167,6 +167,104 @@ with model_parallel.scope():
 print("final loss:", history.history["loss"][-1], "samples:", tuple(z.shape))
 
 """
+## Multi-process / multi-host data parallel
+
+Everything above ran in one process. A TPU pod or a multi-node GPU cluster runs **one
+process per host**, each seeing only its local devices, and JAX joins them into one
+computation: every process runs the same program, `keras.distribution.list_devices()`
+returns the devices of all of them, and the weights of a `DataParallel` model are
+replicated across hosts. In your own script the recipe is:
+
+```python
+keras.distribution.initialize(
+    job_addresses="10.0.0.1:1234",  # process 0's address, reachable by every host
+    num_processes=NUM_HOSTS,
+    process_id=HOST_INDEX,  # 0 .. NUM_HOSTS - 1
+)  # first, before any other Keras or JAX computation
+keras.distribution.set_distribution(
+    keras.distribution.DataParallel(
+        devices=keras.distribution.list_devices(), auto_shard_dataset=False
+    )
+)
+# Every host builds the same seeded stream of GLOBAL_BATCH batches and keeps its rows.
+ds = make_stream(GLOBAL_BATCH).rebatch(GLOBAL_BATCH // NUM_HOSTS).shard(NUM_HOSTS, HOST_INDEX)
+model = make_model()  # the same seed everywhere: the same initial weights
+model.fit(ds, ...)
+```
+
+Two rules follow from "every process runs the same program". Creating or assigning a
+variable is a collective, so all processes build, compile and restore the model
+alike (restore on process 0 and broadcast with
+`jax.experimental.multihost_utils.broadcast_one_to_all`). And only one process writes
+the files: process 0.
+
+The `keras-givt train` command does all of this with three flags: run the same
+command on every host with `--num-processes N --process-id I --coordinator HOST:PORT`
+(`--batch-size` is the global batch). Process 0 alone writes the checkpoints, the run
+record and the saved model, and on `--resume` reads the checkpoint and broadcasts it,
+so `--out` only has to exist on process 0's host (the inputs, `--latents` or `--data`
+and `--vae`, are read by every process). On one machine,
+`keras-givt launch --num-processes N -- train ...` starts the N processes with a free
+port on 127.0.0.1. Here: two CPU processes, a few steps on random latents.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+
+run_dir = tempfile.mkdtemp()
+latents_path = os.path.join(run_dir, "latents.npz")
+np.savez(
+    latents_path,
+    mu=latents[:64],
+    logvar=np.full_like(latents[:64], -4.0),
+    labels=labels[:64],
+)
+child_env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+child_env.pop("XLA_FLAGS", None)  # One CPU device per process, not 8 virtual ones.
+command = [sys.executable, "-m", "keras_givt_cli", "--backend", "jax"]
+command += ["launch", "--num-processes", "2", "--", "train", "--model", "causal"]
+command += ["--latents", latents_path, "--out", os.path.join(run_dir, "run")]
+command += ["--emb-dim", "32", "--num-layers", "1", "--num-heads", "2", "--mlp-dim", "64"]
+command += ["--batch-size", "8", "--steps", "2" if FAST else "20", "--verbose", "0"]
+subprocess.run(command, env=child_env, check=True)
+with open(os.path.join(run_dir, "run", "train.json")) as f:
+    record = json.load(f)
+print("written by process", record["config"]["process_id"], "of", record["config"]["num_processes"])
+print("loss history:", [round(h["loss"], 4) for h in record["metrics"]["history"]])
+
+"""
+What changes on a real cluster:
+
+- **One process per host**, started by your scheduler (SLURM, Kubernetes, GKE/TPU VM
+  tooling) with the same command and its own `--process-id`; on Cloud TPU and SLURM
+  `keras.distribution.initialize()` without arguments lets `jax.distributed` read them
+  from the environment.
+- **The coordinator address** is process 0's host and a free port that every host can
+  reach (open it in the firewall); `127.0.0.1` only works on one machine.
+- **Per-host data**: here every process builds the whole stream and keeps its rows
+  (cheap for cached latents). With large image sets, give each host its own files
+  (`tf.data.Dataset.list_files(...).shard(num_hosts, host_index)`) and the same
+  per-host batch size, so that each global batch is `num_hosts` local batches.
+- **GPU / TPU**: each process drives its local accelerators (`jax.local_devices()`);
+  the gradient all-reduce runs over NCCL / ICI instead of the CPU collectives (gloo)
+  used here. `ModelParallel` meshes span hosts the same way (put the `"model"` axis
+  inside a host, where the links are fastest).
+- **Memory**: for big models add `remat=True` to the backbone (`--remat`: each block is
+  recomputed in the backward pass) and `keras.mixed_precision.set_dtype_policy(
+  "mixed_bfloat16")` (the mixture maths stays in float32); `benchmarks/memory.py`
+  measures what they save.
+
+**TensorFlow and PyTorch.** Keras' distribution API (`initialize`, `DataParallel`,
+`ModelParallel`) is implemented for JAX only. With TensorFlow, use `tf.distribute`
+(`MultiWorkerMirroredStrategy` across hosts) and a custom training loop around the
+task's loss (keras_givt does not test `fit` under a `tf.distribute` strategy); with
+PyTorch, use `torch.distributed` (DDP) with your own loop. The `keras-givt` flags
+refuse other backends than JAX.
+"""
+
+"""
 ## Pretrained checkpoints
 
 The same layout map applies to a preset: create the distribution first, then load the
@@ -177,7 +275,8 @@ ImageNet model (downloaded and converted on first use).
 ## Conclusion
 
 `DataParallel` scales the batch; `ModelParallel` with `GIVTBackbone.get_layout_map`
-also splits the weights. Both leave the training and sampling code unchanged. On real
-hardware, drop the `XLA_FLAGS` line and `keras.distribution.list_devices()` returns
-your GPUs or TPUs.
+also splits the weights. Both leave the training and sampling code unchanged, in one
+process or across hosts (`keras.distribution.initialize`, or `keras-givt train
+--num-processes`). On real hardware, drop the `XLA_FLAGS` line and
+`keras.distribution.list_devices()` returns your GPUs or TPUs.
 """
