@@ -252,8 +252,8 @@ What changes on a real cluster:
   used here. `ModelParallel` meshes span hosts the same way (put the `"model"` axis
   inside a host, where the links are fastest).
 - **Memory**: for big models add `remat=True` to the backbone (`--remat`: each block is
-  recomputed in the backward pass; on accelerators; XLA's CPU compiler merges the
-  recomputation back, so under JAX on CPU it saves nothing) and `keras.mixed_precision.set_dtype_policy(
+  recomputed in the backward pass; under JAX on CPU it saves nothing, as XLA's CPU
+  compiler merges the recomputation back) and `keras.mixed_precision.set_dtype_policy(
   "mixed_bfloat16")` (the mixture maths stays in float32); `benchmarks/memory.py`
   measures what they save.
 
