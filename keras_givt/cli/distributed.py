@@ -22,15 +22,19 @@ of a single process on the same global batch. Process 0 alone writes: the
 run folder lock, the checkpoint, `train_log.jsonl`, the run record and the
 saved model (`is_writer`, `run_on_writer`); on `--resume` it reads the
 checkpoint and `share_checkpoint` broadcasts the weights, the optimizer
-state and the step to the others, so only process 0 needs to see `--out`.
+state and the step to the others, so only process 0 needs to see `--out`
+(the inputs, `--latents` or `--data` and `--vae`, are read by every process).
+Everything else runs on every process alike: under JAX's multi-process
+distribution creating or assigning a variable is a collective, so the
+processes build, compile and restore the model together.
 
 Keras' distribution API runs on JAX only: on tensorflow use
 `tf.distribute.MultiWorkerMirroredStrategy` with your own loop, on torch
 `torch.distributed` (DDP).
 
 Like the other CLI modules this one imports only the standard library at
-module level (the parser is built before Keras); `initialize`,
-`shard_stream` and `share_checkpoint` import Keras, JAX and TensorFlow inside.
+module level (the parser is built before Keras); the functions that need
+Keras or JAX import them inside.
 """
 
 import argparse
