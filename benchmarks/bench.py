@@ -11,7 +11,11 @@ Items (each timed `--iters` times after a first, compiling call):
 
 The defaults are the reference sizes. Prints one JSON object on the last
 stdout line: a key per item with `median_s`, `min_s`, `compile_s` (the first
-call), plus `config` and `env`.
+call), plus `config` and `env` (on torch, `env.torch_threads`: torch's thread
+count, the generation thread setting and what it resolves to at the start).
+
+Side by side with big_vision (and the three backends, alternating rounds,
+`--contended`): `benchmarks/compare.py`, see `benchmarks/results/README.md`.
 """
 
 import argparse
@@ -89,6 +93,22 @@ def _cpu():
     return info
 
 
+def _torch_threads():
+    """torch's intra-op threads and what generation uses (`keras_givt.utils.torch_threads`)."""
+    import torch
+
+    from keras_givt.utils import torch_threads
+
+    setting = torch_threads.parse_setting(None)
+    current = torch.get_num_threads()
+    return {
+        "torch_num_threads": current,
+        "setting": setting,
+        "busy_elsewhere": torch_threads.busy_elsewhere(),
+        "generation_threads": torch_threads.choose_threads(setting, current),
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     import keras
@@ -117,6 +137,7 @@ def main(argv=None):
     latents = rng.normal(size=(args.batch, args.seq_len, args.out_dim)).astype("float32")
     labels = rng.integers(0, 1000, size=(args.batch,)).astype("int32")
     results = {}
+    threads = _torch_threads() if keras.config.backend() == "torch" else None
 
     if {"train", "ar", "ar_cfg"} & set(items):
         model = keras_givt.GIVTCausal(keras_givt.GIVTBackbone(style="ar", **common), seed=0)
@@ -158,6 +179,8 @@ def main(argv=None):
         "cpu": _cpu(),
         "devices": _devices(),
     }
+    if threads is not None:
+        results["env"]["torch_threads"] = threads
     line = json.dumps(results, sort_keys=True)
     if args.json_out:
         d = os.path.dirname(os.path.abspath(args.json_out))

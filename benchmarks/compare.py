@@ -153,15 +153,26 @@ def _check_reference(p, args):
     args.bv_python = python
 
 
-def cpu_model():
+def cpu_info():
+    """CPU model name, family/model numbers and vector flags from /proc/cpuinfo."""
+    info = {"model_name": platform.processor() or platform.machine()}
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            text = f.read()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return info
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "model name":
+            info["model_name"] = value
+        elif key in ("cpu family", "model", "stepping") and key not in info:
+            info[key.replace(" ", "_")] = value
+        elif key == "flags" and "flags" not in info:
+            flags = set(value.split())
+            info["flags"] = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_tile"})
+        if line == "" and "flags" in info:
+            break  # The first processor is enough.
+    return info
 
 
 def loadavg():
@@ -318,6 +329,11 @@ def format_table(args, rounds, summary):
     return "\n".join(out)
 
 
+def _cpu_line(cpu):
+    extra = [f"{k.replace('_', ' ')} {cpu[k]}" for k in ("cpu_family", "model") if k in cpu]
+    return ", ".join([cpu["model_name"]] + extra + cpu.get("flags", []))
+
+
 def _write_json(path, obj):
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
@@ -338,7 +354,7 @@ def main(argv=None):
     sides = ([REFERENCE] if args.reference else []) + list(args.sides)
     record = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
+        "cpu": cpu_info(),
         "cpu_count": os.cpu_count(),
         "loadavg_before": loadavg(),
         "contended": args.contended,
@@ -365,6 +381,9 @@ def main(argv=None):
             for side, name in zip(order, names):
                 runs[name] = run_one(args, side)
                 meds = ", ".join(f"{k} {v:.3f}" for k, v in runs[name]["median_s"].items())
+                threads = runs[name]["output"].get("env", {}).get("torch_threads")
+                if threads:
+                    meds += f" (generation threads {threads['generation_threads']})"
                 print(f"  {name}: {meds}", file=sys.stderr, flush=True)
             record["rounds"].append({"order": names, "runs": runs})
     finally:
@@ -374,7 +393,7 @@ def main(argv=None):
     record["summary"] = summarize(args, record["rounds"])
     print(format_table(args, record["rounds"], record["summary"]))
     print(
-        f"\nCPU: {record['cpu']} ({record['cpu_count']} cores); load average before "
+        f"\nCPU: {_cpu_line(record['cpu'])} ({record['cpu_count']} cores); load average before "
         f"{record['loadavg_before']}, after {record['loadavg_after']}"
         + ("; contended (one busy process)" if args.contended else "")
     )
