@@ -3,34 +3,40 @@
 torch runs its CPU kernels on an OpenMP team (libgomp in the pip wheels) with
 static work sharing: every parallel op splits its work into one fixed chunk
 per thread and waits at a barrier for all of them. A GIVT generation on torch
-runs eagerly, thousands of small ops (AR at the reference sizes: 256 token
-steps of ~60 ops each; MaskGIT: 16 forwards of ~250 ops). When another
+runs eagerly: thousands of small ops per call (AR: one decoder step per
+token; MaskGIT: one full forward per step). When another
 process keeps one of the cores busy, the thread whose core is taken waits for
 a scheduler time slice (milliseconds) at every op, and the whole loop waits
 with it. XLA (jax, tensorflow) shares work through a task pool where idle
 threads take over, so it slows down gracefully; torch collapses.
 
-Measured on the project's 2-core AMD EPYC VM (AVX-512), reference sizes
-(emb 256, 4 layers, 256 tokens of 16 channels, batch 8), torch 2.13, median
-of 3 generations, in back-to-back runs (the machine was shared with other
-jobs, load average 4-12, so absolute times are slow and noisy; the ratios
-are what matters):
+Measured on the project's 2-core AMD EPYC VM (family 25, AVX2), torch 2.13,
+reference sizes (emb 256, 4 layers, 256 tokens of 16 channels, batch 8),
+`benchmarks/compare.py --contended --no-reference --only ar,ar_cfg --iters 3
+--rounds 2` (one busy process started by the benchmark; the VM was also
+shared with other jobs, load average 8.8-11, so the seconds are slow and only
+the back-to-back ratios count). Ratio to jax in the same round:
 
-| torch threads during generation | AR | AR + DB-CFG | MaskGIT 16 steps |
-|---|---|---|---|
-| 2 (torch's default), busy machine | 40.7 s, 66.3 s | 71.0 s, 56.2 s | 16.1 s, 23.1 s |
-| 1, busy machine | 1.6 s, 5.3 s | 2.7 s, 7.1 s | 12.0 s, 12.5 s |
-| jax, busy machine (same sitting) | 3.0 s | 3.6 s | |
+| torch threads during generation | AR / jax | AR + DB-CFG / jax |
+|---|---|---|
+| "auto" (1 here) | 0.92, 1.21 | 1.01, 0.92 |
+| 1 | 0.98, 1.06 | 0.98, 1.03 |
+| 2 with OMP_WAIT_POLICY=PASSIVE | 1.18, 1.36 | 1.19, 1.15 |
+| 2 (torch's default, the old behaviour) | 10.1, 14.5 | 9.1, 7.2 |
 
-See `benchmarks/results/README.md` for the side-by-side runs with one busy
-process started by `benchmarks/compare.py --contended`, and the quiet ones.
+Single runs without the benchmark's busy process (load 4-9 from other jobs):
+AR with 2 threads 33-66 s, `GOMP_SPINCOUNT=0` 8.0 s, PASSIVE 6.7 s, 1 thread
+1.6-5.3 s (jax 3.0 s); MaskGIT 16 steps 16-23 s with 2 threads, 12.0-12.5 s
+with 1. Quiet, 2 threads decode faster than 1 (session 4, AVX-512 VM:
+0.32 s against 0.45 s of decoder steps per AR generation), hence not a
+fixed 1. `benchmarks/results/README.md` has the tables.
 
 The policy (`"auto"`, the default) gives generation all of torch's threads
 when the other cores are free, and fewer when they are not: at the start of
 each `generate` call it counts the runnable tasks of the system
 (`/proc/loadavg`) that are not threads of this process, and uses
 `min(torch.get_num_threads(), cpus - busy)` threads, at least 1. On a quiet
-2-core machine that is 2 (a little faster than 1 for the per-token steps);
+2-core machine that is 2 (the faster choice there);
 with one busy process elsewhere, 1. Where `/proc` cannot be read (not
 Linux), torch's own setting stays. The count is taken once per call, so a
 process that starts during a long generation is not seen until the next.
