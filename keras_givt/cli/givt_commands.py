@@ -385,7 +385,10 @@ def cmd_train_vae(args, argv):
         mse += float(np.sum((rec - x) ** 2))
         count += x.size
     vae_dir = os.path.join(args.out, "vae")
-    model_io.save_vae(vae, vae_dir, extra={"data": spec, "class_names": names})
+    # Without the discriminator / perceptual network (training only).
+    model_io.save_vae(
+        vae.without_training_networks(), vae_dir, extra={"data": spec, "class_names": names}
+    )
     training.finish_training(
         record,
         state,

@@ -348,7 +348,10 @@ def cmd_train_vq(args, argv):
     perplexity, usage = codebook_statistics(ids, args.codebook_size)
     mse = sq / max(count, 1)
     tok_dir = os.path.join(args.out, "tokenizer")
-    model_io.save_tokenizer(tok, tok_dir, extra={"data": spec, "class_names": names})
+    # Without the discriminator / perceptual network (training only).
+    model_io.save_tokenizer(
+        tok.without_training_networks(), tok_dir, extra={"data": spec, "class_names": names}
+    )
     training.finish_training(
         record,
         state,

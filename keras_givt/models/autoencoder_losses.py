@@ -481,6 +481,33 @@ class AutoencoderLosses:
             "adaptive_weight_max": self.adaptive_weight_max,
         }
 
+    def without_training_networks(self):
+        """A copy for inference: the same weights, no discriminator, no perceptual network.
+
+        The recipe's weights stay in its config as a record of the training
+        (inert without the networks); the start step and the adaptive weight
+        are turned off. `train-vae` / `train-vq` save this copy, so the saved
+        tokenizer (and every GIVT preset that carries it) holds only the
+        encoder/decoder(/codebook) weights.
+        """
+        config = self.get_config()
+        config.update(
+            perceptual_network=None,
+            discriminator=None,
+            adversarial_start_step=0,
+            adaptive_adversarial_weight=False,
+        )
+        copy = type(self).from_config(config)
+        targets = {
+            layer.name: layer for layer in copy._flatten_layers(include_self=False, recursive=False)
+        }
+        training_only = [self.perceptual_network, self.discriminator]
+        for layer in self._flatten_layers(include_self=False, recursive=False):
+            if any(layer is other for other in training_only):
+                continue
+            targets[layer.name].set_weights(layer.get_weights())
+        return copy
+
     @staticmethod
     def deserialize_recipe_config(config):
         """A copy of `config` with the serialized networks deserialized."""

@@ -275,6 +275,33 @@ def test_beta_vae_config_round_trip_and_saving(tmp_path):
         np.testing.assert_array_equal(_np(a), _np(b))
 
 
+@pytest.mark.parametrize("cls", ["BetaVAE", "VQGANTokenizer"])
+def test_inference_copy_has_the_weights_and_no_training_networks(cls):
+    recipe = dict(
+        perceptual_network="fashion_mnist_features",
+        discriminator=_disc(),
+        adversarial_start_step=3,
+        adaptive_adversarial_weight=True,
+    )
+    if cls == "BetaVAE":
+        model, plain = _vae(**recipe), _vae()
+        images = _images(2)
+    else:
+        tiny = vqgan_loss_reference.TINY
+        model = keras_givt.VQGANTokenizer(**tiny, **recipe).build_for_image_size(8)
+        plain = keras_givt.VQGANTokenizer(**tiny).build_for_image_size(8)
+        images = vqgan_loss_reference.images(2)
+    vqgan_loss_reference.set_weights_by_path(model)  # not the initial weights
+    copy = model.without_training_networks()
+    assert copy.discriminator is None and copy.perceptual_network is None
+    assert copy.adversarial_step is None and not copy.adaptive_adversarial_weight
+    assert len(copy.weights) == len(plain.weights)
+    want, got = model(images), copy(images)
+    if cls == "VQGANTokenizer":
+        want, got = want["reconstruction"], got["reconstruction"]
+    np.testing.assert_allclose(_np(got), _np(want), atol=1e-6)
+
+
 def test_configs_without_the_new_keys_load_with_them_off():
     config = _vae().get_config()
     for key in (
