@@ -349,6 +349,10 @@ def _write_json(path, obj):
         raise
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     sides = ([REFERENCE] if args.reference else []) + list(args.sides)
@@ -369,6 +373,8 @@ def main(argv=None):
         },
         "rounds": [],
     }
+    # SIGTERM unwinds like Ctrl-C: the running benchmark and the busy process are stopped.
+    signal.signal(signal.SIGTERM, _terminate)
     busy = BusyProcess(args.python) if args.contended else None
     if busy is not None:
         busy.__enter__()
