@@ -25,13 +25,16 @@ formats: GIVT-Causal 256, GIVT-MaskGIT 256 and 512, the ImageNet CNN VAE):
    work dir; then `<Task>.from_preset(name)` loads that folder), runs the same
    batch and saves every output;
 3. compares every array: `|got - want| <= ATOL * max(1, rms(want)) + RTOL * |want|`
-   elementwise, ATOL = RTOL = 1e-4 (float32 rounding: the absolute part
-   scales with the array's typical size, as a deep float32 forward's rounding
-   does; measured at `--scale small`, big_vision's own float32 VAE decoder is
-   6.8e-6 off its float64 result and keras_givt's torch one 1.4e-5, so the
-   fixture checker's 1e-5 absolute is too tight for a CNN's outputs), printing
-   the worst absolute and relative error of each array, and ends with `N
-   passed, M failed` (exit 0 iff M == 0 and N > 0).
+   elementwise, ATOL = 2e-4, RTOL = 1e-4: float32 rounding, whose absolute
+   part scales with the array's typical size. The CNN VAE sets the scale:
+   torch's default (oneDNN) 3x3 convolution is ~4.8x further from float64 than
+   XLA's (7.5e-6 against 1.6e-6 on one 128-channel layer), so at full size
+   keras_givt's torch VAE decoder output is 3.7e-5 off float64 where
+   big_vision's own float32 one is 1.1e-5 off (jax 8.6e-6, tensorflow
+   7.6e-6); the decoded image (2 * output - 1) then differs from big_vision's
+   by up to 9.3e-5, which the fixture checker's 1e-5 absolute would fail.
+   It prints the worst absolute and relative error of each array and ends
+   with `N passed, M failed` (exit 0 iff M == 0 and N > 0).
 
 At `--scale full` the big_vision config is the published one (PARAMS.md) and
 the keras_givt side loads the published preset entry unchanged but for its
@@ -62,7 +65,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-ATOL = 1e-4
+ATOL = 2e-4
 RTOL = 1e-4
 BACKENDS = ("jax", "tensorflow", "torch")
 DEFAULT_WORK_DIR = "/tmp/givt_full_size"
