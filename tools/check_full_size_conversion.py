@@ -2,7 +2,8 @@
 
 Usage:
     python tools/check_full_size_conversion.py [--arch all|NAME[,NAME]]
-        [--backends jax,tensorflow,torch] [--scale full|small] [--work-dir DIR] [-v]
+        [--backends jax,tensorflow,torch] [--scale full|small] [--work-dir DIR]
+        [--max-rss-gb 16] [--regenerate] [--keep-converted] [-v]
 
 For each architecture of `reference/PARAMS.md` (the published on-disk
 formats: GIVT-Causal 256, GIVT-MaskGIT 256 and 512, the ImageNet CNN VAE):
