@@ -9,9 +9,12 @@ Items (each timed `--iters` times after a first, compiling call):
 - `ar_cfg`: the same with density-based CFG (`--cfg-w`).
 - `maskgit`: one GIVT-MaskGIT generation with `--maskgit-steps` steps.
 
-The defaults are the reference sizes. Prints one JSON object on the last
+The defaults are the reference sizes; the model flags (`--num-labels`,
+`--dropout`, `--style` of the trained model, sampling settings) mirror
+big_vision's `bench_bv.py`, and `--remat true` rematerialises the decoder
+blocks of the trained model. Prints one JSON object on the last
 stdout line: a key per item with `median_s`, `min_s`, `compile_s` (the first
-call), plus `config` and `env` (on torch, `env.torch_threads`: torch's thread
+call), plus `num_params`, `config` and `env` (on torch, `env.torch_threads`: torch's thread
 count, the generation thread setting and what it resolves to at the start).
 
 Side by side with big_vision (and the three backends, alternating rounds,
@@ -37,8 +40,23 @@ def parse_args(argv=None):
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--out-dim", type=int, default=16)
     p.add_argument("--num-mixtures", type=int, default=16)
+    p.add_argument("--num-labels", type=int, default=1000)
+    p.add_argument("--drop-labels-probability", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.0, help="Decoder dropout rate.")
+    p.add_argument(
+        "--style", default="ar", choices=("ar", "masked"), help="The model `train` steps."
+    )
+    p.add_argument(
+        "--remat",
+        default="false",
+        choices=("false", "true"),
+        help="Rematerialise the decoder blocks in `train` (GIVTBackbone(remat=True)).",
+    )
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--temp", type=float, default=0.95, help="AR sampling temperature.")
     p.add_argument("--maskgit-steps", type=int, default=16)
+    p.add_argument("--maskgit-cfg-w", type=float, default=0.0)
+    p.add_argument("--choice-temperature", type=float, default=35.0)
     p.add_argument("--cfg-w", type=float, default=0.4)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--only", default="train,ar,ar_cfg,maskgit")
@@ -123,7 +141,7 @@ def main(argv=None):
     common = dict(
         seq_len=args.seq_len,
         out_dim=args.out_dim,
-        num_labels=1000,
+        num_labels=args.num_labels,
         emb_dim=args.emb_dim,
         num_decoder_layers=args.layers,
         num_heads=args.heads,
@@ -131,42 +149,59 @@ def main(argv=None):
         num_mixtures=args.num_mixtures,
         per_channel_mixtures=False,
         fix_square_plus=True,
-        drop_labels_probability=0.1,
+        drop_labels_probability=args.drop_labels_probability,
+        dec_dropout_rate=args.dropout,
     )
     rng = np.random.default_rng(0)
     latents = rng.normal(size=(args.batch, args.seq_len, args.out_dim)).astype("float32")
-    labels = rng.integers(0, 1000, size=(args.batch,)).astype("int32")
+    labels = rng.integers(0, args.num_labels, size=(args.batch,)).astype("int32")
     results = {}
     threads = _torch_threads() if keras.config.backend() == "torch" else None
 
-    if {"train", "ar", "ar_cfg"} & set(items):
-        model = keras_givt.GIVTCausal(keras_givt.GIVTBackbone(style="ar", **common), seed=0)
+    def build(style, remat=False):
+        if style == "ar":
+            backbone = keras_givt.GIVTBackbone(style="ar", remat=remat, **common)
+            return keras_givt.GIVTCausal(backbone, seed=0)
+        backbone = keras_givt.GIVTBackbone(
+            style="masked", mask_style="concat", remat=remat, **common
+        )
+        return keras_givt.GIVTMaskGIT(backbone, seed=0)
+
+    if "train" in items:
+        model = build(args.style, remat=args.remat == "true")
         model.compile(optimizer=keras.optimizers.Adam(1e-4, global_clipnorm=1.0))
         batch = {"latents": latents, "labels": labels}
-        if "train" in items:
-            results["train"] = timed(lambda: model.train_on_batch(batch), args.iters)
+        results["train"] = timed(lambda: model.train_on_batch(batch), args.iters)
+        results["num_params"] = int(model.backbone.count_params())
+        del model
+    if {"ar", "ar_cfg"} & set(items):
+        model = build("ar")
         if "ar" in items:
             results["ar"] = timed(
-                lambda: model.generate(labels=labels, temperature=0.95, return_latents=True),
+                lambda: model.generate(labels=labels, temperature=args.temp, return_latents=True),
                 args.iters,
             )
         if "ar_cfg" in items:
             results["ar_cfg"] = timed(
                 lambda: model.generate(
-                    labels=labels, temperature=0.95, cfg_weight=args.cfg_w, return_latents=True
+                    labels=labels, temperature=args.temp, cfg_weight=args.cfg_w, return_latents=True
                 ),
                 args.iters,
             )
+        results["num_params"] = int(model.backbone.count_params())
     if "maskgit" in items:
-        model = keras_givt.GIVTMaskGIT(
-            keras_givt.GIVTBackbone(style="masked", mask_style="concat", **common), seed=0
-        )
+        model = build("masked")
         results["maskgit"] = timed(
             lambda: model.generate(
-                labels=labels, num_steps=args.maskgit_steps, return_latents=True
+                labels=labels,
+                num_steps=args.maskgit_steps,
+                choice_temperature=args.choice_temperature,
+                cfg_weight=args.maskgit_cfg_w or None,
+                return_latents=True,
             ),
             args.iters,
         )
+        results["num_params"] = int(model.backbone.count_params())
 
     results["config"] = vars(args)
     results["env"] = {

@@ -39,14 +39,14 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-GIB = 1024**3
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import child_process  # noqa: E402  (benchmarks/child_process.py)
+
+GIB = child_process.GIB
 CONFIGS = {"remat": {"off": [False], "on": [True], "both": [False, True]}}
 DTYPES = {
     "float32": ["float32"],
@@ -95,14 +95,6 @@ def parse_args(argv=None):
 # --- the child: one configuration ------------------------------------------------
 
 
-def _rss_bytes():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def worker(spec):
     """Builds the model of `spec`, runs `iters + 1` train steps, prints a JSON line."""
     import keras
@@ -135,7 +127,7 @@ def worker(spec):
         "latents": rng.normal(size=(b, spec["seq_len"], spec["out_dim"])).astype("float32"),
         "labels": rng.integers(0, spec["num_labels"], size=(b,)).astype("int32"),
     }
-    rss_built = _rss_bytes()
+    rss_built = child_process.current_rss()
     t0 = time.perf_counter()
     loss = float(np.asarray(model.train_on_batch(batch)))
     first_s = time.perf_counter() - t0
@@ -157,17 +149,6 @@ def worker(spec):
 
 
 # --- the parent: one child per configuration ----------------------------------------
-
-
-def _child_rss(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def run_config(args, remat, dtype, batch, kill_above=None):
@@ -193,37 +174,16 @@ def run_config(args, remat, dtype, batch, kill_above=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     record = {"remat": remat, "dtype": dtype, "batch": batch}
     print(f"[memory] remat={remat} dtype={dtype} batch={batch} ...", file=sys.stderr, flush=True)
-    t0 = time.time()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
-        stopped = None
-        # Watch the RSS: stop a child that passes `kill_above` or the timeout. The
-        # child is reaped by os.wait4 alone, which gives exactly its ru_maxrss.
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if kill_above is not None and _child_rss(proc.pid) > kill_above:
-                stopped = "exceeded the budget"
-            elif time.time() - t0 > args.timeout_s:
-                stopped = "timed out"
-            if stopped:
-                proc.send_signal(signal.SIGKILL)
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    record["peak_rss_gib"] = usage.ru_maxrss * 1024 / GIB
-    record["wall_s"] = round(time.time() - t0, 3)
+    run = child_process.run_measured(cmd, env=env, timeout_s=args.timeout_s, kill_above=kill_above)
+    stdout, stderr, stopped = run["stdout"], run["stderr"], run["stopped"]
+    record["peak_rss_gib"] = run["peak_rss_bytes"] / GIB
+    record["wall_s"] = run["wall_s"]
     lines = [l for l in stdout.splitlines() if l.startswith("RESULT ")]
     if stopped:
         record.update(ok=False, error=stopped)
-    elif proc.returncode != 0 or not lines:
+    elif run["returncode"] != 0 or not lines:
         tail = (stderr or "").strip().splitlines()[-3:]
-        record.update(ok=False, error=f"exit status {proc.returncode}: " + " | ".join(tail))
+        record.update(ok=False, error=f"exit status {run['returncode']}: " + " | ".join(tail))
     else:
         record.update(ok=True, **json.loads(lines[-1][len("RESULT ") :]))
     print(f"[memory]   -> {json.dumps(record)}", file=sys.stderr, flush=True)
