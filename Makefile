@@ -18,6 +18,7 @@ BACKENDS ?= jax tensorflow torch
 PYTEST_ARGS ?= -m "not large" -q
 FIXTURES ?= $(wildcard tests/fixtures/big_vision tests/fixtures/big_vision_uvim tests/fixtures/maskgit)
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+LOG_DIR ?= .test-logs
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: test check venv bench demo data clean-venv format format-check
@@ -57,17 +58,14 @@ format-check: $(STAMP)
 	$(PY) -m black --check -q $(FORMAT_PATHS)
 
 test: $(STAMP) data format-check
-	@set -e; for b in $(BACKENDS); do \
-		echo "=== pytest on KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS); \
-	done
+	@echo "pytest on $(BACKENDS), side by side (logs in $(LOG_DIR)/pytest; JOBS=1: one at a time)"
+	@tools/run_per_backend.sh "$(BACKENDS)" $(LOG_DIR)/pytest $(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory check
 
 check: $(STAMP)
-	@set -e; for b in $(BACKENDS); do \
-		echo "=== fixture checker on KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(PY) tools/check_big_vision_fixtures.py $(FIXTURES); \
-	done
+	@echo "fixture checker on $(BACKENDS), side by side (logs in $(LOG_DIR)/check)"
+	@tools/run_per_backend.sh "$(BACKENDS)" $(LOG_DIR)/check \
+		$(PY) tools/check_big_vision_fixtures.py $(FIXTURES)
 
 demo: $(STAMP)
 	$(PY) -m keras_givt_cli demo
