@@ -1,8 +1,9 @@
 # keras_givt developer entry points.
-#   make test   - create/reuse .venv, install the pinned stack, run the suite on jax, tensorflow, torch
-#                 (unit tests, the CLI chain, each guide in fast mode on one backend of a rotation),
-#                 then the fixture checker on every backend
-#   make check  - the big_vision fixture checker on every backend
+#   make test   - create/reuse .venv, install the pinned stack, run the suite on jax, tensorflow and
+#                 torch side by side (numerics on every backend; backend-independent files, the CLI
+#                 chains and each guide in fast mode on one backend of a rotation), then the
+#                 fixture checker on every backend
+#   make check  - the big_vision fixture checker on every backend, side by side
 #   make demo   - the bundled GIVT-Causal: a class-conditional Fashion-MNIST grid with CFG + FD-CNN
 #                 (needs no data set: the real-data floors ship in the package)
 #   make data   - the real Fashion-MNIST (Debian package dataset-fashion-mnist) used by some tests;
