@@ -49,9 +49,12 @@ for b in $backends; do
     fi
 done
 if [ "$jobs" != 1 ]; then
-    for b in $backends; do
-        wait "${pids[$b]}"
-        report "$b" $?
+    declare -A backend_of
+    for b in $backends; do backend_of[${pids[$b]}]=$b; done
+    for _ in $backends; do  # Reported as they end.
+        wait -n -p done_pid
+        rc=$?
+        report "${backend_of[$done_pid]}" $rc
     done
 fi
 exit $status
