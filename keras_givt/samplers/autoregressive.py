@@ -24,6 +24,23 @@ from keras_givt.samplers.random_utils import gumbel
 from keras_givt.samplers.random_utils import seeded_fori_loop
 
 _NEG = -1e30
+# The decoding loop runs in this many chunks, each over a cache window that
+# ends at the chunk's last position: attention reads 62% of the cache
+# positions with 4 chunks (56% with 8) instead of all of them at every step.
+# At the reference size (emb 256, 4 layers, 256 tokens, batch 8; jax, 2-core
+# CPU, median of 3) chunks 1 / 4 / 8 took AR 0.92 / 0.79 / 0.72 s and
+# AR + DB-CFG 1.37 / 1.14 / 1.12 s, but each chunk compiles its own loop
+# body: first call 4.3 / 9.2 / 16.7 s (AR). 4 is the trade-off. The torch
+# engine reads only the filled prefix at every step and ignores the windows.
+CACHE_CHUNKS = 4
+
+
+def cache_chunks(num_steps, num_chunks):
+    """`[lo, hi)` step ranges (static ints) splitting `range(num_steps)` into
+    at most `num_chunks` near-equal parts."""
+    num_chunks = max(1, min(num_chunks, num_steps))
+    edges = [round(k * num_steps / num_chunks) for k in range(num_chunks + 1)]
+    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
 
 
 def _split_cfg(logits, use_cfg):
@@ -152,9 +169,14 @@ def ar_generate(
         logits, cache = decoder.step(feed[:, None], cache, i + 1, encoded=encoded)
         return tokens, logits, cache, scores
 
-    tokens, logits, cache, scores = seeded_fori_loop(
-        0, L - 1, step, (tokens, logits, cache, scores), seed_generator
-    )
+    # Step i writes position i + 1 and attends to positions <= i + 1: a chunk
+    # of steps [lo, hi) needs only the cache's first hi + 1 positions.
+    for lo, hi in cache_chunks(L - 1, CACHE_CHUNKS):
+        window = decoder.cache_window(cache, min(hi + 1, L))
+        tokens, logits, window, scores = seeded_fori_loop(
+            lo, hi, step, (tokens, logits, window, scores), seed_generator
+        )
+        cache = decoder.cache_merge(cache, window)
     x, scores, src = choose(L - 1, logits, scores)
     if src is not None:
         tokens = ops.take(tokens, src, axis=0)

@@ -44,6 +44,20 @@ class Decoder:
         """A zero KV cache `(N, 2, R, H, L, E/H)` for `batch_size` rows."""
         return self.backbone.build_cache(batch_size)
 
+    def cache_window(self, cache, length):
+        """The first `length` positions (static int) of `cache`: a decoding
+        chunk that only writes and attends below `length` carries this instead
+        of the whole cache (`ar_generate`)."""
+        if length >= cache.shape[4]:
+            return cache
+        return cache[:, :, :, :, :length]
+
+    def cache_merge(self, cache, window):
+        """`cache` with its first positions replaced by `window`."""
+        if window is cache:
+            return cache
+        return ops.slice_update(cache, [0] * len(cache.shape), window)
+
     def prefill(self, labels, cache, batch_size=None, encoded=None):
         """The label/[BOS] token at position 0: `(logits (R, 1, M), cache)`
         (`GIVTBackbone.prefill`)."""

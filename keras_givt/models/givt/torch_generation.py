@@ -204,6 +204,14 @@ class TorchDecoder(Decoder):
             x = x[:, 1:]  # Drop the label position.
         return bb.logits_dense(x)  # (B, L, M)
 
+    def cache_window(self, cache, length):
+        """The whole cache: each step here already reads only the filled prefix
+        (`block_step`) and writes in place."""
+        return cache
+
+    def cache_merge(self, cache, window):
+        return window
+
     def update_slice(self, x, start, update):
         """Writes `update` into `x` in place (the generation owns `x`)."""
         index = tuple(slice(int(s), int(s) + n) for s, n in zip(start, update.shape))
