@@ -48,7 +48,12 @@ for b in $backends; do
         pids[$b]=$!
     fi
 done
-if [ "$jobs" != 1 ]; then
+if [ "$jobs" != 1 ] && (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then
+    for b in $backends; do  # bash < 5.1 has no `wait -n -p`: reported in order.
+        wait "${pids[$b]}"
+        report "$b" $?
+    done
+elif [ "$jobs" != 1 ]; then
     declare -A backend_of
     for b in $backends; do backend_of[${pids[$b]}]=$b; done
     for _ in $backends; do  # Reported as they end.
