@@ -166,7 +166,12 @@ def format_tables(record):
     out = []
     for arch, per_item in record["results"].items():
         params = next(
-            (r["num_params"] for it in per_item.values() for r in it.values() if r.get("ok")),
+            (
+                r["num_params"]
+                for it in per_item.values()
+                for r in it.values()
+                if r.get("num_params")
+            ),
             None,
         )
         out += ["", f"{arch} ({params:,} parameters)" if params else arch, ""]
