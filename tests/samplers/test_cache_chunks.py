@@ -6,6 +6,7 @@ import pytest
 
 import keras_givt
 from keras_givt.samplers import autoregressive
+from tests import helpers
 
 
 @pytest.mark.parametrize(
@@ -23,7 +24,7 @@ def test_cache_chunks_cover_the_steps_in_order(num_steps, num_chunks, expected):
 
 
 def test_the_cache_window_is_the_first_positions():
-    decoder = autoregressive.as_decoder(_backbone())
+    decoder = autoregressive.as_decoder(helpers.tiny_guided_backbone())
     cache = keras.ops.reshape(keras.ops.arange(2 * 2 * 1 * 2 * 16 * 8, dtype="float32"),
                               (2, 2, 1, 2, 16, 8))  # fmt: skip
     window = decoder.cache_window(cache, 5)
@@ -36,21 +37,6 @@ def test_the_cache_window_is_the_first_positions():
     np.testing.assert_array_equal(got, want)
 
 
-def _backbone():
-    return keras_givt.GIVTBackbone(
-        seq_len=16,
-        out_dim=3,
-        num_labels=4,
-        emb_dim=16,
-        num_decoder_layers=2,
-        num_heads=2,
-        mlp_dim=32,
-        num_mixtures=3,
-        per_channel_mixtures=False,
-        drop_labels_probability=0.1,
-    )
-
-
 @pytest.mark.parametrize(
     "kwargs",
     [{}, {"cfg_weight": 0.4}, {"beam_size": 2, "fan_size": 2}],
@@ -59,7 +45,7 @@ def _backbone():
 def test_chunked_decoding_equals_one_chunk(monkeypatch, kwargs):
     """Same seed, 1 or 4 chunks: the same tokens (the draws continue across
     chunks; attention over a window equals attention over the masked cache)."""
-    backbone = _backbone()
+    backbone = helpers.tiny_guided_backbone()  # 16 tokens: 4 chunks of 4
     out = {}
     for chunks in (1, 4):
         monkeypatch.setattr(autoregressive, "CACHE_CHUNKS", chunks)
@@ -67,5 +53,5 @@ def test_chunked_decoding_equals_one_chunk(monkeypatch, kwargs):
         out[chunks] = keras.ops.convert_to_numpy(
             model.generate(labels=[1, 2], seed=7, return_latents=True, **kwargs)
         )
-    assert out[1].shape == (2, 16, 3)
+    assert out[1].shape == (2, 16, backbone.out_dim)
     np.testing.assert_allclose(out[4], out[1], rtol=1e-5, atol=1e-5)
