@@ -330,19 +330,23 @@ class NonFiniteLossError(FloatingPointError):
 class NonFiniteLossGuard(keras.callbacks.Callback):
     """Stops `fit` at the first non-finite loss, undoing the update that caused it.
 
-    After every step with a finite loss it keeps a copy of the weights,
-    non-trainable state (seed, ...) and optimizer state (on jax, of the state
-    the trainer carries between steps); the copy before it is kept too. When
-    a step reports a NaN/inf loss, the newest copy whose weights are all
-    finite is written back (normally the state right before the bad step; the
-    one before that if the previous update had already produced non-finite
-    weights) and a `NonFiniteLossError` names the epoch and step. The copies
-    cost one device copy of the model and optimizer state per step.
+    After every step with a finite loss it checks, in one on-device
+    reduction, that the updated weights are all finite, and if so keeps a
+    copy of the weights, non-trainable state (seed, ...) and optimizer state
+    (on jax, of the state the trainer carries between steps) in place of the
+    previous copy. A step whose update made the weights non-finite (finite
+    loss, non-finite gradients) is not copied; the next step then reports a
+    NaN/inf loss. At a NaN/inf loss the copy is written back (the last state
+    with finite weights, normally the state right before the bad step) and a
+    `NonFiniteLossError` names the epoch and step.
+
+    One copy is held at a time: with Adam that is 3x the parameter memory
+    (weights and two moment slots), on the device that trains.
     """
 
     def __init__(self):
         super().__init__()
-        self._saved = []  # [(step label, state)], newest last, at most 2.
+        self._saved = None  # (step label, state): the newest state with finite weights.
         self._epoch = 0
 
     # The state the trainer updates, as lists of arrays.
@@ -389,19 +393,27 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             for v, value in zip(variables, values or []):
                 v.assign(value)
 
-    @staticmethod
-    def _finite(saved):
-        return all(
-            np.isfinite(keras.ops.convert_to_numpy(v)).all()
-            for v in saved["trainable_variables"] or []
-        )
+    def _weights_finite(self):
+        from keras import ops
+
+        if self._jax_running():
+            weights = self.model._jax_state["trainable_variables"]
+        else:
+            weights = [v.value for v in self.model.trainable_variables]
+        if not weights:
+            return True
+        # One scalar to the host: the count of weight tensors with a NaN/inf.
+        bad = ops.sum(ops.stack([ops.any(ops.logical_not(ops.isfinite(w))) for w in weights]))
+        return int(ops.convert_to_numpy(bad)) == 0
 
     def _keep(self, label):
-        self._saved = (self._saved + [(label, self._snapshot())])[-2:]
+        if self._weights_finite():
+            self._saved = None  # Free the old copy before taking the new one.
+            self._saved = (label, self._snapshot())
 
     def on_train_begin(self, logs=None):
-        self._saved = []
-        self._keep("the start of training")
+        self._saved = None
+        self._keep("at the start of training")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -415,10 +427,9 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         if np.isfinite(loss):
             self._keep(f"after {step}")
             return
-        good = [(label, saved) for label, saved in self._saved if self._finite(saved)]
         self.model.stop_training = True
-        if good:
-            label, saved = good[-1]
+        if self._saved is not None:
+            label, saved = self._saved
             self._restore(saved)
             restored = f"The model and optimizer state were restored to their values {label} (the update of the bad step was not kept)."
         else:

@@ -174,6 +174,24 @@ def test_non_finite_loss_stops_training_and_undoes_the_bad_step():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_an_update_to_non_finite_weights_is_undone_from_the_last_finite_state():
+    # Step 1's loss is finite but its update (infinite learning rate) makes the
+    # weights non-finite; step 2's loss is then NaN. The guard never copied the
+    # non-finite state, so it puts back the state from the start of training.
+    model = _model(preprocessor=False, vae=False)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=float("inf")))
+    model.optimizer.build(model.trainable_variables)
+    start = _weights(model)
+    tokens, labels = helpers.digits_tokens(8)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"epoch 1, step 2: the loss is (nan|inf).*at the start of training",
+    ):
+        model.fit({"latents": tokens, "labels": labels}, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(_weights(model), start):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_frozen_image_model_is_not_trainable_on_any_backend():
     # Deserialized (trainable=False in its config, built afterwards), as from a preset.
     model = GIVTCausal.from_config(_model().get_config())
