@@ -1,8 +1,8 @@
 # keras_givt developer entry points.
 #   make test   - create/reuse .venv, install the pinned stack, run the suite on jax, tensorflow and
 #                 torch side by side (numerics on every backend; backend-independent files, the CLI
-#                 chains and each guide in fast mode on one backend of a rotation), then the
-#                 fixture checker on every backend
+#                 chains and each guide in fast mode on one backend of a rotation), each backend
+#                 followed by the fixture checker on it
 #   make check  - the big_vision fixture checker on every backend, side by side
 #   make demo   - the bundled GIVT-Causal: a class-conditional Fashion-MNIST grid with CFG + FD-CNN
 #                 (needs no data set: the real-data floors ship in the package)
@@ -16,7 +16,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stack-$(shell cat requirements/constraints.txt setup.cfg | sha256sum | cut -c1-16)
 BACKENDS ?= jax tensorflow torch
-PYTEST_ARGS ?= -m "not large" -q
+PYTEST_ARGS ?= -m "not large" -q --durations=40 --durations-min=5
 FIXTURES ?= $(wildcard tests/fixtures/big_vision tests/fixtures/big_vision_uvim tests/fixtures/maskgit)
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 LOG_DIR ?= .test-logs
@@ -58,10 +58,13 @@ format: $(STAMP)
 format-check: $(STAMP)
 	$(PY) -m black --check -q $(FORMAT_PATHS)
 
+# Each backend's fixture checker runs right after its own pytest session, so the checks of the
+# backends that finish first overlap the longest session instead of queueing after it.
 test: $(STAMP) data format-check
-	@echo "pytest on $(BACKENDS), side by side (logs in $(LOG_DIR)/pytest; JOBS=1: one at a time)"
-	@tools/run_per_backend.sh "$(BACKENDS)" $(LOG_DIR)/pytest $(PY) -m pytest $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory check
+	@echo "pytest, then the fixture checker, on $(BACKENDS) side by side (logs in $(LOG_DIR)/test; JOBS=1: one at a time)"
+	@tools/run_per_backend.sh "$(BACKENDS)" $(LOG_DIR)/test bash -c \
+		'"$$@" && echo "--- fixture checker" && $(PY) tools/check_big_vision_fixtures.py $(FIXTURES)' \
+		pytest-then-check $(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
 	@echo "fixture checker on $(BACKENDS), side by side (logs in $(LOG_DIR)/check)"

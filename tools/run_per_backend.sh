@@ -5,7 +5,7 @@
 #
 # Each run gets KERAS_BACKEND=<backend> and writes its output to LOG_DIR/<backend>.log; a line
 # reports each end (status, seconds, last line), and the log of a failed run is printed whole.
-# `make test` runs the three pytest sessions this way: the suite's tiny models spend most of
+# `make test` runs the three pytest sessions (each followed by its fixture checker) this way: the suite's tiny models spend most of
 # their time in single-threaded XLA compilation and Python, so on the 2-core CI machine three
 # sessions side by side take about the longest one's time instead of the sum. torch runs with
 # one intra-op thread here (its OpenMP team collapses when the cores are shared; see
@@ -20,10 +20,15 @@ declare -A pids starts
 status=0
 
 report() {  # backend, exit status
-    local b=$1 rc=$2
+    local b=$1 rc=$2 pytest_summary
     local secs=$(( $(date +%s) - ${starts[$b]} ))
     local last
     last=$(grep -v '^\s*$' "$log_dir/$b.log" | tail -n 1)
+    # pytest's summary too, when the run's last line is another command's (`make test`).
+    pytest_summary=$(grep -E '^=* ?[0-9]+ (passed|failed).* in [0-9.]+s' "$log_dir/$b.log" | tail -n 1)
+    if [ -n "$pytest_summary" ] && [ "$pytest_summary" != "$last" ]; then
+        last="$pytest_summary | $last"
+    fi
     echo "=== $b: exit $rc after ${secs} s: $last"
     if [ "$rc" != 0 ]; then
         echo "--- $log_dir/$b.log ---"
