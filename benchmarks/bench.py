@@ -3,7 +3,8 @@
     KERAS_BACKEND=jax python benchmarks/bench.py --json-out bench_jax.json [--only train,ar,ar_cfg,maskgit]
 
 Items (each timed `--iters` times after a first, compiling call):
-- `train`: one optimizer step (NLL + gradients + Adam with global-norm clipping)
+- `train`: one optimizer step (NLL + gradients + the tasks' default Adam,
+  `PerVariableAdam`, with global-norm clipping)
   on a (batch, seq_len, out_dim) latent batch.
 - `ar`: one GIVT-Causal generation of the whole batch (KV cache).
 - `ar_cfg`: the same with density-based CFG (`--cfg-w`).
@@ -169,7 +170,9 @@ def main(argv=None):
 
     if "train" in items:
         model = build(args.style, remat=args.remat == "true")
-        model.compile(optimizer=keras.optimizers.Adam(1e-4, global_clipnorm=1.0))
+        model.compile(
+            optimizer=keras_givt.models.optimizers.PerVariableAdam(1e-4, global_clipnorm=1.0)
+        )
         batch = {"latents": latents, "labels": labels}
         results["train"] = timed(lambda: model.train_on_batch(batch), args.iters)
         results["num_params"] = int(model.backbone.count_params())

@@ -120,7 +120,7 @@ def worker(spec):
         remat=spec["remat"],
     )
     model = keras_givt.GIVTCausal(backbone, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4, global_clipnorm=1.0))
+    model.compile(optimizer=keras_givt.models.optimizers.PerVariableAdam(1e-4, global_clipnorm=1.0))
     rng = np.random.default_rng(0)
     b = spec["batch"]
     batch = {

@@ -15,8 +15,8 @@ recorded:
   defaults: GIVT-Causal with temperature 0.95 and DB-CFG 0.4 (KV cache);
   GIVT-MaskGIT 16 steps, choice temperature 35 with DB-CFG 0.1 (256) or 140
   without (512). big_vision: `decode.generate` / `parallel_decode.decode_masked`.
-- `train`: one optimizer step (mixture NLL, gradients, Adam with global-norm
-  clipping) at batch 2, the preset's dropout rates, no rematerialisation.
+- `train`: one optimizer step (mixture NLL, gradients, the tasks' default Adam,
+  `PerVariableAdam`, with global-norm clipping) at batch 2, the preset's dropout rates, no rematerialisation.
   big_vision: its loop-over-layers decoder (`scan=False`).
 - `train_remat`: the same with the decoder blocks rematerialised:
   `GIVTBackbone(remat=True)`; big_vision's published setting `scan=True` with

@@ -28,6 +28,8 @@ from keras_givt.cli import io_utils
 from keras_givt.cli import run_record
 from keras_givt.cli.errors import CLIError
 from keras_givt.cli.model_io import save_task
+from keras_givt.models.optimizers import PerVariableAdam
+from keras_givt.models.optimizers import PerVariableAdamW
 
 # Test hook: raise KeyboardInterrupt after this optimizer step (simulates Ctrl-C).
 INTERRUPT_ENV = "KERAS_GIVT_CLI_INTERRUPT_AT_STEP"
@@ -475,9 +477,9 @@ def compile_for_training(model, args, total_steps, weight_decay=0.0):
     """
     lr = learning_rate(args, total_steps)
     if weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay, global_clipnorm=1.0)
+        optimizer = PerVariableAdamW(lr, weight_decay=weight_decay, global_clipnorm=1.0)
     else:
-        optimizer = keras.optimizers.Adam(lr, global_clipnorm=1.0)
+        optimizer = PerVariableAdam(lr, global_clipnorm=1.0)
     model.compile(optimizer=optimizer)
 
 

@@ -214,9 +214,9 @@ def _summary(r):
 
 def _fit(model, args, *data):
     """`--epochs` of `model.fit(*data)` with Adam (clip norm 1); returns `(seconds, final loss)`."""
-    import keras
+    from keras_givt.models.optimizers import PerVariableAdam
 
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=1.0))
+    model.compile(optimizer=PerVariableAdam(args.learning_rate, global_clipnorm=1.0))
     start = time.time()
     history = model.fit(*data, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
     return time.time() - start, float(history.history["loss"][-1])

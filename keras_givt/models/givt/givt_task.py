@@ -14,6 +14,7 @@ from keras_givt.models.givt.givt_backbone import GIVTBackbone
 from keras_givt.models.givt.givt_loss import givt_nll
 from keras_givt.models.givt.torch_generation import TorchDecoder
 from keras_givt.models import training_checks
+from keras_givt.models.optimizers import PerVariableAdam
 from keras_givt.samplers.decoder import Decoder
 
 
@@ -162,7 +163,7 @@ class GIVTTask(GenerationTask):
 
     def _default_optimizer(self):
         """Adam(3e-4, global clipnorm 1); the loss is the model's NLL."""
-        return keras.optimizers.Adam(3e-4, global_clipnorm=1.0)
+        return PerVariableAdam(3e-4, global_clipnorm=1.0)
 
     # --- Generation -----------------------------------------------------------
 

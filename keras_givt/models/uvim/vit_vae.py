@@ -40,6 +40,7 @@ from keras import ops
 from keras_givt.layers.transformer_block import FlatDense
 from keras_givt.layers.vit_encoder import PatchViTEncoder
 from keras_givt.layers.vit_encoder import ViTEncoder
+from keras_givt.models.optimizers import PerVariableAdam
 from keras_givt.models.uvim.resize import resize_grid
 from keras_givt.utils import validation
 
@@ -335,7 +336,7 @@ class ViTVAE(keras.Model):
     def compile(self, optimizer="auto", **kwargs):
         """Adam(1e-3, global clipnorm 1) by default; the loss is built in."""
         if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(1e-3, global_clipnorm=1.0)
+            optimizer = PerVariableAdam(1e-3, global_clipnorm=1.0)
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
 

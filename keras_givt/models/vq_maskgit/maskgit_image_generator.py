@@ -33,6 +33,7 @@ from keras import ops
 from keras_givt.models import training_checks
 from keras_givt.models.generation_task import GenerationTask
 from keras_givt.models.masked_editing import MaskedEditing
+from keras_givt.models.optimizers import PerVariableAdamW
 from keras_givt.models.vq_maskgit.maskgit_backbone import MaskGITBackbone
 from keras_givt.samplers.config import DiscreteMaskedSamplingConfig
 from keras_givt.samplers.discrete_masked import discrete_maskgit_decode
@@ -247,7 +248,7 @@ class MaskGITImageGenerator(MaskedEditing, GenerationTask):
 
     def _default_optimizer(self):
         """AdamW(1e-4, weight decay 0.045 as MaskGIT, clipnorm 1)."""
-        return keras.optimizers.AdamW(1e-4, weight_decay=0.045, beta_2=0.96, global_clipnorm=1.0)
+        return PerVariableAdamW(1e-4, weight_decay=0.045, beta_2=0.96, global_clipnorm=1.0)
 
     # --- Generation -------------------------------------------------------------
 

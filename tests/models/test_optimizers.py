@@ -1,0 +1,68 @@
+"""PerVariableAdam / PerVariableAdamW: Keras' Adam numbers, one variable at a time on torch."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_givt
+from keras_givt.models.givt.givt_causal import GIVTCausal
+from keras_givt.models.optimizers import PerVariableAdam
+from keras_givt.models.optimizers import PerVariableAdamW
+from tests import helpers
+
+PAIRS = [
+    (keras.optimizers.Adam, PerVariableAdam, {}),
+    (keras.optimizers.AdamW, PerVariableAdamW, {"weight_decay": 0.05, "beta_2": 0.96}),
+]
+
+
+def _trained_weights(optimizer):
+    keras.utils.set_random_seed(0)
+    model = GIVTCausal(keras_givt_backbone(), seed=0)
+    model.compile(optimizer=optimizer)
+    tokens, labels = helpers.digits_tokens(64)
+    model.fit(
+        {"latents": tokens, "labels": labels}, batch_size=4, epochs=1, shuffle=False, verbose=0
+    )
+    return [helpers.to_numpy(v) for v in model.trainable_variables], model.optimizer
+
+
+def keras_givt_backbone():
+    return keras_givt.GIVTBackbone(**helpers.tiny_kwargs(num_mixtures=2))
+
+
+@pytest.mark.parametrize("keras_cls,ours,kwargs", PAIRS, ids=["adam", "adamw"])
+def test_same_updates_as_keras(keras_cls, ours, kwargs):
+    # 16 steps of a GIVT with global-norm clipping and a schedule, from one start.
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, 16, warmup_target=None)
+    reference, _ = _trained_weights(keras_cls(schedule, global_clipnorm=1.0, **kwargs))
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, 16, warmup_target=None)
+    weights, optimizer = _trained_weights(ours(schedule, global_clipnorm=1.0, **kwargs))
+    # Our class runs as itself (Keras' torch backend would swap in its foreach class a
+    # `keras.optimizers.Adam`, not a subclass).
+    assert type(optimizer) is ours
+    assert int(helpers.to_numpy(optimizer.iterations)) == 16
+    changed = 0
+    for a, b in zip(reference, weights):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        changed += int(np.any(a != 0))
+    assert changed > len(reference) // 2
+
+
+@pytest.mark.parametrize("keras_cls,ours,kwargs", PAIRS, ids=["adam", "adamw"])
+def test_serialization_round_trip(keras_cls, ours, kwargs):
+    optimizer = ours(1e-3, global_clipnorm=1.0, **kwargs)
+    config = keras.optimizers.serialize(optimizer)
+    assert config["registered_name"] == f"keras_givt>{ours.__name__}"
+    restored = keras.optimizers.deserialize(config)
+    assert type(restored) is ours
+    assert restored.get_config() == optimizer.get_config()
+    # The variable names (and so saved optimizer state) are Keras' own.
+    assert restored.name == keras_cls(1e-3).name
+
+
+def test_tasks_default_to_them():
+    model = GIVTCausal(keras_givt_backbone(), seed=0)
+    model.compile()
+    assert type(model.optimizer) is PerVariableAdam
+    assert keras_givt.MaskGITImageGenerator._default_optimizer(None).__class__ is PerVariableAdamW
