@@ -88,11 +88,15 @@ def test_validator_counts_lines_of_code(tmp_path):
 
 # Each guide runs in `make test` on one backend (a rotation that covers all
 # three); its runs on the other backends are marked `large` (`pytest -m large`).
+# Placed by measured cost in the fresh-clone `make test` (session 10): the
+# generation guide took 171 s on tensorflow (tf.function traces per sampling
+# setting) against ~40 s for a guide of its kind on torch; the training guide
+# 54 s on jax.
 CI_BACKEND = {
     "distributed_givt.py": "jax",
-    "generating_images_with_givt.py": "tensorflow",
+    "generating_images_with_givt.py": "torch",
     "givt_maskgit_inpainting.py": "torch",
-    "training_givt_causal_on_fashion_mnist.py": "jax",
+    "training_givt_causal_on_fashion_mnist.py": "tensorflow",
 }
 
 

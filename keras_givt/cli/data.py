@@ -37,6 +37,23 @@ def data_spec(args):
     }
 
 
+def image_preprocessor(spec, output_range=(-1.0, 1.0)):
+    """The `ImagePreprocessor` that turns raw images into what a model trained
+    on `spec` (a `data_spec`) saw: its size, channels and resize mode, scaled
+    to `output_range`. Attached to the tasks the CLI trains, so their presets
+    take raw images as the data pipeline fed them. None without a spec."""
+    if not spec:
+        return None
+    from keras_givt.models.image_preprocessor import ImagePreprocessor
+
+    return ImagePreprocessor(
+        spec["image_size"],
+        channels=spec["channels"],
+        resize_mode=spec["resize_mode"],
+        output_range=output_range,
+    )
+
+
 def load_images(
     spec,
     split,

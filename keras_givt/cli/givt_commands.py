@@ -609,7 +609,13 @@ def cmd_train(args, argv):
         sampling_defaults["cfg_weight"] = 0.5
     if args.model == "maskgit":
         sampling_defaults.update({"num_steps": 16, "choice_temperature": 1.0})
-    model = task_cls(backbone, vae=vae, seed=args.seed, sampling_defaults=sampling_defaults)
+    model = task_cls(
+        backbone,
+        vae=vae,
+        preprocessor=data.image_preprocessor(data_info.get("data")),
+        seed=args.seed,
+        sampling_defaults=sampling_defaults,
+    )
     training.compile_for_training(model, args, total)
     record, state = training.open_training_record(
         args,

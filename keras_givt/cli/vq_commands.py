@@ -488,6 +488,7 @@ def cmd_train_maskgit_vq(args, argv):
         tokenizer=tok,
         label_smoothing=args.label_smoothing,
         label_dropout=label_dropout,
+        preprocessor=data.image_preprocessor(spec, output_range=(0.0, 1.0)),
         seed=args.seed,
         sampling_defaults=sampling_defaults,
     )

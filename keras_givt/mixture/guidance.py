@@ -24,6 +24,7 @@ import math
 
 import keras
 from keras import ops
+from keras.src.random.seed_generator import draw_seed
 
 from keras_givt.mixture import formulas
 from keras_givt.mixture.distributions import normal_log_prob
@@ -32,6 +33,12 @@ from keras_givt.utils.tensor_utils import is_concrete
 
 NUM_PROPOSALS = 1000
 _GRID = 1001
+_GRID_HALF_WIDTH = 10.0
+# Channels per pass of the rejection sampler. A pass of (1000 proposals, C
+# channels) costs about 0.13 ms per channel on jax/CPU (539 ms at C = 4096,
+# mostly the random draws), whatever number of them need it; the bundled
+# GIVT-MaskGIT at CFG 0.5 has ~1 non-normalisable channel in 12,800 per step.
+REJECTION_CHUNK = 128
 
 
 def component_params(params, mixture_index=None):
@@ -96,13 +103,30 @@ class CFGDensity:
 
     @property
     def fac(self):
-        """big_vision's rejection bound: grid max of the target / grid max of the proposal."""
-        grid = ops.linspace(-10.0, 10.0, _GRID)
-        grid = ops.reshape(grid, (_GRID,) + (1,) * len(self.loc_c.shape))
-        x = grid + self.loc_c  # (G, ..., D)
-        target = ops.exp(self.log_prob(x))
-        simple = ops.exp(normal_log_prob(x, self.loc_c, self.simple_scale))
-        return ops.max(target, axis=0) / ops.max(simple, axis=0)
+        """big_vision's rejection bound: the target's max over the grid
+        `loc_c + linspace(-10, 10, 1001)` over the proposal's max there.
+
+        The target's log is a quadratic in x, so its grid max lies at an end
+        of the grid or at a grid point next to the vertex: five evaluations
+        per channel instead of 1001 (the same number; the 1001-point grid
+        cost as much as the 1000 proposals at every DB-CFG step). The
+        proposal N(loc_c, s) peaks at the grid's centre x = loc_c.
+        """
+        half = _GRID_HALF_WIDTH
+        spacing = 2.0 * half / (_GRID - 1)
+        centre = (_GRID - 1) / 2.0
+        loc, _, ok = self.exact_params()  # The vertex, where the quadratic is concave.
+        pos = ops.round((loc - self.loc_c) / spacing + centre)
+        pos = ops.where(ok & ops.isfinite(pos), pos, 0.0)
+        best = None
+        first, last = ops.zeros_like(pos), ops.full_like(pos, _GRID - 1.0)
+        for point in (first, last, pos - 1.0, pos, pos + 1.0):
+            point = ops.clip(point, 0.0, _GRID - 1.0)
+            x = self.loc_c + (point - centre) * spacing
+            lp = self.log_prob(x)
+            best = lp if best is None else ops.maximum(best, lp)
+        simple_max = -(ops.log(self.simple_scale) + formulas.HALF_LOG_2PI)
+        return ops.exp(best) / ops.exp(simple_max)
 
     @property
     def precision(self):
@@ -118,57 +142,97 @@ class CFGDensity:
         )
         return loc, ops.rsqrt(safe), ok
 
-    def rejection_sample(self, seed=None, num_proposals=NUM_PROPOSALS, raw_seed=None):
-        """big_vision's sampler: first accepted of `num_proposals` proposals per channel.
-
-        If none is accepted, the proposal with the highest acceptance ratio.
-        `raw_seed` (a drawn seed tensor) replaces `seed` inside compiled
-        branches.
-        """
-        shape = tuple(ops.shape(self.loc_c))
-        full = (num_proposals,) + shape
-        if raw_seed is not None:
-            eps = random_utils.stateless_normal(full, raw_seed, 0)
-            u = random_utils.stateless_uniform(full, raw_seed, 1, minval=1e-20, maxval=1.0)
-        else:
-            eps = keras.random.normal(full, seed=seed)
-            u = keras.random.uniform(full, minval=1e-20, maxval=1.0, seed=seed)
-        x = self.loc_c + self.simple_scale * eps  # (P, ..., D)
-        log_ratio = (
-            self.log_prob(x) - normal_log_prob(x, self.loc_c, self.simple_scale) - ops.log(self.fac)
-        )
-        accept = ops.log(u) < log_ratio
-        # First accepted proposal, else the best one.
-        order = ops.reshape(
-            ops.cast(ops.arange(num_proposals), "float32"), (num_proposals,) + (1,) * len(shape)
-        )
-        score = ops.where(accept, 1e30 - order, log_ratio)
-        idx = ops.argmax(score, axis=0)
-        onehot = ops.one_hot(idx, num_proposals, axis=0, dtype="float32")
-        return ops.sum(onehot * x, axis=0)
+    def rejection_sample(self, seed=None, num_proposals=NUM_PROPOSALS):
+        """big_vision's sampler at every channel: the first accepted of
+        `num_proposals` proposals, else the one with the highest acceptance
+        ratio. `seed`: a `SeedGenerator`, an int or None."""
+        everywhere = ops.ones(ops.shape(self.loc_c), "bool")
+        return self._rejection_sample_at(everywhere, _raw_seed(seed), num_proposals)
 
     def sample(self, seed=None):
-        """Exact where the guided density is normalisable, big_vision's rejection elsewhere.
+        """Exact where the guided density is normalisable, big_vision's
+        rejection sampler at the other channels only.
 
-        The rejection sampler (1000 proposals per channel) only runs when
-        some channel needs it (`ops.cond` in compiled code).
+        The rejection sampler (1000 proposals per channel) runs on the
+        non-normalisable channels alone, gathered in passes of
+        `REJECTION_CHUNK` channels; none runs when every channel is
+        normalisable. Before, it ran on every channel of the batch whenever
+        one needed it: GIVT-MaskGIT with 4 distinct components, CFG 0.5,
+        50 images on jax, took 126 ms per image this way.
         """
         loc, scale, ok = self.exact_params()
         eps = keras.random.normal(ops.shape(loc), seed=seed)
         exact = loc + scale * eps
-        concrete = _concrete_all(ok)
-        if concrete is True:
+        if _concrete_all(ok) is True:
             return exact
-        if concrete is False or not isinstance(seed, keras.random.SeedGenerator):
-            return ops.where(ok, exact, self.rejection_sample(seed))
-        # Traced: run the (1000-proposal) fallback only when needed. Its seed
-        # is drawn outside the branch.
-        raw = random_utils.draw_raw_seed(seed)
-        return ops.cond(
-            ops.all(ok),
-            lambda: exact,
-            lambda: ops.where(ok, exact, self.rejection_sample(raw_seed=raw)),
+        raw = _raw_seed(seed)
+        return ops.where(ok, exact, self._rejection_sample_at(ops.logical_not(ok), raw))
+
+    def _rejection_sample_at(self, where, raw_seed, num_proposals=NUM_PROPOSALS):
+        """big_vision's rejection sample at the channels where `where` is
+        true (anything elsewhere), `ceil(count / REJECTION_CHUNK)` passes of
+        `(num_proposals, REJECTION_CHUNK)` proposals."""
+        shape = tuple(self.loc_c.shape)
+        n = math.prod(shape)
+        chunk = min(REJECTION_CHUNK, n)
+        num_chunks = -(-n // chunk)
+        fac = self.fac
+        fields = [
+            ops.reshape(ops.broadcast_to(t, shape), (-1,))
+            for t in (self.loc_c, self.scale_c, self.loc_u, self.scale_u, self.simple_scale, fac)
+        ]  # Each (N,).
+        where = ops.reshape(where, (-1,))
+        count = ops.sum(ops.cast(where, "int32"))
+        order = ops.argsort(ops.cast(ops.logical_not(where), "int32"))  # Chosen channels first.
+        order = ops.pad(order, [(0, num_chunks * chunk - n)])  # (N_pad,)
+
+        def body(i, out):
+            start = i * chunk
+            index = ops.slice(order, [start], [chunk])  # (C,)
+            loc_c, scale_c, loc_u, scale_u, simple, fac = (ops.take(f, index) for f in fields)
+            eps = random_utils.stateless_normal((num_proposals, chunk), raw_seed, 2 * i)
+            u = random_utils.stateless_uniform(
+                (num_proposals, chunk), raw_seed, 2 * i + 1, minval=1e-20, maxval=1.0
+            )
+            x = _first_accepted(eps, u, loc_c, scale_c, loc_u, scale_u, self.w, simple, fac)
+            return i + 1, ops.slice_update(out, [start], x)
+
+        _, out = ops.while_loop(
+            lambda i, out: i * chunk < count,
+            body,
+            (ops.convert_to_tensor(0, "int32"), ops.zeros((num_chunks * chunk,), "float32")),
+            maximum_iterations=num_chunks,
         )
+        inverse = ops.argsort(order[:n])
+        return ops.reshape(ops.take(out, inverse), shape)
+
+
+def _first_accepted(eps, u, loc_c, scale_c, loc_u, scale_u, w, simple_scale, fac):
+    """big_vision's rejection step, proposals on axis 0 of `eps`, `u (P, ...)`:
+    the first proposal accepted, else the one with the highest ratio (...)."""
+    x = loc_c + simple_scale * eps  # (P, ...)
+    log_ratio = (
+        formulas.guided_log_prob(x, loc_c, scale_c, loc_u, scale_u, w, ops)
+        - normal_log_prob(x, loc_c, simple_scale)
+        - ops.log(fac)
+    )
+    accept = ops.log(u) < log_ratio
+    num_proposals = ops.shape(eps)[0]
+    order = ops.reshape(
+        ops.cast(ops.arange(num_proposals), "float32"),
+        (num_proposals,) + (1,) * (len(eps.shape) - 1),
+    )
+    score = ops.where(accept, 1e30 - order, log_ratio)
+    onehot = ops.one_hot(ops.argmax(score, axis=0), num_proposals, axis=0, dtype="float32")
+    return ops.sum(onehot * x, axis=0)
+
+
+def _raw_seed(seed):
+    """A drawn seed tensor from a `SeedGenerator`, an int or None (Keras's
+    global generator) for `random_utils.stateless_*`."""
+    if isinstance(seed, keras.random.SeedGenerator):
+        return random_utils.draw_raw_seed(seed)
+    return draw_seed(seed)
 
 
 def _f32(*xs):

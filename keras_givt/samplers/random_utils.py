@@ -88,10 +88,27 @@ def draw_raw_seed(seed_generator):
 
 
 def _offset(raw_seed, offset):
-    return raw_seed + ops.cast(ops.convert_to_tensor([0, offset]), raw_seed.dtype)
+    """`raw_seed` with `offset` (an int or an integer tensor, traced or not)
+    added to its second word."""
+    offset = ops.cast(offset, raw_seed.dtype)
+    return raw_seed + ops.stack([ops.zeros_like(offset), offset])
+
+
+def _torch_generator(raw_seed, offset):
+    import torch
+    from keras.src.backend.torch.core import get_device
+
+    a, b = (int(v) for v in ops.convert_to_numpy(_offset(raw_seed, offset)).reshape(-1)[:2])
+    gen = torch.Generator(device=get_device())
+    gen.manual_seed((a % (1 << 31)) * (1 << 31) + b % (1 << 31))
+    return gen
 
 
 def stateless_normal(shape, raw_seed, offset=0):
+    """Standard normals of `shape`, a pure function of `raw_seed` (a drawn
+    seed, `draw_raw_seed`) and `offset` (int or integer tensor): usable
+    inside compiled branches and loops, where a `SeedGenerator` cannot
+    advance. On torch (eager) a `torch.Generator` seeded from both."""
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -100,10 +117,16 @@ def stateless_normal(shape, raw_seed, offset=0):
         return tf.random.stateless_normal(shape, seed=seed, dtype="float32")
     if backend == "jax":
         return keras.random.normal(shape, dtype="float32", seed=_offset(raw_seed, offset))
-    raise NotImplementedError("Raw seeds are only needed by compiled (jax/tf) code.")
+    if backend == "torch":
+        import torch
+
+        gen = _torch_generator(raw_seed, offset)
+        return torch.randn(tuple(shape), generator=gen, device=gen.device)
+    raise NotImplementedError(f"Raw seeds are not supported on the {backend!r} backend.")
 
 
 def stateless_uniform(shape, raw_seed, offset=0, minval=0.0, maxval=1.0):
+    """Uniforms in [minval, maxval) of `shape`, as `stateless_normal`."""
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -116,4 +139,10 @@ def stateless_uniform(shape, raw_seed, offset=0, minval=0.0, maxval=1.0):
         return keras.random.uniform(
             shape, minval=minval, maxval=maxval, dtype="float32", seed=_offset(raw_seed, offset)
         )
-    raise NotImplementedError("Raw seeds are only needed by compiled (jax/tf) code.")
+    if backend == "torch":
+        import torch
+
+        gen = _torch_generator(raw_seed, offset)
+        u = torch.rand(tuple(shape), generator=gen, device=gen.device)
+        return minval + (maxval - minval) * u
+    raise NotImplementedError(f"Raw seeds are not supported on the {backend!r} backend.")

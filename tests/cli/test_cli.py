@@ -5,6 +5,7 @@ inpaint -> evaluate, plus argument errors and `--backend`. Runs on the
 current KERAS_BACKEND (in-process) in a few seconds per test.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -152,6 +153,13 @@ def test_train_interrupt_resume_sample_evaluate(workdir, monkeypatch, capsys):
     assert [h["step"] for h in run["metrics"]["history"]] == [2, 4, 6]
     assert read_json(out / "checkpoint" / "state.json")["step"] == 6
     assert os.path.isfile(out / "preset" / "task.json")
+    # The preset takes raw images as the latents' data were prepared (their
+    # `encode` meta): size, channels, resize mode, [-1, 1].
+    pre = read_json(out / "preset" / "task.json")["config"]["preprocessor"]["config"]
+    with np.load(workdir / "latents.npz") as z:
+        spec = json.loads(str(z["meta"]))["data"]
+    assert pre["image_size"] == [spec["image_size"]] * 2 and pre["channels"] == spec["channels"]
+    assert pre["resize_mode"] == spec["resize_mode"] and list(pre["output_range"]) == [-1.0, 1.0]
     # Resuming a finished run trains nothing more.
     assert _train(workdir, out, 6, "--resume") == 0
     assert read_json(out / "checkpoint" / "state.json")["step"] == 6

@@ -123,7 +123,12 @@ def test_train_vq_maskgit_evaluate(workdir):
     card = read_json(out / "preset" / "model_card.json")
     assert card["steps"] == 2 and card["params"] == run["params"]
     assert card["sampling_defaults"]["cfg_weight"] == 0.5 and card["tokenizer"]["steps"] == 2
-    assert read_json(out / "preset" / "task.json")["config"]["label_dropout"] == 0.1
+    task_config = read_json(out / "preset" / "task.json")["config"]
+    assert task_config["label_dropout"] == 0.1
+    # The preset takes raw images the way the training data were prepared, in [0, 1].
+    pre = task_config["preprocessor"]["config"]
+    assert pre["image_size"] == [8, 8] and pre["channels"] == 1, pre
+    assert list(pre["output_range"]) == [0.0, 1.0] and pre["resize_mode"] == "resize"  # A folder.
 
     ev = workdir / "eval"
     assert (
