@@ -24,7 +24,6 @@ import math
 
 import keras
 from keras import ops
-from keras.src.random.seed_generator import draw_seed
 
 from keras_givt.mixture import formulas
 from keras_givt.mixture.distributions import normal_log_prob
@@ -147,7 +146,9 @@ class CFGDensity:
         `num_proposals` proposals, else the one with the highest acceptance
         ratio. `seed`: a `SeedGenerator`, an int or None."""
         everywhere = ops.ones(ops.shape(self.loc_c), "bool")
-        return self._rejection_sample_at(everywhere, _raw_seed(seed), num_proposals)
+        return self._rejection_sample_at(
+            everywhere, random_utils.draw_raw_seed(seed), num_proposals
+        )
 
     def sample(self, seed=None):
         """Exact where the guided density is normalisable, big_vision's
@@ -165,7 +166,7 @@ class CFGDensity:
         exact = loc + scale * eps
         if _concrete_all(ok) is True:
             return exact
-        raw = _raw_seed(seed)
+        raw = random_utils.draw_raw_seed(seed)
         return ops.where(ok, exact, self._rejection_sample_at(ops.logical_not(ok), raw))
 
     def _rejection_sample_at(self, where, raw_seed, num_proposals=NUM_PROPOSALS):
@@ -225,14 +226,6 @@ def _first_accepted(eps, u, loc_c, scale_c, loc_u, scale_u, w, simple_scale, fac
     score = ops.where(accept, 1e30 - order, log_ratio)
     onehot = ops.one_hot(ops.argmax(score, axis=0), num_proposals, axis=0, dtype="float32")
     return ops.sum(onehot * x, axis=0)
-
-
-def _raw_seed(seed):
-    """A drawn seed tensor from a `SeedGenerator`, an int or None (Keras's
-    global generator) for `random_utils.stateless_*`."""
-    if isinstance(seed, keras.random.SeedGenerator):
-        return random_utils.draw_raw_seed(seed)
-    return draw_seed(seed)
 
 
 def _f32(*xs):

@@ -77,14 +77,16 @@ def gumbel_argmax(logits, seed, dtype=None):
     return formulas.gumbel_argmax(logits, _gumbel_uniform(ops.shape(logits), seed, dtype), ops)
 
 
-def draw_raw_seed(seed_generator):
-    """Draws a raw seed tensor from `seed_generator` (for use inside `ops.cond`).
+def draw_raw_seed(seed=None):
+    """Draws a raw seed tensor from `seed` (a `SeedGenerator`, an int, or None
+    for Keras's global generator), for `stateless_normal` / `stateless_uniform`.
 
-    A branch of a compiled conditional cannot advance a `SeedGenerator`, so
-    the seed is drawn before the branch and consumed by `stateless_normal` /
-    `stateless_uniform` inside it.
+    A compiled branch or loop body cannot advance a `SeedGenerator`, so the
+    seed is drawn before it and consumed by the stateless draws inside.
     """
-    return seed_generator.next()
+    from keras.src.random.seed_generator import draw_seed
+
+    return draw_seed(seed)
 
 
 def _offset(raw_seed, offset):
