@@ -88,11 +88,27 @@ class CFGDensity:
     """
 
     def __init__(self, params_c, params_u, w, mixture_index=None):
-        self.w = ops.cast(w, "float32")
         self.mixture_index = mixture_index
-        self.loc_c, self.scale_c = _f32(*component_params(params_c, mixture_index))
-        self.loc_u, self.scale_u = _f32(*component_params(params_u, mixture_index))
+        self._set_components(
+            *component_params(params_c, mixture_index),
+            *component_params(params_u, mixture_index),
+            w,
+        )
+
+    @classmethod
+    def from_components(cls, loc_c, scale_c, loc_u, scale_u, w):
+        """The target of given components `(...)` each (the plain-torch
+        engine, which selects them itself)."""
+        density = cls.__new__(cls)
+        density.mixture_index = None
+        density._set_components(loc_c, scale_c, loc_u, scale_u, w)
+        return density
+
+    def _set_components(self, loc_c, scale_c, loc_u, scale_u, w):
+        self.w = ops.cast(w, "float32")
+        self.loc_c, self.scale_c, self.loc_u, self.scale_u = _f32(loc_c, scale_c, loc_u, scale_u)
         self.simple_scale = 2.0 * ops.maximum(self.scale_c, self.scale_u)
+        self._exact = None
 
     def log_prob(self, x):
         x = ops.cast(x, "float32")
@@ -132,14 +148,17 @@ class CFGDensity:
         return formulas.guided_precision(self.scale_c, self.scale_u, self.w, ops)
 
     def exact_params(self):
-        """(loc, scale, normalisable) of the guided normal per channel."""
-        prec = self.precision
-        ok = prec > 0
-        safe = ops.where(ok, prec, 1.0)
-        loc = formulas.guided_loc(
-            self.loc_c, self.scale_c, self.loc_u, self.scale_u, self.w, safe, ops
-        )
-        return loc, ops.rsqrt(safe), ok
+        """(loc, scale, normalisable) of the guided normal per channel
+        (computed once per density: `sample` and `fac` both need them)."""
+        if self._exact is None:
+            prec = self.precision
+            ok = prec > 0
+            safe = ops.where(ok, prec, 1.0)
+            loc = formulas.guided_loc(
+                self.loc_c, self.scale_c, self.loc_u, self.scale_u, self.w, safe, ops
+            )
+            self._exact = (loc, ops.rsqrt(safe), ok)
+        return self._exact
 
     def rejection_sample(self, seed=None, num_proposals=NUM_PROPOSALS):
         """big_vision's sampler at every channel: the first accepted of

@@ -96,14 +96,24 @@ def _offset(raw_seed, offset):
     return raw_seed + ops.stack([ops.zeros_like(offset), offset])
 
 
-def _torch_generator(raw_seed, offset):
+def torch_generator(raw_seed, device=None):
+    """A `torch.Generator` on `device` (default Keras's torch device) seeded
+    from a raw seed (`draw_raw_seed`, two words): the one mapping from Keras
+    seeds to torch's random stream (the plain-torch engine draws from it)."""
     import torch
-    from keras.src.backend.torch.core import get_device
 
-    a, b = (int(v) for v in ops.convert_to_numpy(_offset(raw_seed, offset)).reshape(-1)[:2])
-    gen = torch.Generator(device=get_device())
+    if device is None:
+        from keras.src.backend.torch.core import get_device
+
+        device = get_device()
+    a, b = (int(v) for v in ops.convert_to_numpy(raw_seed).reshape(-1)[:2])
+    gen = torch.Generator(device=device)
     gen.manual_seed((a % (1 << 31)) * (1 << 31) + b % (1 << 31))
     return gen
+
+
+def _torch_generator(raw_seed, offset):
+    return torch_generator(_offset(raw_seed, offset))
 
 
 def stateless_normal(shape, raw_seed, offset=0):

@@ -45,6 +45,8 @@ import keras
 
 from keras_givt.layers.transformer_block import is_plain_dense
 from keras_givt.mixture import formulas
+from keras_givt.mixture.guidance import CFGDensity
+from keras_givt.samplers import random_utils
 from keras_givt.samplers.decoder import Decoder
 
 # Mixture heads the engine draws from (the full-covariance head: Keras path).
@@ -276,15 +278,11 @@ class TorchDecoder(Decoder):
     def _generator(self, seed_generator, device):
         """This generation's `torch.Generator`, seeded once from `seed_generator`
         (a Keras seed draw costs ~0.1 ms on torch, several per token)."""
-        import torch
-
-        def build():
-            s = [int(v) for v in keras.ops.convert_to_numpy(seed_generator.next()).reshape(-1)]
-            g = torch.Generator(device=device)
-            g.manual_seed((s[0] % (1 << 31)) * (1 << 31) + s[-1] % (1 << 31))
-            return g
-
-        return self._memoized("generator", seed_generator, build)
+        return self._memoized(
+            "generator",
+            seed_generator,
+            lambda: random_utils.torch_generator(seed_generator.next(), device),
+        )
 
     def _draw(
         self,
@@ -298,8 +296,9 @@ class TorchDecoder(Decoder):
     ):
         """`Decoder.draw` for the per-channel and MV-diagonal heads (same
         distribution, torch's random stream), or None where the Keras path
-        must draw: a CFG step with several per-channel components, or where
-        some channel's guided density is not normalisable."""
+        must draw: a CFG step with several per-channel components. Where some
+        channel's guided density is not normalisable, `CFGDensity.sample`
+        draws the step (its Keras seed stream)."""
         import torch
 
         gen = self._generator(seed_generator, logits.device)
@@ -339,10 +338,13 @@ class TorchDecoder(Decoder):
         # The guided density p_c^(1+w) p_u^(-w) is the normal below where its
         # precision is positive (see `mixture.guidance`).
         prec = formulas.guided_precision(scale_c, scale_u, w, _TORCH_OPS)
-        if not bool((prec > 0).all()):
-            return None
-        loc_g = formulas.guided_loc(loc_c, scale_c, loc_u, scale_u, w, prec, _TORCH_OPS)
-        x = loc_g + prec.rsqrt() * eps
+        if bool((prec > 0).all()):
+            loc_g = formulas.guided_loc(loc_c, scale_c, loc_u, scale_u, w, prec, _TORCH_OPS)
+            x = loc_g + prec.rsqrt() * eps
+        else:
+            # Some channel is not normalisable: DB-CFG's own sampler (exact
+            # normals, big_vision's rejection sampler at those channels only).
+            x = CFGDensity.from_components(loc_c, scale_c, loc_u, scale_u, w).sample(seed_generator)
         lp = formulas.guided_log_prob(x, loc_c, scale_c, loc_u, scale_u, w, _TORCH_OPS)
         return x, lp.sum(-1)
 
