@@ -230,6 +230,15 @@ class GenerationTask(Task):
             return fit_arrays.ordered_dataset(arrays, batch_size or 32).map(unflatten)
         return fit_arrays.array_dataset(arrays, batch_size or 32, shuffle).map(unflatten)
 
+    def train_step(self, data):
+        logs = super().train_step(data)
+        if keras.config.backend() == "torch":
+            # Keras' torch trainer zeroes the gradients (`.grad`, one parameter
+            # size) only after the next step's forward pass, so they would peak
+            # with that pass's activations: free them now.
+            self.zero_grad(set_to_none=True)
+        return logs
+
     def fit(
         self,
         x=None,

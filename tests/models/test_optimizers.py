@@ -61,8 +61,48 @@ def test_serialization_round_trip(keras_cls, ours, kwargs):
     assert restored.name == keras_cls(1e-3).name
 
 
+@pytest.mark.parametrize("keras_cls,ours,kwargs", PAIRS, ids=["adam", "adamw"])
+@pytest.mark.parametrize("scale", [30.0, 0.2, float("nan")], ids=["clipped", "unclipped", "nan"])
+def test_global_norm_clipping_as_keras(keras_cls, ours, kwargs, scale):
+    # Gradients of global norm 30 (clipped to 1), 0.2 (left alone) and NaN: the
+    # clipping ours applies inside `update_step` gives Keras's updates. A large
+    # epsilon makes Adam's step depend on the gradients' scale.
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=s).astype("float32") for s in ((3, 4), (4,), (2, 2, 2))]
+    grads = [rng.normal(size=v.shape).astype("float32") for v in start]
+    norm = np.sqrt(sum(float((g**2).sum()) for g in grads))
+    grads = [g * (scale / norm) for g in grads]
+    results = []
+    for cls in (keras_cls, ours):
+        variables = [keras.Variable(v) for v in start]
+        optimizer = cls(0.1, global_clipnorm=1.0, epsilon=1.0, **kwargs)
+        for _ in range(2):
+            optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], variables)
+        results.append([helpers.to_numpy(v) for v in variables])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    if np.isnan(scale):
+        assert all(np.isnan(b).all() for b in results[1])
+    else:
+        assert all(np.abs(b - v).max() > 1e-5 for b, v in zip(results[1], start))
+
+
 def test_tasks_default_to_them():
     model = GIVTCausal(keras_givt_backbone(), seed=0)
     model.compile()
     assert type(model.optimizer) is PerVariableAdam
     assert keras_givt.MaskGITImageGenerator._default_optimizer(None).__class__ is PerVariableAdamW
+
+
+@pytest.mark.skipif(keras.config.backend() != "torch", reason="torch's `.grad` buffers")
+def test_torch_train_step_frees_the_gradients():
+    # Keras' torch trainer would keep them until after the next forward pass.
+    model = GIVTCausal(keras_givt_backbone(), seed=0)
+    model.compile()
+    tokens, labels = helpers.digits_tokens(8)
+    before = [helpers.to_numpy(v) for v in model.trainable_variables]
+    for _ in range(2):
+        model.train_on_batch({"latents": tokens, "labels": labels})
+    assert all(v.value.grad is None for v in model.trainable_variables)
+    after = [helpers.to_numpy(v) for v in model.trainable_variables]
+    assert sum(int(np.any(a != b)) for a, b in zip(before, after)) > len(before) // 2
