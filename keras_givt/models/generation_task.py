@@ -230,8 +230,9 @@ class GenerationTask(Task):
             return fit_arrays.ordered_dataset(arrays, batch_size or 32).map(unflatten)
         return fit_arrays.array_dataset(arrays, batch_size or 32, shuffle).map(unflatten)
 
-    def train_step(self, data):
-        logs = super().train_step(data)
+    def train_step(self, *args, **kwargs):
+        # `(data)`, or `(state, data)` on jax: the backend trainer's own signature.
+        logs = super().train_step(*args, **kwargs)
         if keras.config.backend() == "torch":
             # Keras' torch trainer zeroes the gradients (`.grad`, one parameter
             # size) only after the next step's forward pass, so they would peak
