@@ -20,8 +20,9 @@ train step peaks at 7.7 GiB (big_vision 8.0 GiB; 11.6 GiB with Keras' Adam).
 The numbers are Keras Adam's: the same formula, the same variable names (so
 saved optimizer state loads either way); `tests/models/test_optimizers.py`
 checks 16 clipped, scheduled steps of a GIVT against Keras' class on every
-backend, and the clipping of gradients of global norm 30, 0.2 and NaN. On jax and tensorflow Keras does not swap, so there the classes run
-exactly what `keras.optimizers.Adam`/`AdamW` run.
+backend, and the clipping of gradients of global norm 30, 0.2 and NaN. On jax
+and tensorflow Keras does not swap, so there the classes run Keras' update
+formulas (the clipping scale applied per variable instead of up front).
 """
 
 import keras
