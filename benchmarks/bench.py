@@ -16,7 +16,13 @@ big_vision's `bench_bv.py`, and `--remat true` rematerialises the decoder
 blocks of the trained model. Prints one JSON object on the last
 stdout line: a key per item with `median_s`, `min_s`, `compile_s` (the first
 call), plus `num_params`, `config` and `env` (on torch, `env.torch_threads`: torch's thread
-count, the generation thread setting and what it resolves to at the start).
+count, the generation thread setting and what it resolves to at the start). `train` also
+gives `model_flops` (`train_step_flops`), `tflops_per_s` and, with `--peak-tflops`, `mfu`;
+the sampling items give `per_image_s`; on a GPU each item gives `accelerator_peak_gib`.
+`--dtype-policy mixed_bfloat16` runs every model under that Keras policy.
+
+On a GPU: `benchmarks/accelerator.py` runs the reference and published sizes, float32 and
+bf16, and measures the card's bf16 matmul rate for the MFU.
 
 Side by side with big_vision (and the three backends, alternating rounds,
 `--contended`): `benchmarks/compare.py`, see `benchmarks/results/README.md`.
@@ -30,6 +36,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 
 def parse_args(argv=None):
@@ -61,6 +69,18 @@ def parse_args(argv=None):
     p.add_argument("--cfg-w", type=float, default=0.4)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--only", default="train,ar,ar_cfg,maskgit")
+    p.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras dtype policy of every model (the mixture maths stays float32).",
+    )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="The device's peak rate for the policy's matmuls; adds `mfu` to `train`.",
+    )
     p.add_argument("--json-out", default=None)
     return p.parse_args(argv)
 
@@ -83,16 +103,73 @@ def timed(fn, iters):
     return {"median_s": statistics.median(times), "min_s": min(times), "compile_s": compile_s}
 
 
-def _devices():
+def train_step_flops(backbone, batch):
+    """Model FLOPs of one train step: 3x the forward matmuls, attention included.
+
+    The forward pass multiplies each of the T positions by every kernel (weights of rank >= 2
+    other than the position and label embeddings, which are looked up): 2 * P_mm FLOPs per
+    position. Attention adds 4 * T * D per position and layer (scores and weighted sum over
+    all T positions, as computed). The backward pass is counted as twice the forward;
+    rematerialisation's recomputation is not counted (the usual MFU convention).
+    """
+    matmul_params = 0
+    positions = None
+    for w in backbone.weights:
+        if w.path.endswith("position_embedding"):
+            positions = int(w.shape[0])  # T: the label token included.
+        elif len(w.shape) >= 2 and "label_embedding" not in w.path:
+            matmul_params += int(np.prod(w.shape))
+    if positions is None:
+        raise ValueError("train_step_flops: the backbone has no position embedding")
+    num_layers, width = backbone.num_decoder_layers, backbone.emb_dim
+    forward = 2 * matmul_params * positions + 4 * num_layers * positions**2 * width
+    return 3 * forward * batch
+
+
+def _accelerator_peak_gib(reset=False):
+    """Peak accelerator memory of this process so far in GiB (None on CPU); `reset` restarts it.
+
+    torch resets its counter, so each item gets its own peak; jax cannot, so there an item's
+    peak is the largest of it and the items before it (`train` runs first).
+    """
     import keras
 
-    try:  # keras.distribution has no torch implementation.
+    if keras.config.backend() == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        peak = torch.cuda.max_memory_allocated() / 1024**3
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return peak
+    if keras.config.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        stats = device.memory_stats() if device.platform != "cpu" else None
+        return stats["peak_bytes_in_use"] / 1024**3 if stats else None
+    return None
+
+
+def _devices():
+    """The devices the backend computes on, with the accelerator's model where there is one."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return [f"cuda:0 ({torch.cuda.get_device_name(0)})"]
+        return ["cpu:0"]
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()]
+    try:
         return [str(d) for d in keras.distribution.list_devices()]
     except (AttributeError, NotImplementedError):
-        if keras.config.backend() == "torch":
-            import torch
-
-            return ["cuda:0"] if torch.cuda.is_available() else ["cpu:0"]
         return []
 
 
@@ -131,9 +208,10 @@ def _torch_threads():
 def main(argv=None):
     args = parse_args(argv)
     import keras
-    import numpy as np
 
     import keras_givt
+
+    keras.config.set_dtype_policy(args.dtype_policy)
 
     items = [s for s in args.only.split(",") if s]
     unknown = set(items) - {"train", "ar", "ar_cfg", "maskgit"}
@@ -159,6 +237,11 @@ def main(argv=None):
     results = {}
     threads = _torch_threads() if keras.config.backend() == "torch" else None
 
+    def record_peak(item):
+        peak = _accelerator_peak_gib(reset=True)
+        if peak is not None:
+            results[item]["accelerator_peak_gib"] = peak
+
     def build(style, remat=False):
         if style == "ar":
             backbone = keras_givt.GIVTBackbone(style="ar", remat=remat, **common)
@@ -175,6 +258,12 @@ def main(argv=None):
         )
         batch = {"latents": latents, "labels": labels}
         results["train"] = timed(lambda: model.train_on_batch(batch), args.iters)
+        record_peak("train")
+        flops = train_step_flops(model.backbone, args.batch)
+        results["train"]["model_flops"] = flops
+        results["train"]["tflops_per_s"] = flops / results["train"]["median_s"] / 1e12
+        if args.peak_tflops:
+            results["train"]["mfu"] = results["train"]["tflops_per_s"] / args.peak_tflops
         results["num_params"] = int(model.backbone.count_params())
         del model
     if {"ar", "ar_cfg"} & set(items):
@@ -184,6 +273,7 @@ def main(argv=None):
                 lambda: model.generate(labels=labels, temperature=args.temp, return_latents=True),
                 args.iters,
             )
+            record_peak("ar")
         if "ar_cfg" in items:
             results["ar_cfg"] = timed(
                 lambda: model.generate(
@@ -191,6 +281,7 @@ def main(argv=None):
                 ),
                 args.iters,
             )
+            record_peak("ar_cfg")
         results["num_params"] = int(model.backbone.count_params())
     if "maskgit" in items:
         model = build("masked")
@@ -204,8 +295,12 @@ def main(argv=None):
             ),
             args.iters,
         )
+        record_peak("maskgit")
         results["num_params"] = int(model.backbone.count_params())
 
+    for item in ("ar", "ar_cfg", "maskgit"):
+        if item in results:
+            results[item]["per_image_s"] = results[item]["median_s"] / args.batch
     results["config"] = vars(args)
     results["env"] = {
         "backend": keras.config.backend(),
