@@ -105,7 +105,11 @@ def measure_matmul_tflops(backend, n=8192, warmup=3, reps=10):
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
         name = jax.devices()[0].device_kind
-    return {"device": name, "backend": backend, "tflops": 2 * n**3 / statistics.median(times) / 1e12}
+    return {
+        "device": name,
+        "backend": backend,
+        "tflops": 2 * n**3 / statistics.median(times) / 1e12,
+    }
 
 
 def _gpu_info():
@@ -156,9 +160,15 @@ def _run_json(argv, env, timeout_s):
     if out["returncode"] != 0 or not lines:
         tail = (out["stderr"] or out["stdout"]).strip().splitlines()[-6:]
         record.update(ok=False, error=out["stopped"] or f"exit {out['returncode']}", tail=tail)
+        if lines:  # The items that finished before it stopped (bench.py's partial lines).
+            record["result"] = json.loads(lines[-1])
         return record
     record.update(ok=True, result=json.loads(lines[-1]))
     return record
+
+
+def _num(v, fmt):
+    return "-" if v is None else format(v, fmt)
 
 
 def format_table(record):
@@ -169,30 +179,38 @@ def format_table(record):
     ]
     for name, per_backend in record["runs"].items():
         for backend, r in per_backend.items():
-            if not r.get("ok"):
+            res = r.get("result")
+            if res is None:
                 rows.append(f"| {name} | {backend} | {r.get('error')} | | | | | | |")
                 continue
-            res = r["result"]
+            if not r["ok"]:
+                rows.append(
+                    f"| {name} | {backend} | stopped ({r.get('error')}) after: | | | | | | |"
+                )
             train = res.get("train", {})
             samples = [k for k in ("ar", "ar_cfg", "maskgit") if k in res] or [None]
             for i, item in enumerate(samples):
+                t = train if i == 0 else {}
                 s = res.get(item, {}) if item else {}
                 cells = [name, backend]
-                if i == 0 and train:
-                    mfu = train.get("mfu")
-                    cells += [
-                        f"{train['median_s']:.4f}",
-                        f"{train['tflops_per_s']:.2f}",
-                        f"{mfu:.1%}" if mfu is not None else "-",
-                    ]
+                if "error" in t:
+                    cells += [t["error"][:120], "", ""]
                 else:
-                    cells += ["", "", ""]
-                cells += [item or "", f"{s['per_image_s']:.4f}" if s else ""]
-                peaks = [train.get("accelerator_peak_gib") if i == 0 else None]
-                peaks.append(s.get("accelerator_peak_gib"))
-                cells.append(" / ".join("-" if v is None else f"{v:.1f}" for v in peaks))
-                firsts = [train.get("compile_s") if i == 0 else None, s.get("compile_s")]
-                cells.append(" / ".join("-" if v is None else f"{v:.1f}" for v in firsts))
+                    mfu = t.get("mfu")
+                    cells += [
+                        _num(t.get("median_s"), ".4f"),
+                        _num(t.get("tflops_per_s"), ".2f"),
+                        "-" if mfu is None else f"{mfu:.1%}",
+                    ]
+                cells.append(item or "")
+                cells.append(
+                    s["error"][:120] if "error" in s else _num(s.get("per_image_s"), ".4f")
+                )
+                peaks = [t.get("accelerator_peak_gib"), s.get("accelerator_peak_gib")]
+                cells.append(" / ".join(_num(v, ".1f") for v in peaks))
+                cells.append(
+                    " / ".join(_num(v, ".1f") for v in (t.get("compile_s"), s.get("compile_s")))
+                )
                 rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -202,6 +220,8 @@ def main(argv=None):
     if args.worker_matmul:
         print(json.dumps(measure_matmul_tflops(args.worker_matmul, n=args.matmul_n)))
         return 0
+    # The preset configs are read in this process: import Keras on a backend that is installed.
+    os.environ.setdefault("KERAS_BACKEND", args.backends[0])
     t_start = time.time()
     left = lambda: args.deadline_s - (time.time() - t_start)  # noqa: E731
     record = {
@@ -234,7 +254,7 @@ def main(argv=None):
             if left() < MIN_START_S:
                 record["runs"].setdefault(name, {})[backend] = {"ok": False, "error": "skipped"}
                 continue
-            flags = RUNS[name]() + ["--iters", str(args.iters)]
+            flags = RUNS[name]() + ["--iters", str(args.iters), "--keep-going"]
             if peak and "mixed_bfloat16" in flags:
                 flags += ["--peak-tflops", f"{peak:.3f}"]
             argv = [sys.executable, os.path.join(HERE, "bench.py")] + flags

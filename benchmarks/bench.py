@@ -19,6 +19,7 @@ call), plus `num_params`, `config` and `env` (on torch, `env.torch_threads`: tor
 count, the generation thread setting and what it resolves to at the start). `train` also
 gives `model_flops` (`train_step_flops`), `tflops_per_s` and, with `--peak-tflops`, `mfu`;
 the sampling items give `per_image_s`; on a GPU each item gives `accelerator_peak_gib`.
+After each item a line `{"partial": true, ...}` gives the results so far.
 `--dtype-policy mixed_bfloat16` runs every model under that Keras policy.
 
 On a GPU: `benchmarks/accelerator.py` runs the reference and published sizes, float32 and
@@ -74,6 +75,11 @@ def parse_args(argv=None):
         default="float32",
         choices=("float32", "mixed_bfloat16", "mixed_float16"),
         help="Keras dtype policy of every model (the mixture maths stays float32).",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="Record an item that raises as {'error': ...} and go on with the next one.",
     )
     p.add_argument(
         "--peak-tflops",
@@ -237,10 +243,22 @@ def main(argv=None):
     results = {}
     threads = _torch_threads() if keras.config.backend() == "torch" else None
 
-    def record_peak(item):
+    def measure(item, fn):
+        """Times `fn` as `item`; prints the results so far (a partial record if stopped)."""
+        try:
+            results[item] = timed(fn, args.iters)
+        except Exception as e:  # noqa: BLE001 -- only with --keep-going
+            if not args.keep_going:
+                raise
+            results[item] = {"error": f"{type(e).__name__}: {e}"[:800]}
+            return False
         peak = _accelerator_peak_gib(reset=True)
         if peak is not None:
             results[item]["accelerator_peak_gib"] = peak
+        if item != "train":
+            results[item]["per_image_s"] = results[item]["median_s"] / args.batch
+        print(json.dumps({"partial": True, **results}, sort_keys=True), flush=True)
+        return True
 
     def build(style, remat=False):
         if style == "ar":
@@ -256,36 +274,36 @@ def main(argv=None):
         model.compile(
             optimizer=keras_givt.models.optimizers.PerVariableAdam(1e-4, global_clipnorm=1.0)
         )
-        batch = {"latents": latents, "labels": labels}
-        results["train"] = timed(lambda: model.train_on_batch(batch), args.iters)
-        record_peak("train")
-        flops = train_step_flops(model.backbone, args.batch)
-        results["train"]["model_flops"] = flops
-        results["train"]["tflops_per_s"] = flops / results["train"]["median_s"] / 1e12
-        if args.peak_tflops:
-            results["train"]["mfu"] = results["train"]["tflops_per_s"] / args.peak_tflops
         results["num_params"] = int(model.backbone.count_params())
+        batch = {"latents": latents, "labels": labels}
+        flops = train_step_flops(model.backbone, args.batch)
+        if measure("train", lambda: model.train_on_batch(batch)):
+            train = results["train"]
+            train["model_flops"] = flops
+            train["tflops_per_s"] = flops / train["median_s"] / 1e12
+            if args.peak_tflops:
+                train["mfu"] = train["tflops_per_s"] / args.peak_tflops
         del model
     if {"ar", "ar_cfg"} & set(items):
         model = build("ar")
+        results["num_params"] = int(model.backbone.count_params())
         if "ar" in items:
-            results["ar"] = timed(
+            measure(
+                "ar",
                 lambda: model.generate(labels=labels, temperature=args.temp, return_latents=True),
-                args.iters,
             )
-            record_peak("ar")
         if "ar_cfg" in items:
-            results["ar_cfg"] = timed(
+            measure(
+                "ar_cfg",
                 lambda: model.generate(
                     labels=labels, temperature=args.temp, cfg_weight=args.cfg_w, return_latents=True
                 ),
-                args.iters,
             )
-            record_peak("ar_cfg")
-        results["num_params"] = int(model.backbone.count_params())
     if "maskgit" in items:
         model = build("masked")
-        results["maskgit"] = timed(
+        results["num_params"] = int(model.backbone.count_params())
+        measure(
+            "maskgit",
             lambda: model.generate(
                 labels=labels,
                 num_steps=args.maskgit_steps,
@@ -293,14 +311,8 @@ def main(argv=None):
                 cfg_weight=args.maskgit_cfg_w or None,
                 return_latents=True,
             ),
-            args.iters,
         )
-        record_peak("maskgit")
-        results["num_params"] = int(model.backbone.count_params())
 
-    for item in ("ar", "ar_cfg", "maskgit"):
-        if item in results:
-            results[item]["per_image_s"] = results[item]["median_s"] / args.batch
     results["config"] = vars(args)
     results["env"] = {
         "backend": keras.config.backend(),
