@@ -97,16 +97,17 @@ class _PerVariableUpdates:
         # torch, each a kernel launch on a GPU. Grouped in-place updates: ~10 per group.
         import torch
 
-        groups, group, size = [], [], 0
+        # Groups of one dtype and device (the foreach ops' requirement), in variable order.
+        groups, open_groups = [], {}
         for grad, var in zip(grads, trainable_variables):
+            key = (var.value.dtype, var.value.device)
             n = int(math.prod(var.shape))
-            if group and size + n > _TORCH_GROUP_ELEMENTS:
-                groups.append(group)
-                group, size = [], 0
-            group.append((grad, var))
-            size += n
-        if group:
-            groups.append(group)
+            group = open_groups.get(key)
+            if group is None or (group[1] and group[1] + n > _TORCH_GROUP_ELEMENTS):
+                group = open_groups[key] = [[], 0]
+                groups.append(group[0])
+            group[0].append((grad, var))
+            group[1] += n
         with torch.no_grad():
             for group in groups:
                 self._torch_adam_update(group, learning_rate)
