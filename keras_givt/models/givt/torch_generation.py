@@ -19,9 +19,18 @@ lives on that instance, never in a global: its in-place KV-cache and token
 writes, the prepared (prepacked) weights, the cross-attention keys/values of
 the encoded image and its `torch.Generator`.
 
-It runs the decoder blocks only for float32 compute without LoRA or
-quantized layers, and draws only from the per-channel and MV-diagonal
-mixture heads; the rest falls back to the Keras path (`super()`). The
+It runs the decoder blocks of plain dense layers (no LoRA, no quantized
+layers) in the backbone's compute dtype: float32, or bfloat16 / float16
+under a mixed policy, as the Keras layers do (products, cache and residual
+stream in that dtype; LayerNorm in float32; the mixture maths in float32).
+On an H200, bf16 sampling through the Keras layers took 0.64 s per image
+at the reference size against 0.088 s for this engine in float32
+(`benchmarks/results/accelerator_20261126_h200.json`), which is why it runs
+bf16 too. On this project's 2-core AVX2 CPU (torch, reference sizes, batch 8,
+`mixed_bfloat16`, `benchmarks/bench.py --dtype-policy mixed_bfloat16`): AR
+24.9 -> 2.6 s, AR + DB-CFG 39.6 -> 3.7 s, MaskGIT 16 steps 180 -> 29 s
+(Keras layers -> this engine; float32 is still faster on such a CPU). It draws only from the per-channel and MV-diagonal mixture
+heads; the rest falls back to the Keras path (`super()`). The
 mixture maths (logits layout, squareplus, normal log-density, DB-CFG's
 guided normal, Gumbel-max) is `mixture.formulas`, the same functions the
 Keras path calls, here over `_TORCH_OPS`. Differences from the Keras path
@@ -57,15 +66,21 @@ def _attention_ok(attn):
     return all(is_plain_dense(l) for l in (attn.query, attn.key, attn.value, attn.out))
 
 
+# Compute dtypes the engine runs the blocks in (a policy's, e.g. "mixed_bfloat16").
+_BLOCK_DTYPES = ("float32", "bfloat16", "float16")
+
+
 def _runs_blocks(backbone):
-    """Whether the engine can run `backbone`'s decoder (float32, plain dense layers)."""
-    if backbone.compute_dtype != "float32":
+    """Whether the engine can run `backbone`'s decoder: plain dense layers, one compute
+    dtype of `_BLOCK_DTYPES` throughout."""
+    dtype = backbone.compute_dtype
+    if dtype not in _BLOCK_DTYPES:
         return False
     dense = (backbone.embedding.token_embedding, backbone.logits_dense)
-    if not all(is_plain_dense(l) for l in dense):
+    if not all(is_plain_dense(l) and l.compute_dtype == dtype for l in dense):
         return False
     for block in backbone.decoder_blocks:
-        if block.compute_dtype != "float32" or not _attention_ok(block.self_attention):
+        if block.compute_dtype != dtype or not _attention_ok(block.self_attention):
             return False
         if block.cross_attention and not _attention_ok(block.cross_attention_layer):
             return False
@@ -136,7 +151,7 @@ class TorchDecoder(Decoder):
 
     def __init__(self, backbone):
         super().__init__(backbone)
-        # Float32 plain-dense decoders run here; others on the Keras path.
+        # Plain-dense decoders in one compute dtype run here; others on the Keras path.
         self.runs_blocks = _runs_blocks(backbone)
         self._weights = None
         self._memo = {}
@@ -162,12 +177,14 @@ class TorchDecoder(Decoder):
         `rows_hint`: the row count of the products (the first call's)."""
         if self._weights is None:
             bb = self.backbone
+            dtype = _torch_dtype(bb.compute_dtype)  # The products' and the cache's.
             self._weights = {
-                "blocks": [_block_weights(block, rows_hint) for block in bb.decoder_blocks],
-                "positions": _w(bb.embedding.position_embedding),
-                "token_embedding": _dense_weights(bb.embedding.token_embedding, rows_hint),
+                "dtype": dtype,
+                "blocks": [_block_weights(block, rows_hint, dtype) for block in bb.decoder_blocks],
+                "positions": _w(bb.embedding.position_embedding, dtype),
+                "token_embedding": _dense_weights(bb.embedding.token_embedding, rows_hint, dtype),
                 "final_norm": _norm_weights(bb.decoder_norm),
-                "logits": _dense_weights(bb.logits_dense, rows_hint),
+                "logits": _dense_weights(bb.logits_dense, rows_hint, dtype),
             }
         return self._weights
 
@@ -224,9 +241,10 @@ class TorchDecoder(Decoder):
         """`GIVTEmbedding.token_embedding` of tokens (B, T, D) -> (B, T, E)."""
         import torch
 
-        tokens = torch.as_tensor(tokens, dtype=torch.float32)
         b, t, d = tokens.shape
-        y = self._prepared(b * t)["token_embedding"](tokens.reshape(b * t, d))
+        w = self._prepared(b * t)
+        tokens = torch.as_tensor(tokens).to(w["dtype"])  # As Keras' Dense casts its input.
+        y = w["token_embedding"](tokens.reshape(b * t, d))
         return y.reshape(b, t, -1)
 
     def _decode_step(self, x, cache, index, encoded=None):
@@ -376,8 +394,16 @@ def _gumbel_argmax(logits, gen):
 # --- The decoder stack in torch ----------------------------------------------
 
 
-def _w(variable):
-    return variable.value
+def _torch_dtype(name):
+    import torch
+
+    return getattr(torch, name)
+
+
+def _w(variable, dtype=None):
+    """The variable's tensor, cast to `dtype` (a torch dtype) if given."""
+    value = variable.value
+    return value if dtype is None else value.to(dtype)
 
 
 class _Linear:
@@ -398,16 +424,20 @@ class _Linear:
 
     _PACK_MIN_SIZE = 1 << 17  # in elements: 256x256 kernels are faster unpacked
 
-    def __init__(self, kernel, bias, rows_hint):
+    def __init__(self, kernel, bias, rows_hint, dtype=None):
         import torch
 
-        # kernel (I, O) as Keras stores it.
+        # kernel (I, O) as Keras stores it; both cast to the compute dtype.
+        if dtype is not None:
+            kernel = kernel.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
         weight = kernel.t().contiguous()  # (O, I)
         self.weight = weight
         self.bias = bias
         self.packed = None
         if (
             weight.device.type == "cpu"
+            and weight.dtype == torch.float32
             and weight.numel() >= self._PACK_MIN_SIZE
             and torch.backends.mkldnn.is_available()
         ):
@@ -444,8 +474,8 @@ class _Linear:
         return y if residual is None else residual + y
 
 
-def _attention_weights(attn, rows_hint, query_alone=False):
-    """Fused q|k|v and out projections (`_Linear`), the query pre-scaled by
+def _attention_weights(attn, rows_hint, dtype, query_alone=False):
+    """Fused q|k|v and out projections (`_Linear` in `dtype`), the query pre-scaled by
     1/sqrt(Dh); a separate query projection where `query_alone`
     (cross-attention)."""
     import torch
@@ -462,45 +492,53 @@ def _attention_weights(attn, rows_hint, query_alone=False):
         out_bias = _w(attn.out.bias)
     return {
         "qkv": _Linear(
-            torch.cat(kernels, 1), None if biases[0] is None else torch.cat(biases), rows_hint
+            torch.cat(kernels, 1),
+            None if biases[0] is None else torch.cat(biases),
+            rows_hint,
+            dtype,
         ),
-        "q": _Linear(kernels[0], biases[0], rows_hint) if query_alone else None,
-        "out": _Linear(_w(attn.out.kernel).reshape(-1, e), out_bias, rows_hint),
+        "q": _Linear(kernels[0], biases[0], rows_hint, dtype) if query_alone else None,
+        "out": _Linear(_w(attn.out.kernel).reshape(-1, e), out_bias, rows_hint, dtype),
         "heads": attn.num_heads,
         "head_dim": attn.head_dim,
     }
 
 
 def _norm_weights(norm):
+    import torch
+
     return (
         norm.epsilon,
-        _w(norm.scale) if norm.use_scale else None,
-        _w(norm.bias) if norm.use_bias else None,
+        _w(norm.scale, torch.float32) if norm.use_scale else None,
+        _w(norm.bias, torch.float32) if norm.use_bias else None,
     )
 
 
-def _dense_weights(layer, rows_hint):
-    return _Linear(_w(layer.kernel), _w(layer.bias) if layer.use_bias else None, rows_hint)
+def _dense_weights(layer, rows_hint, dtype):
+    bias = _w(layer.bias) if layer.use_bias else None
+    return _Linear(_w(layer.kernel), bias, rows_hint, dtype)
 
 
-def _block_weights(block, rows_hint):
+def _block_weights(block, rows_hint, dtype):
     w = {
         "causal": block.causal,
         "ln1": _norm_weights(block.pre_attention_norm),
-        "attn": _attention_weights(block.self_attention, rows_hint),
+        "attn": _attention_weights(block.self_attention, rows_hint, dtype),
         "ln3": _norm_weights(block.pre_mlp_norm),
-        "mlp0": _dense_weights(block.mlp_dense_0, rows_hint),
-        "mlp1": _dense_weights(block.mlp_dense_1, rows_hint),
+        "mlp0": _dense_weights(block.mlp_dense_0, rows_hint, dtype),
+        "mlp1": _dense_weights(block.mlp_dense_1, rows_hint, dtype),
         "cross": None,
     }
     if block.cross_attention:
         w["ln2"] = _norm_weights(block.pre_cross_attention_norm)
-        w["cross"] = _attention_weights(block.cross_attention_layer, rows_hint, query_alone=True)
+        w["cross"] = _attention_weights(
+            block.cross_attention_layer, rows_hint, dtype, query_alone=True
+        )
     return w
 
 
 def layer_norm(weights, x):
-    """`FlaxLayerNorm.call` as one fused torch op (float32).
+    """`FlaxLayerNorm.call` as one fused torch op, in float32 and back to x's dtype.
 
     torch computes the variance as E[(x − E[x])²] where flax uses
     E[x²] − E[x]²: equal up to float rounding.
@@ -508,7 +546,7 @@ def layer_norm(weights, x):
     import torch
 
     eps, scale, bias = weights
-    return torch.layer_norm(x, x.shape[-1:], scale, bias, eps)
+    return torch.layer_norm(x.float(), x.shape[-1:], scale, bias, eps).to(x.dtype)
 
 
 def _heads(w, y, b, t):
@@ -557,7 +595,7 @@ def _encoded_kv(w, encoded):
 def block_step(w, x, cache, index, layer_index, b, cross_kv=None):
     """`GIVTDecoderBlock.call_with_cache` (inference) for the stacked cache.
 
-    w: the block's prepared weights; x (B·T, E) float32 rows of B examples
+    w: the block's prepared weights; x (B·T, E) rows (compute dtype) of B examples
     at positions `index .. index+T-1`; cache (N, 2, B, H, L, Dh), written in
     place; cross_kv: the encoded image's keys/values (`_encoded_kv`) for a
     cross-attending block. Returns y (B·T, E).
