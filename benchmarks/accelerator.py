@@ -53,8 +53,9 @@ BF16 = ["--dtype-policy", "mixed_bfloat16"]
 
 def _published(preset, items):
     model, generate, style = published_sizes.preset_flags(preset)
-    # `generate` is `--only <item> <sampling flags>`: keep the sampling flags, ask for both items.
-    sampling = generate[2:]
+    # The preset's sampling flags without its `--only <item>`: this run asks for `items`.
+    at = generate.index("--only")
+    sampling = generate[:at] + generate[at + 2 :]
     return model + sampling + ["--only", items, "--style", style]
 
 

@@ -108,17 +108,24 @@ class _PerVariableUpdates:
                 groups.append(group[0])
             group[0].append((grad, var))
             group[1] += n
+        # The step size once per dtype and call, not per group.
+        step = ops.convert_to_tensor(self.iterations) + 1
+        lr = ops.convert_to_tensor(learning_rate)
+        alphas = {}
+        for dtype, _ in open_groups:
+            t, lr_t = step.to(dtype), lr.to(dtype)
+            alphas[dtype] = lr_t * torch.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         with torch.no_grad():
             for group in groups:
-                self._torch_adam_update(group, learning_rate)
+                self._torch_adam_update(group, alphas[group[0][1].value.dtype])
 
-    def _torch_adam_update(self, group, learning_rate):
+    def _torch_adam_update(self, group, alpha):
         """Adam's update of a group of variables with `torch._foreach_*` ops, in place.
 
         Keras' formula (`keras.optimizers.Adam.update_step`): m += (g - m)(1 - b1),
         v += (g^2 - v)(1 - b2), var -= alpha m / (sqrt(v) + eps) with
-        alpha = lr sqrt(1 - b2^t) / (1 - b1^t), t = iterations + 1; AdamW's decay is
-        Keras' own `_apply_weight_decay`, before this.
+        alpha = lr sqrt(1 - b2^t) / (1 - b1^t), t = iterations + 1 (`alpha`: a tensor of
+        the group's dtype); AdamW's decay is Keras' own `_apply_weight_decay`, before this.
         """
         import torch
 
@@ -130,9 +137,6 @@ class _PerVariableUpdates:
         index = [self._get_variable_index(v) for _, v in group]
         m = [self._momentums[i].value for i in index]
         v = [self._velocities[i].value for i in index]
-        step = ops.convert_to_tensor(self.iterations).to(dtype) + 1
-        lr = ops.convert_to_tensor(learning_rate).to(dtype)
-        alpha = lr * torch.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
         torch._foreach_lerp_(m, grads, 1 - self.beta_1)
         torch._foreach_mul_(v, self.beta_2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - self.beta_2)

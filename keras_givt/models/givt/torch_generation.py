@@ -29,8 +29,9 @@ at the reference size against 0.088 s for this engine in float32
 bf16 too. On this project's 2-core AVX2 CPU (torch, reference sizes, batch 8,
 `mixed_bfloat16`, `benchmarks/bench.py --dtype-policy mixed_bfloat16`): AR
 24.9 -> 2.6 s, AR + DB-CFG 39.6 -> 3.7 s, MaskGIT 16 steps 180 -> 29 s
-(Keras layers -> this engine; float32 is still faster on such a CPU). It draws only from the per-channel and MV-diagonal mixture
-heads; the rest falls back to the Keras path (`super()`). The
+(Keras layers -> this engine; float32 is still faster on such a CPU). It
+draws only from the per-channel and MV-diagonal mixture heads; the rest
+falls back to the Keras path (`super()`). The
 mixture maths (logits layout, squareplus, normal log-density, DB-CFG's
 guided normal, Gumbel-max) is `mixture.formulas`, the same functions the
 Keras path calls, here over `_TORCH_OPS`. Differences from the Keras path
