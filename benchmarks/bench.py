@@ -88,7 +88,16 @@ def parse_args(argv=None):
         help="The device's peak rate for the policy's matmuls; adds `mfu` to `train`.",
     )
     p.add_argument("--json-out", default=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("emb_dim", "layers", "heads", "mlp", "seq_len", "out_dim", "num_mixtures",
+                 "num_labels", "batch", "maskgit_steps", "iters"):  # fmt: skip
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, received {getattr(args, name)}")
+    if args.emb_dim % args.heads:
+        p.error(f"--emb-dim ({args.emb_dim}) must be divisible by --heads ({args.heads})")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        p.error(f"--peak-tflops must be > 0, received {args.peak_tflops}")
+    return args
 
 
 def _sync(x):
