@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_givt.layers.output_spec import OutputSpecFromShapes
+from keras_givt.layers.remat import late_recompute_remat
 from keras_givt.utils.tensor_utils import update_slice
 from keras_givt.utils import validation
 
@@ -506,6 +507,10 @@ class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
                     object.__setattr__(d, "seed_generator", generator)
 
         fn = super().rematerialized_call(tensor_call, *args, **kwargs)
+        if fn is not tensor_call and keras.config.backend() == "jax":
+            # Keras' `jax.checkpoint` keeps every activation on XLA's CPU
+            # compiler; this recomputation is kept on every XLA target.
+            fn = late_recompute_remat(tensor_call, self)
 
         def call(*call_args, **call_kwargs):
             seeds = [d.seed_generator.next() for d in dropouts]
