@@ -31,6 +31,7 @@ from keras import ops
 
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.remat import late_recompute_remat
+from keras_givt.layers.remat import on_jax_cpu
 from keras_givt.utils.tensor_utils import update_slice
 from keras_givt.utils import validation
 
@@ -507,9 +508,9 @@ class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
                     object.__setattr__(d, "seed_generator", generator)
 
         fn = super().rematerialized_call(tensor_call, *args, **kwargs)
-        if fn is not tensor_call and keras.config.backend() == "jax":
+        if fn is not tensor_call and on_jax_cpu():
             # Keras' `jax.checkpoint` keeps every activation on XLA's CPU
-            # compiler; this recomputation is kept on every XLA target.
+            # compiler (see `keras_givt/layers/remat.py`).
             fn = late_recompute_remat(tensor_call, self)
 
         def call(*call_args, **call_kwargs):

@@ -92,9 +92,9 @@ class GIVTBackbone(PresetBackbone):
             recomputed in the backward pass instead of kept, which cuts the
             training memory to about one block's activations plus the block
             inputs, at the cost of one more forward pass. The numbers are the
-            same with and without. Under JAX on CPU it saves nothing: XLA's
-            CPU compiler drops the barriers that keep the recomputation apart
-            and merges it back into the forward pass. Default False.
+            same with and without. On JAX the recomputation is keras_givt's
+            own (`keras_givt/layers/remat.py`): Keras' `jax.checkpoint` saves
+            nothing on XLA's CPU compiler. Default False.
         dtype: dtype policy for the weights and computation (the mixture
             maths always runs in float32).
 
