@@ -19,12 +19,12 @@ of one configuration (compiled programs, allocator pools) inflates the
 next. The child also reports its RSS after building the model, before
 training. On a GPU the numbers are host memory only.
 
-Remat on CPU: torch and tensorflow free the blocks' activations (4 layers,
-width 256, batch 64: peak 4.58 -> 3.01 GiB on torch, 4.17 -> 2.12 GiB on
-tensorflow, ~1.5x the step time), JAX does not (4.30 -> 4.31 GiB): XLA's CPU
-compiler removes the optimization barriers of `jax.checkpoint` and CSE merges
-the recomputation with the forward pass (the compiled program has the dots
-of the plain one). Expect the JAX numbers to differ on GPU/TPU.
+Remat on CPU (4 layers, width 256, batch 64): torch 4.58 -> 3.01 GiB,
+tensorflow 4.17 -> 2.12 GiB, ~1.5x the step time; jax 4.26 -> 2.58 GiB,
+1.3x the step time (`results/memory_20261127_jax_remat_small_s14.json`)
+with keras_givt's own recomputation (`keras_givt/layers/remat.py`); with
+Keras' `jax.checkpoint` it was 4.30 -> 4.31 GiB, XLA's CPU compiler running
+the recomputation in the forward pass.
 
 `--find-max-batch` searches, per configuration, the largest batch whose
 train step peaks at or below `--budget-gib`: batches double from
