@@ -19,7 +19,11 @@ XLA (`0 · c` is not zero for every float c). So the gradient is the plain
 one; the recomputation waits for the cotangent (it cannot be scheduled into
 the forward pass), and the branch boundary keeps CSE from merging it with
 the forward computation. The other branch, zeros, is never taken and costs
-nothing to compile. Same shapes as above: 1,906 -> 576 MiB.
+nothing to compile. Same shapes as above: 1,906 -> 576 MiB. The forward
+pass multiplies integer inputs (dropout seeds) by another such value, of
+the block's input, so each block's random bits are drawn when it runs
+(with dropout 0.4, `ar` at 1,024 tokens: 12 blocks kept 1,078 MiB of
+temporaries, 220 MiB with the tie; without remat 2,271 MiB).
 
 Measured alternatives (a 24-block toy stack: temporaries, and compile time
 against 8.7 s without remat): an `optimization_barrier` tying the inputs to
@@ -78,7 +82,26 @@ def late_recompute_remat(layer_call, layer):
     def rematerialized(values, args, kwargs):
         return pure(values, args, kwargs)
 
+    def always_true(tree):
+        """A () bool that is always True but that XLA cannot fold: `0 · t == 0`
+        with t the first element of `tree`'s first float leaf (0 if not finite)."""
+        leaf = [a for a in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(a.dtype, jnp.floating)]
+        first = jnp.reshape(leaf[0], (-1,))[0]
+        return 0.0 * jnp.where(jnp.isfinite(first), first, 0.0) == 0.0
+
     def forward(values, args, kwargs):
+        # Integer inputs (dropout seeds) times an always-true value of the
+        # block's float inputs: the same seeds, but their random bits are then
+        # drawn when the block runs. Otherwise XLA draws every block's bits at
+        # the start of the step (they depend on the seeds only) and keeps them
+        # (`ar`, seq 1024, dropout 0.4, 12 blocks: 1,078 MiB of temporaries
+        # instead of the no-dropout 126 MiB at 6 blocks).
+        one = always_true((args, kwargs))
+
+        def tie(a):
+            return a * one.astype(a.dtype) if jnp.issubdtype(a.dtype, jnp.integer) else a
+
+        args, kwargs = jax.tree_util.tree_map(tie, (args, kwargs))
         return pure(values, args, kwargs), (values, args, kwargs)
 
     def backward(residuals, cotangent):
@@ -91,9 +114,7 @@ def late_recompute_remat(layer_call, layer):
             shapes = jax.eval_shape(recompute, operands)
             return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        first = jnp.reshape(jax.tree_util.tree_leaves(cotangent)[0], (-1,))[0]
-        always = 0.0 * jnp.where(jnp.isfinite(first), first, 0.0) == 0.0  # (), True
-        return jax.lax.cond(always, recompute, never, (residuals, cotangent))
+        return jax.lax.cond(always_true(cotangent), recompute, never, (residuals, cotangent))
 
     rematerialized.defvjp(forward, backward)
 
