@@ -40,6 +40,7 @@ only (`on_jax_cpu`); elsewhere Keras' own `remat` applies.
 """
 
 import keras
+import numpy as np
 
 
 def on_jax_cpu():
@@ -82,6 +83,11 @@ def late_recompute_remat(layer_call, layer):
     def rematerialized(values, args, kwargs):
         return pure(values, args, kwargs)
 
+    def zero_cotangent(a):  # float0 for integer inputs, as `jax.vjp` gives.
+        if jnp.issubdtype(a.dtype, jnp.integer):
+            return np.zeros(a.shape, jax.dtypes.float0)
+        return jnp.zeros_like(a)
+
     def always_true(tree):
         """A () bool that is always True but that XLA cannot fold: `0 · t == 0`
         with t the first element of `tree`'s first float leaf (0 if not finite)."""
@@ -110,9 +116,8 @@ def late_recompute_remat(layer_call, layer):
             _, vjp = jax.vjp(pure, *residuals)
             return vjp(cotangent)
 
-        def never(operands):  # Same structure; never taken (see the module docstring).
-            shapes = jax.eval_shape(recompute, operands)
-            return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        def never(operands):  # Zero cotangents, never taken (see the module docstring).
+            return jax.tree_util.tree_map(zero_cotangent, operands[0])
 
         return jax.lax.cond(always_true(cotangent), recompute, never, (residuals, cotangent))
 
