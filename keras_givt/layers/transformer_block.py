@@ -29,6 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.remat import late_recompute_remat
 from keras_givt.layers.remat import on_jax_cpu
@@ -196,7 +197,7 @@ class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
             dtype=self.dtype_policy,
             name="out",
         )
-        self.attention_dropout = keras.layers.Dropout(
+        self.attention_dropout = RngBitDropout(
             dropout_rate, dtype=self.dtype_policy, name="attention_dropout"
         )
 
@@ -432,7 +433,7 @@ class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
             dtype=dtype,
             name=attention_name,
         )
-        dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name=dropout_name)
+        dropout = RngBitDropout(self.dropout_rate, dtype=dtype, name=dropout_name)
         return norm, attention, dropout
 
     def _add_mlp_sublayers(self, norm_bias):
@@ -442,7 +443,7 @@ class PreLNTransformerBlock(OutputSpecFromShapes, keras.layers.Layer):
             self.layer_norm_epsilon, use_bias=norm_bias, dtype=dtype, name="pre_mlp_norm"
         )
         self.mlp_dense_0 = self._mlp_dense(self.mlp_dim, "mlp_dense_0")
-        self.mlp_dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name="mlp_dropout")
+        self.mlp_dropout = RngBitDropout(self.dropout_rate, dtype=dtype, name="mlp_dropout")
         self.mlp_dense_1 = self._mlp_dense(self.hidden_dim, "mlp_dense_1")
 
     def _mlp_dense(self, units, name):

@@ -19,6 +19,7 @@ The big_vision weight names of these layers live with the converter
 import keras
 from keras import ops
 
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import PreLNTransformerBlock
@@ -60,7 +61,7 @@ class ViTEncoderBlock(PreLNTransformerBlock):
             attention_dropout_rate=0.0,
         )
         self._add_mlp_sublayers(norm_bias=True)
-        self.output_dropout = keras.layers.Dropout(
+        self.output_dropout = RngBitDropout(
             self.dropout_rate, dtype=self.dtype_policy, name="output_dropout"
         )
 
@@ -217,7 +218,7 @@ class PatchViTEncoder(OutputSpecFromShapes, keras.layers.Layer):
             dtype=self.dtype_policy,
             name="patch_embedding",
         )
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
+        self.dropout = RngBitDropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
         self.encoder = ViTEncoder(
             num_layers,
             hidden_dim,

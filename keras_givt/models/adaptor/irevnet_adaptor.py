@@ -30,6 +30,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vae.vae_layers import flax_conv
@@ -108,7 +109,7 @@ class IRevNetBlock(OutputSpecFromShapes, keras.layers.Layer):
         self.conv_0 = flax_conv(inner, 3, False, "conv_0", dtype=dt)
         self.gn_1 = FlaxGroupNorm(groups, dtype=dt, name="gn_1")
         self.conv_1 = flax_conv(inner, 3, False, "conv_1", dtype=dt)
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=dt, name="dropout")
+        self.dropout = RngBitDropout(dropout_rate, dtype=dt, name="dropout")
         self.gn_2 = FlaxGroupNorm(groups, dtype=dt, name="gn_2")
         self.conv_2 = flax_conv(half, 3, False, "conv_2", dtype=dt)
 

@@ -16,6 +16,7 @@ import math
 import keras
 from keras import ops
 
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import softmax_attention
@@ -59,8 +60,8 @@ class MaskGITTransformerLayer(OutputSpecFromShapes, keras.layers.Layer):
         self.intermediate = keras.layers.Dense(
             intermediate_size, kernel_initializer=_init(), dtype=dt, name="intermediate_output"
         )
-        self.dropout = keras.layers.Dropout(hidden_dropout, dtype=dt)
-        self.attention_probs_dropout = keras.layers.Dropout(attention_dropout, dtype=dt)
+        self.dropout = RngBitDropout(hidden_dropout, dtype=dt)
+        self.attention_probs_dropout = RngBitDropout(attention_dropout, dtype=dt)
 
     def build(self, input_shape):
         # input_shape: (B, S, E)
@@ -154,7 +155,7 @@ class MaskGITEmbedding(OutputSpecFromShapes, keras.layers.Layer):
         self.max_position_embeddings = max_position_embeddings
         self.dropout_rate = dropout
         self.ln = FlaxLayerNorm(LAYERNORM_EPSILON, dtype=self.dtype_policy, name="embeddings_ln")
-        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.dropout = RngBitDropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.word_embeddings = self.add_weight(
