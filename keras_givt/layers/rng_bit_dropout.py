@@ -9,7 +9,10 @@ counter-based generator) and 0.8 ms for the rest of the dropout
 (`/tmp`-only probe, median of 5). A GIVT block with dropout 0.2 at width
 1024, batch 2 and 256 tokens draws 5.2M bits per step; 4 such blocks
 trained in 2.28-2.31 s per step with Keras' Dropout and 2.08-2.14 s with
-this one (median of 6 steps, two alternating runs).
+an rbg key in `jax.random.bernoulli` (medians of 6 steps, two alternating
+runs); this layer, which compares the bits directly, in 2.17-2.31 s
+against 2.32-3.44 s for Keras' in one noisier back-to-back pair. At the
+published size: `benchmarks/results/README.md`, session 15.
 
 Only the source of the bits changes: each element is kept with probability
 `1 - rate` (its 32 random bits below `round((1 - rate) · 2^32)`, the same
