@@ -29,10 +29,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
 from keras_givt.layers.remat import late_recompute_remat
 from keras_givt.layers.remat import on_jax_cpu
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.utils.tensor_utils import update_slice
 from keras_givt.utils import validation
 

@@ -19,8 +19,8 @@ The big_vision weight names of these layers live with the converter
 import keras
 from keras import ops
 
-from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import PreLNTransformerBlock
 from keras_givt.layers.transformer_block import check_block_arguments

@@ -30,8 +30,8 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.models.vae.vae_layers import FlaxGroupNorm
 from keras_givt.models.vae.vae_layers import flax_conv
 from keras_givt.utils import validation

@@ -16,8 +16,8 @@ import math
 import keras
 from keras import ops
 
-from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.output_spec import OutputSpecFromShapes
+from keras_givt.layers.rng_bit_dropout import RngBitDropout
 from keras_givt.layers.transformer_block import FlaxLayerNorm
 from keras_givt.layers.transformer_block import softmax_attention
 from keras_givt.utils import validation
