@@ -27,6 +27,9 @@ versions and between shardings of the mask, which dropout does not need.
 
 import keras
 
+# The backend is fixed for the process: the jax branch is chosen once.
+_ON_JAX = keras.config.backend() == "jax"
+
 
 @keras.saving.register_keras_serializable(package="keras_givt")
 class RngBitDropout(keras.layers.Dropout):
@@ -51,7 +54,7 @@ class RngBitDropout(keras.layers.Dropout):
     """
 
     def call(self, inputs, training=False):
-        if not training or self.rate == 0 or keras.config.backend() != "jax":
+        if not training or self.rate == 0 or not _ON_JAX:
             return super().call(inputs, training=training)
         import jax
         import jax.numpy as jnp
