@@ -176,14 +176,15 @@ class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
         self.head_dim = hidden_dim // num_heads
         H, Dh, E = num_heads, self.head_dim, hidden_dim
         qkv_bias = "hd" if use_bias else None
-        init = lecun_normal(E)
         # === Layers ===
+        # One initializer each: a Keras initializer without a seed draws the
+        # same values at every call, so a shared one made q = k = v at init.
         self.query, self.key, self.value = (
             keras.layers.EinsumDense(
                 "bte,ehd->bthd",
                 (None, H, Dh),
                 bias_axes=qkv_bias,
-                kernel_initializer=init,
+                kernel_initializer=lecun_normal(E),
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -248,11 +249,11 @@ class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
 
         width = self.num_heads * self.head_dim
         dtype = self.compute_dtype
-        y = flat_matmul(
-            x, side_by_side([ops.reshape(ops.cast(k.kernel, dtype), (-1, width)) for k in layers])
-        )  # (B, T, n·H·Dh)
+        kernels = [ops.reshape(ops.cast(layer.kernel, dtype), (-1, width)) for layer in layers]
+        y = flat_matmul(x, side_by_side(kernels))  # (B, T, n·H·Dh)
         if self.use_bias:
-            y = y + side_by_side([ops.reshape(ops.cast(k.bias, dtype), (-1,)) for k in layers])
+            biases = [ops.reshape(ops.cast(layer.bias, dtype), (-1,)) for layer in layers]
+            y = y + side_by_side(biases)
         parts = (
             [y]
             if len(layers) == 1

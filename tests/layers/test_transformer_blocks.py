@@ -137,3 +137,48 @@ def test_causal_and_bidirectional_attention():
     np.testing.assert_allclose(_np(causal(x))[:, :-1], _np(causal(x2))[:, :-1], atol=1e-6)
     for block in (GIVTDecoderBlock(E, H, F, causal=False), ViTEncoderBlock(E, H, F)):
         assert not np.allclose(_np(block(x))[:, 0], _np(block(x2))[:, 0])
+
+
+@pytest.mark.parametrize("variant", ["plain", "bias", "lora"])
+def test_cached_attention_equals_the_causal_forward(variant):
+    # call_with_cache projects q, k and v in one product (kernels side by
+    # side) where all three are plain, and through each layer otherwise
+    # (LoRA); token by token it must give the causal forward's outputs.
+    from keras_givt.layers.transformer_block import GIVTAttention
+
+    b, t = 2, 5
+    attention = GIVTAttention(H, E, use_bias=variant == "bias")
+    attention.build((b, t, E))
+    rng = np.random.default_rng(3)
+    if variant == "bias":
+        for layer in (attention.query, attention.key, attention.value, attention.out):
+            layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    if variant == "lora":
+        attention.key.enable_lora(2)
+        attention.key.lora_kernel_b.assign(
+            rng.normal(size=attention.key.lora_kernel_b.shape).astype("float32")
+        )
+    x = _x((b, t, E), seed=4)
+    full = _np(attention(x, is_causal=True))
+    cache = ops.zeros((2, b, H, t, E // H))
+    steps = []
+    for i in range(t):
+        y, cache = attention.call_with_cache(x[:, i : i + 1], cache, i)
+        steps.append(_np(y))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_query_key_and_value_start_different():
+    # flax draws each projection with its own key; a shared unseeded Keras
+    # initializer would give q = k = v at init.
+    from keras_givt.layers.transformer_block import GIVTAttention
+
+    attention = GIVTAttention(H, E)
+    attention.build((1, 3, E))
+    kernels = [_np(layer.kernel) for layer in (attention.query, attention.key, attention.value)]
+    for i in range(3):
+        for j in range(i):
+            assert not np.allclose(kernels[i], kernels[j])
+    block = GIVTDecoderBlock(E, H, F)
+    block.build((1, 3, E))
+    assert not np.allclose(_np(block.self_attention.query.kernel), kernels[0])
