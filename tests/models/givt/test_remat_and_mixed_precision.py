@@ -126,9 +126,11 @@ def test_remat_gives_the_same_loss_and_gradients(block_calls, dropout):
     for s1, s0 in zip(states1, states0):
         np.testing.assert_array_equal(s1, s0)
     if dropout:  # Dropout did act: the training loss is not the inference one.
+        # (The gap depends on the random init: 7e-4 on tensorflow for one init,
+        # against the 1e-6 tolerance of the comparison above.)
         tokens, labels = _batch(backbone)
         logits = backbone({"tokens": tokens, "labels": labels}, training=False)
-        assert abs(float(givt_nll(backbone, logits, ops.convert_to_tensor(tokens))) - loss0) > 1e-3
+        assert abs(float(givt_nll(backbone, logits, ops.convert_to_tensor(tokens))) - loss0) > 1e-4
     if keras.config.backend() == "jax":
         assert (remats0, remats1) == (0, 3)
     else:
