@@ -254,13 +254,10 @@ class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
         if self.use_bias:
             biases = [ops.reshape(ops.cast(layer.bias, dtype), (-1,)) for layer in layers]
             y = y + side_by_side(biases)
-        parts = (
-            [y]
-            if len(layers) == 1
-            else [y[..., i * width : (i + 1) * width] for i in range(len(layers))]
+        lead = tuple(ops.shape(x)[:-1]) + (self.num_heads, self.head_dim)
+        return tuple(
+            ops.reshape(y[..., i * width : (i + 1) * width], lead) for i in range(len(layers))
         )
-        lead = tuple(ops.shape(x)[:-1])
-        return tuple(ops.reshape(part, lead + (self.num_heads, self.head_dim)) for part in parts)
 
     def _output(self, o):
         """o (B, T, H, Dh) -> (B, T, E) with the (H, Dh, E) out kernel."""
