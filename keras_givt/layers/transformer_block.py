@@ -301,40 +301,30 @@ class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
     def call_with_cache(self, x, cache, cache_update_index, layer_index=None, training=None):
         """Self-attention of `x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache` holds keys and values in one of three forms (returned
-        updated in the same form):
-        - this layer's `(keys, values)` pair, each `(B, H, L, Dh)`: separate
-          buffers that attention reads in place (the decoding loop's form);
-        - this layer's `(2, B, H, L, Dh)`;
-        - the whole stack `(N, 2, B, H, L, Dh)`, with `layer_index` given.
-        Heads before positions: one layer's keys are a contiguous
-        `(B, H, L, Dh)` block that attention reads without a transpose.
-        Returns `(output (B, T, E), cache)`.
+        `cache` holds keys and values, either of this layer `(2, B, H, L, Dh)`
+        or of the whole stack `(N, 2, B, H, L, Dh)` with `layer_index` given
+        (returned updated). Layer-major, heads before positions: one layer's
+        keys are a contiguous `(B, H, L, Dh)` block that attention reads
+        without a copy or transpose. Returns `(output (B, T, E), cache)`.
         """
         q, k_new, v_new = self._project_together(x, (self.query, self.key, self.value))
         q = q * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
         k_new = ops.transpose(k_new, (0, 2, 1, 3))  # (B, H, T, Dh)
         v_new = ops.transpose(v_new, (0, 2, 1, 3))
-        if isinstance(cache, (tuple, list)):
-            start = [0, 0, cache_update_index, 0]
-            cache = tuple(
-                update_slice(c, start, ops.cast(new, c.dtype))
-                for c, new in zip(cache, (k_new, v_new))
-            )
-            keys, values = cache
+        kv_new = ops.cast(ops.stack([k_new, v_new], axis=0), cache.dtype)  # (2, B, H, T, Dh)
+        if layer_index is None:
+            cache = update_slice(cache, [0, 0, 0, cache_update_index, 0], kv_new)
+            layer_cache = cache
         else:
-            kv_new = ops.cast(ops.stack([k_new, v_new], axis=0), cache.dtype)  # (2, B, H, T, Dh)
-            if layer_index is None:
-                cache = update_slice(cache, [0, 0, 0, cache_update_index, 0], kv_new)
-                keys, values = cache[0], cache[1]
-            else:
-                start = [layer_index, 0, 0, 0, cache_update_index, 0]
-                cache = update_slice(cache, start, ops.expand_dims(kv_new, 0))
-                keys, values = cache[layer_index, 0], cache[layer_index, 1]
-        q_pos = ops.arange(ops.shape(x)[1]) + cache_update_index
-        mask = ops.expand_dims(ops.arange(ops.shape(keys)[2]), 0) <= ops.expand_dims(q_pos, 1)
-        k = ops.cast(keys, self.compute_dtype)
-        v = ops.cast(values, self.compute_dtype)
+            start = [layer_index, 0, 0, 0, cache_update_index, 0]
+            cache = update_slice(cache, start, ops.expand_dims(kv_new, 0))
+            layer_cache = cache[layer_index]
+        cache_len = ops.shape(layer_cache)[3]
+        t = ops.shape(x)[1]
+        q_pos = ops.arange(t) + cache_update_index
+        mask = ops.expand_dims(ops.arange(cache_len), 0) <= ops.expand_dims(q_pos, 1)
+        k = ops.cast(layer_cache[0], self.compute_dtype)
+        v = ops.cast(layer_cache[1], self.compute_dtype)
         return self._attend(q, k, v, mask, training, kv_heads_first=True), cache
 
     def get_config(self):
@@ -686,9 +676,8 @@ class GIVTDecoderBlock(PreLNTransformerBlock):
     ):
         """`x (B, T, E)` at positions `index..index+T-1`.
 
-        `cache`: this block's `(keys, values)` pair or `(2, B, H, L, Dh)`, or
-        with `layer_index` the stacked `(N, 2, B, H, L, Dh)`
-        (`GIVTAttention.call_with_cache`); returns `(y, updated cache)`.
+        `cache` is this block's `(2, B, H, L, Dh)` or, with `layer_index`, the
+        stacked `(N, 2, B, H, L, Dh)`; returns `(y, updated cache)`.
         """
         y = self.pre_attention_norm(x)
         y, cache = self.self_attention.call_with_cache(

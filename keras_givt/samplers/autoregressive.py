@@ -17,7 +17,6 @@ These are plain functions of tensors, compiled by the task. The model calls
 and the draws go through a `samplers.decoder.Decoder` (the task's choice).
 """
 
-import keras
 from keras import ops
 
 from keras_givt.samplers.decoder import as_decoder
@@ -159,8 +158,6 @@ def ar_generate(
             return tokens, cache
         tokens = ops.take(tokens, src, axis=0)
         cache_src = ops.concatenate([src, src + R], axis=0) if use_cfg else src
-        if isinstance(cache, tuple):  # Per-layer (keys, values), each (rows, H, L, Dh).
-            return tokens, keras.tree.map_structure(lambda c: ops.take(c, cache_src, axis=0), cache)
         return tokens, ops.take(cache, cache_src, axis=2)  # cache (N, 2, rows, H, L, Dh)
 
     def step(i, carry):

@@ -380,23 +380,14 @@ class GIVTBackbone(PresetBackbone):
         return ops.zeros(shape, dtype=dtype or self.compute_dtype)
 
     def _decode_step(self, x, cache, cache_update_index, encoded=None, training=None):
-        # x (B, T, E) without positions; encoded (B, P, E); cache (N, 2, B, H,
-        # L, Dh), or per layer a (keys, values) pair, each (B, H, L, Dh).
+        # x (B, T, E) without positions; cache (N, 2, B, H, L, Dh); encoded (B, P, E).
         self._check_encoded(encoded)
         t = ops.shape(x)[1]
         x = x + self.embedding.positions(cache_update_index, t)
-        per_layer = isinstance(cache, (tuple, list))
-        layers = list(cache) if per_layer else None
         for i, block in enumerate(self.decoder_blocks):
-            kwargs = dict(encoded=encoded, training=training)
-            if per_layer:
-                x, layers[i] = block.call_with_cache(x, layers[i], cache_update_index, **kwargs)
-            else:
-                x, cache = block.call_with_cache(
-                    x, cache, cache_update_index, layer_index=i, **kwargs
-                )
-        if per_layer:
-            cache = tuple(layers)
+            x, cache = block.call_with_cache(
+                x, cache, cache_update_index, layer_index=i, encoded=encoded, training=training
+            )
         x = self.decoder_norm(x)
         return self.logits_dense(x), cache
 
@@ -424,9 +415,7 @@ class GIVTBackbone(PresetBackbone):
             tokens: (B, T, D) the tokens at positions
                 `cache_update_index - 1 .. cache_update_index + T - 2`
                 (the AR input at position p is token p - 1).
-            cache: (N, 2, B, H, L, E/H), or a tuple of N per-layer
-                `(keys, values)` pairs, each (B, H, L, E/H) (what the
-                decoding loop carries; returned in the same form).
+            cache: (N, 2, B, H, L, E/H).
             cache_update_index: int scalar ≥ 1, the first position written.
             encoded: (B, P, E), the encoded image (encoder-decoder only;
                 the same at every step).
