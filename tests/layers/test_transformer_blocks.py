@@ -139,11 +139,14 @@ def test_causal_and_bidirectional_attention():
         assert not np.allclose(_np(block(x))[:, 0], _np(block(x2))[:, 0])
 
 
+@pytest.mark.parametrize("cache_form", ["layer", "stacked"])
 @pytest.mark.parametrize("variant", ["plain", "bias", "lora"])
-def test_cached_attention_equals_the_causal_forward(variant):
+def test_cached_attention_equals_the_causal_forward(variant, cache_form):
     # call_with_cache projects q, k and v in one product (kernels side by
     # side) where all three are plain, and through each layer otherwise
-    # (LoRA); token by token it must give the causal forward's outputs.
+    # (LoRA); token by token it must give the causal forward's outputs, with
+    # the cache as this layer's (2, B, H, L, Dh) or as layer 1 of a stacked
+    # (N, 2, B, H, L, Dh); the keys land in their layer and no other.
     from keras_givt.layers.transformer_block import GIVTAttention
 
     b, t = 2, 5
@@ -160,12 +163,23 @@ def test_cached_attention_equals_the_causal_forward(variant):
         )
     x = _x((b, t, E), seed=4)
     full = _np(attention(x, is_causal=True))
-    cache = ops.zeros((2, b, H, t, E // H))
+    layer_shape = (2, b, H, t, E // H)
+    if cache_form == "layer":
+        cache, kwargs = ops.zeros(layer_shape), {}
+    else:
+        cache, kwargs = ops.zeros((3,) + layer_shape), {"layer_index": 1}
     steps = []
     for i in range(t):
-        y, cache = attention.call_with_cache(x[:, i : i + 1], cache, i)
+        y, cache = attention.call_with_cache(x[:, i : i + 1], cache, i, **kwargs)
         steps.append(_np(y))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-5, atol=1e-5)
+    written = _np(cache)
+    assert written.shape == ((3,) + layer_shape if kwargs else layer_shape)
+    if kwargs:
+        assert not written[0].any() and not written[2].any()
+        written = written[1]
+    keys = _np(attention.key(x)).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
+    np.testing.assert_allclose(written[0], keys, rtol=1e-5, atol=1e-5)
 
 
 def test_query_key_and_value_start_different():
