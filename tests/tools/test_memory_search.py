@@ -5,6 +5,8 @@ A probe at the published sizes costs minutes, so the search must be right
 and cheap where the peak is a line (two probes after two fitting batches).
 """
 
+import keras
+import numpy as np
 import pytest
 
 from benchmarks import memory
@@ -71,3 +73,38 @@ def test_curved_peaks_are_searched_exactly(curvature):
     good, _ = memory.search_max_batch(probe, 8, 4096, 23.0)
     assert peak(good) <= 23.0 < peak(good + 1)
     assert len(calls) <= 12
+
+
+def test_plan_with_xla_needs_jax_and_the_search():
+    with pytest.raises(SystemExit):
+        memory.parse_args(["--plan-with-xla", "--backend", "torch", "--find-max-batch"])
+    with pytest.raises(SystemExit):
+        memory.parse_args(["--plan-with-xla", "--backend", "jax"])
+    args = memory.parse_args(["--plan-with-xla", "--backend", "jax", "--find-max-batch"])
+    assert args.plan_with_xla and args.calibration_batch == 8
+
+
+@pytest.mark.skipif(keras.config.backend() != "jax", reason="XLA's buffer plan: jax")
+def test_xla_plan_grows_with_the_batch_and_runs_the_step():
+    from keras_givt import GIVTBackbone
+    from keras_givt import GIVTCausal
+    from keras_givt.models.optimizers import PerVariableAdam
+    from tests import helpers
+
+    def plan(batch, run):
+        model = GIVTCausal(GIVTBackbone(**helpers.tiny_kwargs()), seed=0)
+        model.compile(optimizer=PerVariableAdam(1e-3, global_clipnorm=1.0))
+        seq_len, out_dim = model.backbone.seq_len, model.backbone.out_dim
+        rng = np.random.default_rng(0)
+        data = {
+            "latents": rng.normal(size=(batch, seq_len, out_dim)).astype("float32"),
+            "labels": rng.integers(0, 2, size=(batch,)).astype("int32"),
+        }
+        return memory._xla_plan(model, data, run)
+
+    small, large = plan(2, run=True), plan(64, run=False)
+    assert small["loss_finite"] and "loss" not in large
+    # Only the temporaries grow: the state (weights, Adam moments) is the same size.
+    assert large["temp_gib"] > small["temp_gib"] > 0
+    assert abs(large["argument_gib"] - small["argument_gib"]) < 0.1 * small["argument_gib"]
+    assert large["program_gib"] > small["program_gib"]
