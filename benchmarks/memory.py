@@ -318,7 +318,9 @@ def search_max_batch(probe, start, max_batch, budget):
     probes: the predicted batch fits, and the next prediction, clipped to
     the batch after it, does not. Before two batches fit, it doubles from
     `start` (halves below it while nothing fits); after two wrong predictions
-    in a row it bisects, so a curved peak cannot make it creep. Returns
+    in a row it bisects, so a curved peak cannot make it creep; it also
+    bisects when one batch fits and a larger one failed before a line exists.
+    Returns
     `(good, probes)`, `probes` the `(batch, peak)` pairs in the order run.
     """
     probes = []
@@ -339,7 +341,9 @@ def search_max_batch(probe, start, max_batch, budget):
         predicted = len(fitting) >= 2 and p2 > p1 and misses < 2
         if predicted:
             batch = b2 + int((budget - p2) // ((p2 - p1) / (b2 - b1)))
-        elif misses >= 2:
+        elif misses >= 2 or (good and bad <= max_batch):
+            # Two wrong predictions, or one fit below a failure and no line yet: bisect
+            # (doubling from the fit would be clipped to bad - 1 and creep down).
             batch, misses = (good + bad) // 2, 0
         else:  # Double up from a fit; halve down while nothing fits.
             batch = 2 * good if good else bad // 2

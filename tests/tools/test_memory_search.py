@@ -50,6 +50,14 @@ def test_a_line_takes_two_probes_after_two_fits():
     assert calls == [8, 16, 83, 84]
 
 
+def test_one_fit_below_a_failure_bisects_instead_of_creeping():
+    # 16 fits, its double 32 does not: without a line the search bisects the bracket.
+    probe, calls = _linear(6.3, 0.9, 23.0)
+    good, _ = memory.search_max_batch(probe, 16, 4096, 23.0)
+    assert good == 18 and 19 in calls
+    assert len(calls) <= 7, calls
+
+
 def test_a_failed_run_does_not_fit():
     # Runs above batch 20 crash (None) although their peaks would be far below the budget.
     def probe(batch):
