@@ -305,7 +305,11 @@ class GIVTAttention(OutputSpecFromShapes, keras.layers.Layer):
         or of the whole stack `(N, 2, B, H, L, Dh)` with `layer_index` given
         (returned updated). Layer-major, heads before positions: one layer's
         keys are a contiguous `(B, H, L, Dh)` block that attention reads
-        without a copy or transpose. Returns `(output (B, T, E), cache)`.
+        without a transpose (XLA's CPU backend still copies it out of the
+        stack before the product: 558 of 1,988 ms of AR + DB-CFG op time at
+        the reference size; per-layer buffers without the copy measured
+        slower, `benchmarks/results/README.md`, sessions 17-18).
+        Returns `(output (B, T, E), cache)`.
         """
         q, k_new, v_new = self._project_together(x, (self.query, self.key, self.value))
         q = q * ops.cast(1.0 / math.sqrt(self.head_dim), self.compute_dtype)
