@@ -37,6 +37,10 @@ HAS_ACCELERATOR = bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/accel
 if FAST or not HAS_ACCELERATOR:
     flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8"
+    # Each virtual device holds a thread of the PJRT CPU pool while it waits in a
+    # collective, and XLA aborts a collective that waits 10 s; a pool bigger than
+    # max(cores, devices) keeps a busy small machine from stalling into that abort.
+    os.environ.setdefault("PJRT_NPROC", "32")
 
 import keras
 import numpy as np

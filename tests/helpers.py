@@ -2,12 +2,55 @@
 
 import json
 import os
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 from keras import ops
 
 import keras_givt
 from tests.conftest import BIG_VISION_FIXTURES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# XLA's in-process CPU collectives abort the whole process when a participant has
+# not joined a rendezvous within 10 s (a constant, no flag in jaxlib 0.6.2). Each
+# virtual device's execution holds a thread of the PJRT CPU client's pool while it
+# waits, and the pool has max(cores, devices) threads unless PJRT_NPROC says more.
+# Measured on the 2-core CI machine with 4 copies of the model-parallel fit at once
+# (8 devices): 1 of 12 copies aborted with the default pool, 0 of 8 with 32 threads;
+# the fit alone took 31 s either way. The abort is all-or-nothing (no run that
+# passed had waited even 5 s), so a second try is kept as well, only for that abort.
+VIRTUAL_DEVICE_POOL_THREADS = "32"
+_RENDEZVOUS_ABORT = "Termination timeout for"
+
+
+def run_on_virtual_cpu_devices(script, num_devices, attempts=2):
+    """Runs `script` with `python -c` on `num_devices` virtual JAX CPU devices.
+
+    Returns the `CompletedProcess`. A run that XLA aborted for a collective
+    rendezvous time-out is run again (up to `attempts` runs in all) and the
+    abort is reported as a warning; any other failure is returned at once.
+    """
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        PJRT_NPROC=VIRTUAL_DEVICE_POOL_THREADS,
+    )
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        aborted = proc.returncode != 0 and _RENDEZVOUS_ABORT in proc.stderr
+        if not aborted or attempt == attempts:
+            return proc
+        warnings.warn(
+            f"XLA aborted a {num_devices}-device run for a collective rendezvous "
+            f"time-out (attempt {attempt} of {attempts}); running it again."
+        )
+
 
 TINY = dict(
     seq_len=16,

@@ -230,12 +230,7 @@ print("JSON" + json.dumps(out))
     keras.config.backend() != "jax", reason="ModelParallel on virtual CPU devices runs on JAX"
 )
 def test_model_parallel_layout_map_shardings():
-    env = dict(
-        os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _LAYOUT_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True
-    )
+    proc = helpers.run_on_virtual_cpu_devices(_LAYOUT_SCRIPT, 8)
     assert proc.returncode == 0, proc.stderr[-3000:]
     specs = json.loads(proc.stdout.split("JSON", 1)[1])
     assert specs["decoder_block_0/self_attention/query/kernel"][:2] == [None, "model"]

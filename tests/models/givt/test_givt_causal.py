@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,8 +10,6 @@ from keras_givt import GIVTCausal
 from keras_givt.mixture import guidance
 from keras_givt.samplers.autoregressive import ar_generate
 from tests import helpers
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 
 def _np(x):
@@ -274,15 +269,9 @@ print("JSON" + json.dumps(out))
 
 @pytest.mark.skipif(keras.config.backend() != "jax", reason="virtual CPU devices: JAX backend")
 def test_data_and_model_parallel_fit():
-    # 4 virtual devices, not 8: every collective waits for all of them, and on
-    # a 2-core machine under load 8 device threads made a rendezvous time-out
-    # possible; a (2, 2) mesh still shards the batch and the model axes.
-    env = dict(
-        os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=4"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _PARALLEL_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True
-    )
+    # 4 virtual devices, not 8: every collective waits for all of them; a (2, 2)
+    # mesh still shards the batch and the model axes.
+    proc = helpers.run_on_virtual_cpu_devices(_PARALLEL_SCRIPT, 4)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("JSON", 1)[1])
     for key in ("dp", "mp"):
