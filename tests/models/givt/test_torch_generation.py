@@ -402,3 +402,20 @@ def test_only_the_torch_engine_knows_torch_generation():
         assert not re.search(r"^\s*(import|from)\s+torch\b", code, re.M), path
         assert "config.backend()" not in code, path
         assert "torch_generation" not in re.sub(r'"""[\s\S]*?"""', "", code), path
+
+
+@torch_only
+def test_weight_preparation_returns_the_freed_heap_once(monkeypatch):
+    """The C heap is trimmed before and after the weights are prepared (the
+    build's and the packing's freed blocks), once per decoder."""
+    calls = []
+    if torch_generation._MALLOC_TRIM is None:
+        pytest.skip("no glibc malloc_trim in this C library")
+    monkeypatch.setattr(torch_generation, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    backbone = _randomize(GIVTBackbone(**helpers.tiny_kwargs(style="masked")))
+    inputs = {k: ops.convert_to_tensor(v) for k, v in helpers.tiny_inputs(backbone).items()}
+    with _no_grad():
+        decoder = TorchDecoder(backbone)
+        decoder.forward(inputs)
+        decoder.forward(inputs)
+    assert calls == [0, 0]
