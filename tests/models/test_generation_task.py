@@ -57,3 +57,31 @@ def test_fit_on_arrays_shuffles_and_splits_like_keras(monkeypatch):
     assert calls[-1] == (40, 8, False)
     with pytest.raises(ValueError, match="validation_split"):
         model.fit({"latents": tokens, "labels": labels}, validation_split=1.5, verbose=0)
+
+
+def test_the_heap_is_trimmed_once_per_train_function(monkeypatch):
+    """`release_freed_heap` before the train function is built, not at every step
+    (re-faulting a step's freed temporaries every step would cost time)."""
+    from keras_givt.utils import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    model = GIVTCausal(GIVTBackbone(**helpers.tiny_kwargs()), seed=0)
+    model.compile(optimizer="adam")
+    tokens, labels = helpers.digits_tokens(4)
+    batch = {"latents": tokens, "labels": labels}
+    model.train_on_batch(batch)
+    model.train_on_batch(batch)
+    assert calls == [0]
+    model.make_train_function(force=True)
+    assert calls == [0, 0]
+
+
+def test_release_freed_heap_uses_glibc_where_there_is_one():
+    import platform
+
+    from keras_givt.utils import heap
+
+    assert heap.release_freed_heap() == (heap.MALLOC_TRIM is not None)
+    if platform.libc_ver()[0] == "glibc":
+        assert heap.MALLOC_TRIM is not None
