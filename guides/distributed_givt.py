@@ -37,9 +37,9 @@ HAS_ACCELERATOR = bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/accel
 if FAST or not HAS_ACCELERATOR:
     flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8"
-    # Each virtual device holds a thread of the PJRT CPU pool while it waits in a
-    # collective, and XLA aborts a collective that waits 10 s; a pool bigger than
-    # max(cores, devices) keeps a busy small machine from stalling into that abort.
+    # XLA aborts a collective that waits 10 s for a device, and on a busy 2-core
+    # machine 8 virtual devices sometimes stalled into that abort; a PJRT CPU
+    # thread pool bigger than the core count made it go away in our runs.
     os.environ.setdefault("PJRT_NPROC", "32")
 
 import keras

@@ -15,13 +15,14 @@ from tests.conftest import BIG_VISION_FIXTURES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # XLA's in-process CPU collectives abort the whole process when a participant has
-# not joined a rendezvous within 10 s (a constant, no flag in jaxlib 0.6.2). Each
-# virtual device's execution holds a thread of the PJRT CPU client's pool while it
-# waits, and the pool has max(cores, devices) threads unless PJRT_NPROC says more.
-# Measured on the 2-core CI machine with 4 copies of the model-parallel fit at once
-# (8 devices): 1 of 12 copies aborted with the default pool, 0 of 8 with 32 threads;
-# the fit alone took 31 s either way. The abort is all-or-nothing (no run that
-# passed had waited even 5 s), so a second try is kept as well, only for that abort.
+# not joined a rendezvous within 10 s (a constant: jaxlib 0.6.2 has no flag for it).
+# The likely cause is a starved thread pool: a device waiting in a collective holds
+# a thread of the PJRT CPU client's pool, sized from the core count unless
+# PJRT_NPROC says otherwise. Measured on this project's 2-core VM with 4 copies of
+# the model-parallel fit at once (8 devices): 1 of 12 copies aborted with the
+# default pool, 0 of 8 with PJRT_NPROC=32 (too few runs to prove it); the fit alone
+# took 31 s either way. The abort is all-or-nothing (no passing run waited even the
+# 5 s after which XLA warns), so a second try is kept too, only for that abort.
 VIRTUAL_DEVICE_POOL_THREADS = "32"
 _RENDEZVOUS_ABORT = "Termination timeout for"
 

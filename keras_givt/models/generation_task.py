@@ -23,8 +23,8 @@ from keras_givt.models import fit_arrays
 from keras_givt.models import image_preprocessor  # noqa: F401 (registers ImagePreprocessor)
 from keras_givt.samplers.config import SamplingConfig
 from keras_givt.utils import preset_utils
-from keras_givt.utils.heap import release_freed_heap
 from keras_givt.utils import validation
+from keras_givt.utils.heap import release_freed_heap
 
 
 class GenerationTask(Task):
