@@ -320,8 +320,8 @@ def search_max_batch(probe, start, max_batch, budget):
     `start` (halves below it while nothing fits); after two wrong predictions
     in a row it bisects, so a curved peak cannot make it creep; it also
     bisects when one batch fits and a larger one failed before a line exists.
-    Returns
-    `(good, probes)`, `probes` the `(batch, peak)` pairs in the order run.
+    Returns `(good, probes)`, `probes` the `(batch, peak)` pairs in the order
+    run.
     """
     probes = []
     good, bad = 0, max_batch + 1

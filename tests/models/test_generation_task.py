@@ -1,4 +1,6 @@
-"""`GenerationTask.fit` on in-memory arrays (`models.fit_arrays`): reshuffled every epoch."""
+"""`GenerationTask`: `fit` on in-memory arrays (`models.fit_arrays`, reshuffled every epoch), and the heap trim once per train function."""
+
+import platform
 
 import keras
 import numpy as np
@@ -8,6 +10,7 @@ import tensorflow as tf
 from keras_givt import GIVTBackbone
 from keras_givt import GIVTCausal
 from keras_givt.models import fit_arrays
+from keras_givt.utils import heap
 from tests import helpers
 
 
@@ -62,8 +65,6 @@ def test_fit_on_arrays_shuffles_and_splits_like_keras(monkeypatch):
 def test_the_heap_is_trimmed_once_per_train_function(monkeypatch):
     """`release_freed_heap` before the train function is built, not at every step
     (re-faulting a step's freed temporaries every step would cost time)."""
-    from keras_givt.utils import heap
-
     calls = []
     monkeypatch.setattr(heap, "MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
     model = GIVTCausal(GIVTBackbone(**helpers.tiny_kwargs()), seed=0)
@@ -78,10 +79,6 @@ def test_the_heap_is_trimmed_once_per_train_function(monkeypatch):
 
 
 def test_release_freed_heap_uses_glibc_where_there_is_one():
-    import platform
-
-    from keras_givt.utils import heap
-
     assert heap.release_freed_heap() == (heap.MALLOC_TRIM is not None)
     if platform.libc_ver()[0] == "glibc":
         assert heap.MALLOC_TRIM is not None
