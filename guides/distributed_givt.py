@@ -35,12 +35,12 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # keras.distribution needs JAX he
 FAST = bool(os.environ.get("KERAS_GIVT_GUIDE_FAST"))
 HAS_ACCELERATOR = bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/accel0")
 if FAST or not HAS_ACCELERATOR:
-    flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8"
-    # XLA aborts a collective that waits 10 s for a device, and on a busy 2-core
-    # machine 8 virtual devices sometimes stalled into that abort; a PJRT CPU
-    # thread pool bigger than the core count made it go away in our runs.
-    os.environ.setdefault("PJRT_NPROC", "32")
+    # 8 virtual CPU devices, set before JAX creates any array. It also enlarges
+    # the PJRT CPU thread pool: on a busy 2-core machine 8 devices sometimes
+    # stalled into XLA's 10 s collective abort with the default pool.
+    from keras_givt.utils.virtual_devices import use_virtual_cpu_devices
+
+    use_virtual_cpu_devices(8)
 
 import keras
 import numpy as np

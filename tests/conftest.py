@@ -70,6 +70,7 @@ ONE_BACKEND = {
     "conversion/test_conversion_validation.py": "tensorflow",
     "conversion/test_msgpack_reader.py": "torch",
     "datasets/": "torch",
+    "distributed/test_virtual_devices.py": "jax",
     "models/test_constructor_validation.py": "torch",
     # 179 s on tensorflow in session 12's fresh-clone run.
     "models/test_fit_validation.py": "torch",

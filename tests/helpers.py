@@ -10,20 +10,15 @@ import numpy as np
 from keras import ops
 
 import keras_givt
+from keras_givt.utils.virtual_devices import virtual_cpu_device_env
 from tests.conftest import BIG_VISION_FIXTURES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# XLA's in-process CPU collectives abort the whole process when a participant has
-# not joined a rendezvous within 10 s (a constant: jaxlib 0.6.2 has no flag for it).
-# The likely cause is a starved thread pool: a device waiting in a collective holds
-# a thread of the PJRT CPU client's pool, sized from the core count unless
-# PJRT_NPROC says otherwise. Measured on this project's 2-core VM with 4 copies of
-# the model-parallel fit at once (8 devices): 1 of 12 copies aborted with the
-# default pool, 0 of 8 with PJRT_NPROC=32 (too few runs to prove it); the fit alone
-# took 31 s either way. The abort is all-or-nothing (no passing run waited even the
-# 5 s after which XLA warns), so a second try is kept too, only for that abort.
-VIRTUAL_DEVICE_POOL_THREADS = "32"
+# XLA aborts a collective whose participants have not all joined within 10 s
+# (`keras_givt.utils.virtual_devices` says why the PJRT pool is enlarged). The abort is
+# all-or-nothing (no passing run waited even the 5 s after which XLA warns), so a
+# second try is kept too, only for that abort.
 _RENDEZVOUS_ABORT = "Termination timeout for"
 
 
@@ -34,12 +29,7 @@ def run_on_virtual_cpu_devices(script, num_devices, attempts=2):
     rendezvous time-out is run again (up to `attempts` runs in all) and the
     abort is reported as a warning; any other failure is returned at once.
     """
-    env = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-        PJRT_NPROC=VIRTUAL_DEVICE_POOL_THREADS,
-    )
+    env = virtual_cpu_device_env(num_devices, dict(os.environ, KERAS_BACKEND="jax"))
     for attempt in range(1, attempts + 1):
         proc = subprocess.run(
             [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
