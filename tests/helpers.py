@@ -12,8 +12,7 @@ from keras import ops
 import keras_givt
 from keras_givt.utils.virtual_devices import virtual_cpu_device_env
 from tests.conftest import BIG_VISION_FIXTURES
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.paths import ROOT
 
 # XLA aborts a collective whose participants have not all joined within 10 s
 # (`keras_givt.utils.virtual_devices` says why the PJRT pool is enlarged). The abort is

@@ -15,7 +15,8 @@ import time
 import keras
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.paths import ROOT
+
 GUIDES_DIR = os.path.join(ROOT, "guides")
 GUIDES = sorted(glob.glob(os.path.join(GUIDES_DIR, "*.py")))
 sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -18,7 +18,8 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.paths import ROOT
+
 PACKAGE = os.path.join(ROOT, "keras_givt")
 MODELLING = ("models", "layers", "mixture", "samplers")
 # A module path in a string constant, e.g. "keras_givt.conversion.registry:build_preset".

@@ -9,8 +9,8 @@ import numpy as np
 
 import keras_givt
 from keras_givt.utils import keras_hub_registry, preset_utils
+from tests.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import preset_table  # noqa: E402

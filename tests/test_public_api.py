@@ -8,6 +8,7 @@ import keras
 import pytest
 
 import keras_givt
+from tests.paths import ROOT
 
 EXPECTED_CLASSES = {
     "GIVTBackbone": "keras_givt.models.givt.givt_backbone",
@@ -22,7 +23,6 @@ EXPECTED_CLASSES = {
     "IRevNetAdaptor": "keras_givt.models.adaptor.irevnet_adaptor",
 }
 SUBPACKAGES = ("layers", "mixture", "models", "samplers", "metrics", "datasets")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_CLASSES))

@@ -21,8 +21,8 @@ from keras_givt.cli.main import main
 from keras_givt.models import perceptual_network
 from tests.cli.helpers import read_json
 from tests.cli.helpers import write_image_folder
+from tests.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BACKEND = keras.config.backend()
 FLAGS = [
     "--perceptual-weight",

@@ -21,8 +21,7 @@ from keras_givt.cli import io_utils
 from keras_givt.cli.main import build_parser
 from keras_givt.cli.main import main
 from keras_givt.models import bundled
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.paths import ROOT
 
 
 def _env():

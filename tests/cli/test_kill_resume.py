@@ -25,8 +25,8 @@ from keras_givt.cli import io_utils
 from keras_givt.cli.training import TRAIN_LOG
 from keras_givt.cli.main import main
 from tests.cli.helpers import read_json
+from tests.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 8
 STEPS_PER_EPOCH = 3  # Epochs end at 3, 6 (and the partial last one at 8): resumes land mid-epoch.
 

@@ -38,8 +38,8 @@ from keras_givt.cli import distributed
 from keras_givt.cli.main import main
 from tests.cli.helpers import exit_status
 from tests.cli.helpers import read_json
+from tests.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RTOL, ATOL = 1e-5, 1e-6
 TIMEOUT_S = 600  # A hung collective fails the test instead of blocking the suite.
 

@@ -10,8 +10,7 @@ from keras import ops
 
 from keras_givt import GIVTBackbone
 from tests import helpers
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+from tests.paths import ROOT
 
 
 def _randomize(backbone, seed=0):
