@@ -15,6 +15,7 @@ runs to prove it); the fit alone took 31 s either way. So the pool is
 `PJRT_CPU_POOL_THREADS` threads unless the environment already sets one.
 """
 
+import collections.abc
 import os
 import re
 import sys
@@ -47,6 +48,11 @@ def virtual_cpu_device_env(num_devices, environ=None):
     ```
     """
     num_devices = validation.check_positive_int("num_devices", num_devices)
+    if environ is not None and not isinstance(environ, collections.abc.Mapping):
+        raise TypeError(
+            "`environ` must be a mapping of environment variables or None; received "
+            f"environ={environ!r} ({type(environ).__name__})."
+        )
     env = dict(os.environ if environ is None else environ)
     flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).split()
     flags.append(f"--xla_force_host_platform_device_count={num_devices}")

@@ -41,6 +41,12 @@ def test_bad_device_counts_name_the_argument(bad):
         virtual_cpu_device_env(bad)
 
 
+@pytest.mark.parametrize("bad", ["XLA_FLAGS=x", [("A", "b")], 3])
+def test_a_bad_environ_names_the_argument(bad):
+    with pytest.raises(TypeError, match="environ"):
+        virtual_cpu_device_env(2, bad)
+
+
 def test_use_gives_a_fresh_process_the_devices():
     script = (
         "import os; os.environ['KERAS_BACKEND'] = 'jax'\n"

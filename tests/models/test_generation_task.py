@@ -1,4 +1,5 @@
-"""`GenerationTask`: `fit` on in-memory arrays (`models.fit_arrays`, reshuffled every epoch), and the heap trim once per train function."""
+"""`GenerationTask`: `fit` on in-memory arrays (`models.fit_arrays`, reshuffled every
+epoch), and the heap trim once per train function."""
 
 import platform
 
